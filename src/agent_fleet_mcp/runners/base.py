@@ -78,7 +78,9 @@ BASE_ENV_KEYS: tuple[str, ...] = (
 NEVER_PASS: frozenset[str] = frozenset(("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"))
 
 
-def scrubbed_env(env: Mapping[str, str], *, prefixes: tuple[str, ...] = (), keys: tuple[str, ...] = ()) -> dict[str, str]:
+def scrubbed_env(
+    env: Mapping[str, str], *, prefixes: tuple[str, ...] = (), keys: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The child environment: the base keys, ``LC_*``, the given keys and prefixes; never the nesting guards."""
     out: dict[str, str] = {}
     for k, v in env.items():

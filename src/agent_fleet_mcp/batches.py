@@ -1,0 +1,208 @@
+"""run_agents: a batch of delegated runs with `depends_on` edges, started wave by wave.
+
+Validation happens before anything starts (unknown template, duplicate id, unknown dependency, cycle, a `{{id}}`
+that is not a dependency). A run starts when all its dependencies succeeded; `{{id}}` in its input is replaced by
+that run's result (capped). A failed dependency fails its dependents with a reason. State lives in the store, so
+a batch keeps advancing under whichever server is up.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from agent_fleet_mcp.errors import FleetError, InvalidRequest, NotFound
+from agent_fleet_mcp.store.models import RUN_DONE, RunRow
+
+if TYPE_CHECKING:
+    from agent_fleet_mcp.fleet import Fleet
+
+log = structlog.get_logger("agent_fleet.batches")
+
+REF_RE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+RESULT_IN_INPUT_CHARS = 8_000
+MAX_RUNS = 50
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    template: str
+    input: str
+    id: str | None = None
+    depends_on: tuple[str, ...] = ()
+    cwd: str | None = None
+
+
+def waves(deps: dict[str, list[str]]) -> dict[str, int]:
+    """Wave number (1-based) of each run: 1 + the deepest dependency. Assumes an acyclic graph."""
+    out: dict[str, int] = {}
+
+    def depth(rid: str) -> int:
+        if rid not in out:
+            out[rid] = 1 + max((depth(d) for d in deps[rid]), default=0)
+        return out[rid]
+
+    for rid in deps:
+        depth(rid)
+    return out
+
+
+def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for d in deps[n]:
+            if state.get(d) == 1:
+                return [*stack[stack.index(d) :], d]
+            if d not in state and (cyc := visit(d)):
+                return cyc
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in deps:
+        if n not in state and (cyc := visit(n)):
+            return cyc
+    return None
+
+
+class BatchEngine:
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._lock = anyio.Lock()
+
+    def validate(self, runs: Sequence[RunRequest]) -> list[dict[str, object]]:
+        if not runs:
+            raise InvalidRequest("runs is empty; pass at least one {agent, input}")
+        if len(runs) > MAX_RUNS:
+            raise InvalidRequest(f"{len(runs)} runs in one batch (limit {MAX_RUNS}); split the work")
+        catalog = self.fleet.catalog()
+        ids: list[str] = []
+        counts: dict[str, int] = {}
+        for r in runs:
+            catalog.get(r.template)  # unknown template -> NotFound with the available names
+            if r.id is not None:
+                rid = r.id
+            else:
+                counts[r.template] = counts.get(r.template, 0) + 1
+                rid = r.template if counts[r.template] == 1 else f"{r.template}-{counts[r.template]}"
+            if not ID_RE.match(rid):
+                raise InvalidRequest(f"bad run id {rid!r}: use letters, digits, '-', '_' or '.' (max 41)")
+            if rid in ids:
+                raise InvalidRequest(f"duplicate run id {rid!r}; give each run a distinct `id`")
+            ids.append(rid)
+        deps = {rid: list(dict.fromkeys(r.depends_on)) for rid, r in zip(ids, runs, strict=True)}
+        for rid, r in zip(ids, runs, strict=True):
+            for d in deps[rid]:
+                if d not in deps:
+                    raise InvalidRequest(f"run {rid!r} depends on unknown run {d!r}; known ids: {', '.join(ids)}")
+                if d == rid:
+                    raise InvalidRequest(f"run {rid!r} depends on itself")
+            for ref in REF_RE.findall(r.input):
+                if ref not in deps[rid]:
+                    raise InvalidRequest(
+                        f"input of run {rid!r} uses {{{{{ref}}}}} but does not depend on it; add {ref!r} to depends_on"
+                    )
+            self.fleet.validate_prompt(r.input)
+        if cycle := find_cycle(deps):
+            raise InvalidRequest(f"depends_on has a cycle: {' -> '.join(cycle)}; runs must form a DAG")
+        return [
+            {"run_id": rid, "template": r.template, "input": r.input, "depends_on": deps[rid],
+             "cwd": self.fleet.validate_cwd(r.cwd)}
+            for rid, r in zip(ids, runs, strict=True)
+        ]  # fmt: skip
+
+    async def start(self, runs: Sequence[RunRequest]) -> str:
+        rows = self.validate(runs)
+        batch_id = "b_" + uuid.uuid4().hex[:8]
+        await self.fleet.store.insert_batch(batch_id, rows)
+        log.info("batch_started", batch=batch_id, runs=len(rows))
+        await self.advance(batch_id)
+        return batch_id
+
+    async def get(self, batch_id: str) -> list[RunRow]:
+        if await self.fleet.store.get_batch(batch_id) is None:
+            raise NotFound(f"no batch {batch_id!r}; run_agents returns the batch id to wait on")
+        return await self.fleet.store.runs_of(batch_id)
+
+    async def advance(self, batch_id: str | None = None) -> None:
+        async with self._lock:
+            store = self.fleet.store
+            ids = [batch_id] if batch_id else [b.id for b in await store.list_batches(status="running")]
+            for bid in ids:
+                while await self._advance_once(bid):
+                    pass
+                runs = await store.runs_of(bid)
+                if runs and all(r.status in RUN_DONE for r in runs):
+                    ok = all(r.status == "succeeded" for r in runs)
+                    await store.finish_batch(bid, "succeeded" if ok else "failed")
+
+    async def _advance_once(self, batch_id: str) -> bool:
+        """One pass over the batch; True when something changed (so another pass may unlock more)."""
+        store = self.fleet.store
+        runs = await store.runs_of(batch_id)
+        by_id = {r.run_id: r for r in runs}
+        changed = False
+        for run in runs:
+            if run.status == "running" and run.agent_id:
+                turn = await store.get_turn(run.agent_id, 1)
+                if turn is None or turn.done:
+                    ok = turn is not None and turn.status == "succeeded"
+                    reason = None if ok else (turn.error or turn.reason or turn.status if turn else "agent deleted")
+                    await store.update_run(
+                        batch_id, run.run_id, status="succeeded" if ok else "failed", reason=reason,
+                        ended_at=time.time(),
+                    )  # fmt: skip
+                    changed = True
+            elif run.status == "waiting":
+                dep_rows = [by_id[d] for d in run.depends_on]
+                bad = next((d for d in dep_rows if d.status in ("failed", "skipped")), None)
+                if bad is not None:
+                    await store.update_run(
+                        batch_id, run.run_id, status="failed", ended_at=time.time(),
+                        reason=f"dependency {bad.run_id!r} failed: {bad.reason or 'no reason'}",
+                    )  # fmt: skip
+                    changed = True
+                elif all(d.status == "succeeded" for d in dep_rows):
+                    await self._start_run(batch_id, run, by_id)
+                    changed = True
+        return changed
+
+    async def _start_run(self, batch_id: str, run: RunRow, by_id: dict[str, RunRow]) -> None:
+        store = self.fleet.store
+        results: dict[str, str] = {}
+        for d in run.depends_on:
+            dep = by_id[d]
+            turn = await store.get_turn(dep.agent_id, 1) if dep.agent_id else None
+            results[d] = cap_result((turn.result_text if turn else None) or "", dep)
+        prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
+        name = f"{run.run_id}-{batch_id[2:]}"
+        try:
+            created = await self.fleet.create_agent(name=name, template=run.template, prompt=prompt, cwd=run.cwd)
+        except FleetError as exc:
+            await store.update_run(batch_id, run.run_id, status="failed", reason=str(exc), ended_at=time.time())
+            return
+        await store.update_run(
+            batch_id, run.run_id, agent_id=created.agent.id, status="running", started_at=time.time()
+        )
+
+
+def cap_result(text: str, dep: RunRow) -> str:
+    if len(text) <= RESULT_IN_INPUT_CHARS:
+        return text
+    return (
+        text[:RESULT_IN_INPUT_CHARS]
+        + f"\n[... {len(text) - RESULT_IN_INPUT_CHARS:,} more chars; read them with get_agent_output on the agent of"
+        f" run {dep.run_id!r}]"
+    )

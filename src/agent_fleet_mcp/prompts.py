@@ -1,0 +1,70 @@
+"""MCP prompts that teach the host model the sleeping-orchestrator pattern with our 8 tools.
+
+Claude Code shows them as /mcp__<server>__orchestrate etc.; Claude Desktop in its prompt menu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+ORCHESTRATE = """You are the orchestrator of an agent fleet. Your job is to delegate, sleep, and integrate — not to do
+the work yourself, and not to read everything the agents read. Task:
+
+{task}
+
+Method:
+1. Call list_task_agents once to see the templates (scout, planner, builder, code-reviewer, ...).
+2. Decompose the task into a small DAG. Typically: 2-4 scouts in parallel, each on a distinct area or question
+   (what files matter, what the current behaviour is); one planner that depends on all scouts and receives their
+   findings through {{{{scout-id}}}} placeholders; one builder that depends on the planner and receives
+   {{{{plan}}}}. Add a code-reviewer after the builder when the change is risky.
+3. Start it with ONE run_agents call (give each run an `id`; set depends_on; cwd{cwd_hint}). Inputs must be
+   self-contained: the agents do not see this conversation.
+4. Sleep: call wait_for_agents(batch=<id>) until done is true. Do not poll get_agent_status in a loop and do not
+   read transcripts while they work; progress notifications tell you enough.
+5. When the batch finishes, read only what you need: the run results in the batch view, or get_agent_output for a
+   specific agent (results are capped; follow next_cursor only if you must). If a run failed, read its reason,
+   decide whether to re-run it with command_agent (clearer input) or report the failure.
+6. Report to the user: what was done, which files changed, what was verified, the cost (get_agent_status fleet
+   line), and any open problems.
+7. Clean up with delete_agent("all") unless the user wants to keep the agents.
+"""
+
+REVIEW = """Review {target} by delegating, in parallel, to two task agents, then merge their findings.
+
+1. run_agents with two runs and no dependencies:
+   - id "review", agent "code-reviewer": review {target}{focus_hint}. Ask for findings ranked by severity with
+     file:line and a concrete fix each.
+   - id "tests", agent "test-writer": identify the untested behaviour in {target} and write the missing tests
+     (or, when it must not write, list them precisely).
+2. wait_for_agents(batch=<id>) until done.
+3. Merge: one list, deduplicated, ordered by severity; mark which findings the new tests cover. Quote file:line.
+   Keep it short; link to get_agent_output for details rather than pasting transcripts.
+4. delete_agent for the two agents when the user has what they need.
+"""
+
+FLEET = """Summarize the agent fleet for the user in a few lines.
+
+Call get_agent_status (no arguments). Report: how many agents are running / queued / idle / failed; for each
+running agent, what it is doing now (activity) and for how long; any stalled agent (stalled: true) or failed agent
+with its last_error and what to do about it; total tokens and cost. {detail_hint}Do not read transcripts unless a
+failure needs explaining; then use get_agent_output(mode="tail") for that one agent only.
+"""
+
+
+def register(mcp: MCPServer[Any]) -> None:
+    @mcp.prompt(
+        name="orchestrate", description="Delegate a task to a fleet: scouts -> plan -> build, sleeping while they work"
+    )
+    def orchestrate(task: str, cwd: str | None = None) -> str:
+        hint = f" = {cwd!r}" if cwd else " = the project folder"
+        return ORCHESTRATE.format(task=task, cwd_hint=hint)
+
+    @mcp.prompt(name="review", description="Parallel code review + test writing for a path or diff, findings merged")
+    def review(target: str, focus: str | None = None) -> str:
+        return REVIEW.format(target=target, focus_hint=f", focusing on {focus}" if focus else "")
+
+    @mcp.prompt(name="fleet", description="Summarize fleet status and costs")
+    def fleet(detail: str | None = None) -> str:
+        return FLEET.format(detail_hint=f"Also cover: {detail}. " if detail else "")

@@ -1,0 +1,181 @@
+"""Helpers shared by the headless-CLI runners (claude-code, codex, gemini).
+
+- finding the CLI binary: ``$AGENT_FLEET_TOOLS_BIN``, then the child's ``PATH``, then the project-local
+  ``.tools/node_modules/.bin`` that scripts/install-tools.sh fills;
+- reading one native JSONL line defensively;
+- short human summaries of tool calls (paths relative to the agent's cwd);
+- ``CumulativeLedger``: some backends report running totals over a resumed conversation (claude's
+  ``total_cost_usd``, codex's ``turn.completed.usage``). The parser turns them into per-turn amounts by remembering
+  the total each turn ended at, in a small JSON file in the agent's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent_fleet_mcp.errors import RunnerUnavailable
+
+TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
+# src/agent_fleet_mcp/runners/_cli.py -> the checkout root (only meaningful in a source checkout)
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_TOOLS_BIN = _REPO_ROOT / ".tools" / "node_modules" / ".bin"
+
+SUMMARY_CHARS = 80
+
+
+def find_cli(name: str, env: Mapping[str, str]) -> str | None:
+    """Absolute path of the CLI ``name``, or None. Looks in ``$AGENT_FLEET_TOOLS_BIN``, the env's PATH, then the
+    project-local ``.tools/node_modules/.bin``."""
+    dirs: list[str] = []
+    if explicit := env.get(TOOLS_BIN_ENV):
+        dirs.append(explicit)
+    dirs.extend(p for p in env.get("PATH", "").split(os.pathsep) if p)
+    if REPO_TOOLS_BIN.is_dir():
+        dirs.append(str(REPO_TOOLS_BIN))
+    found = shutil.which(name, path=os.pathsep.join(dirs)) if dirs else None
+    return str(Path(found).absolute()) if found else None
+
+
+def require_cli(name: str, env: Mapping[str, str], *, package: str) -> str:
+    """Like ``find_cli`` but raises ``RunnerUnavailable`` with the install command."""
+    exe = find_cli(name, env)
+    if exe is None:
+        raise RunnerUnavailable(
+            f"{name} is not installed: npm install -g {package} "
+            f"(or run scripts/install-tools.sh, or point ${TOOLS_BIN_ENV} at a folder holding `{name}`)"
+        )
+    return exe
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """One native stream line as a JSON object, or None for blank lines, log noise and non-objects."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def clip(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """First line of ``text``, at most ``limit`` characters (with an ellipsis when cut)."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit or len(lines) > 1:
+        return first[: limit - 1].rstrip() + "…"
+    return first
+
+
+def rel_path(path: str, cwd: Path) -> str:
+    """``path`` relative to ``cwd`` when it lies inside it, else unchanged."""
+    if not path:
+        return path
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    with contextlib.suppress(ValueError):
+        rel = p.relative_to(cwd)
+        return str(rel) if str(rel) != "." else "."
+    return path
+
+
+def text_size(content: Any) -> int:
+    """Characters of a tool result's content: a string, or a list of content blocks (text counted)."""
+    if isinstance(content, str):
+        return len(content)
+    size = 0
+    for block in as_list(content):
+        b = as_dict(block)
+        text = b.get("text")
+        if isinstance(text, str):
+            size += len(text)
+        elif b:
+            size += len(json.dumps(b, ensure_ascii=False))
+    return size
+
+
+class CumulativeLedger:
+    """Running totals a backend reported, per session and turn, kept in ``<agent_dir>/<name>``.
+
+    ``baseline(session, turn)`` is the total the conversation stood at before ``turn``: the entry of the latest
+    earlier turn. ``record`` stores the total a turn ended at. Re-parsing a turn (reconciliation after a restart)
+    finds the same baseline, so the per-turn amount never changes. Missing or corrupt file = no history.
+    """
+
+    MAX_SESSIONS = 50
+    MAX_TURNS_PER_SESSION = 200
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return as_dict(data)
+
+    def baseline(self, session_id: str, turn: int) -> dict[str, float] | None:
+        entries = as_dict(self._load().get(session_id))
+        earlier = [int(t) for t in entries if t.isdigit() and int(t) < turn]
+        if not earlier:
+            return None
+        row = as_dict(entries[str(max(earlier))])
+        return {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
+
+    def record(self, session_id: str, turn: int, totals: Mapping[str, float]) -> None:
+        data = self._load()
+        entries = as_dict(data.pop(session_id, None))
+        entries[str(turn)] = dict(totals)
+        if len(entries) > self.MAX_TURNS_PER_SESSION:
+            keep = sorted(int(t) for t in entries if t.isdigit())[-self.MAX_TURNS_PER_SESSION :]
+            entries = {str(t): entries[str(t)] for t in keep}
+        data[session_id] = entries  # re-inserted last: most recently used
+        while len(data) > self.MAX_SESSIONS:
+            data.pop(next(iter(data)))
+        _write_atomic(self.path, json.dumps(data, separators=(",", ":")))
+
+
+def deltas(totals: Mapping[str, float], baseline: Mapping[str, float] | None, keys: Iterable[str]) -> dict[str, float]:
+    """Per-turn amounts from running totals. A total that went down (the backend did not report a running total
+    after all) is taken as the turn's own amount."""
+    out: dict[str, float] = {}
+    for k in keys:
+        now = totals.get(k, 0.0)
+        before = (baseline or {}).get(k, 0.0)
+        out[k] = now - before if now >= before else now
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,146 @@
+"""Typed outputs of the MCP tools (structured content). Compact by design: the orchestrator's context is precious."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskAgentInfo(Out):
+    name: str
+    description: str
+    tags: list[str]
+    runner: str
+    model: str | None
+    permission: str
+    concurrency: str
+
+
+class TaskAgentList(Out):
+    agents: list[TaskAgentInfo]
+    problems: list[str] = Field(default_factory=list, description="catalog files that failed to load")
+
+
+class Tokens(Out):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+class AgentRowOut(Out):
+    name: str
+    status: str = Field(description="queued | running | idle | failed | stopped | deleted")
+    runner: str
+    model: str | None
+    turn: int | None = Field(None, description="latest turn number")
+    turn_status: str | None = None
+    activity: str | None = Field(None, description="last tool call, 'thinking', 'done' ...")
+    turns: int = 0
+    queued: int = 0
+    tool_calls: int = 0
+    tokens: Tokens = Tokens()
+    cost_usd: float | None = None
+    context_pct: float | None = None
+    elapsed_s: float | None = None
+    idle_s: float | None = None
+    stalled: bool = False
+    reads: int = 0
+    writes: int = 0
+    last_error: str | None = None
+
+
+class FleetSummary(Out):
+    agents: int
+    running: int
+    queued: int
+    idle: int
+    failed: int
+    stopped: int
+    tokens: Tokens
+    cost_usd: float
+
+
+class StatusOut(Out):
+    fleet: FleetSummary
+    agents: list[AgentRowOut]
+
+
+class CreateOut(Out):
+    agent: AgentRowOut
+    created: bool = Field(description="false when an identical agent already existed (retry-safe)")
+    turn: int | None = None
+    note: str
+
+
+class CommandOut(Out):
+    agent: str
+    turn: int
+    status: str = Field(description="running, or queued behind a running turn / the fleet-wide cap")
+    note: str
+
+
+class WaitOut(Out):
+    done: bool = Field(description="true when the `until` condition was met")
+    finished: list[str]
+    still_running: list[str]
+    waited_s: float
+    agents: list[AgentRowOut]
+    batch: BatchOut | None = None
+    note: str
+
+
+class OutputOut(Out):
+    agent: str
+    turn: int
+    turn_status: str
+    mode: Literal["result", "tail", "transcript"]
+    text: str
+    truncated: bool
+    next_cursor: int | None = Field(None, description="pass as cursor to read on")
+    total_chars: int
+    transcript_path: str | None
+
+
+class DeletedAgent(Out):
+    name: str
+    stopped_turns: int
+
+
+class DeleteOut(Out):
+    deleted: list[DeletedAgent]
+    purged: bool
+
+
+class RunOut(Out):
+    id: str
+    template: str
+    agent: str | None = Field(None, description="the agent created for this run (for get_agent_output)")
+    status: str = Field(description="waiting | running | succeeded | failed")
+    wave: int
+    depends_on: list[str] = Field(default_factory=list)
+    result: str | None = None
+    truncated: bool = False
+    reason: str | None = None
+
+
+class BatchOut(Out):
+    batch: str
+    status: str
+    runs: list[RunOut]
+    wall_s: float | None = None
+    sum_run_s: float | None = Field(None, description="sum of run durations; vs wall_s shows parallel savings")
+
+
+class RunAgentsOut(Out):
+    done: bool
+    batch: BatchOut
+    note: str
+
+
+WaitOut.model_rebuild()

@@ -1,0 +1,270 @@
+"""The MCP surface: exactly 8 tools, 3 prompts, 2 resources. Thin: validate, call the fleet, shape the output,
+turn FleetError into ToolError (a message the model can act on)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_fleet_mcp import __version__, logs, prompts, views
+from agent_fleet_mcp.batches import RunRequest
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.errors import FleetError, NotFound
+from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.schemas import (
+    CommandOut,
+    CreateOut,
+    DeletedAgent,
+    DeleteOut,
+    OutputOut,
+    RunAgentsOut,
+    StatusOut,
+    TaskAgentInfo,
+    TaskAgentList,
+    WaitOut,
+)  # fmt: skip
+from agent_fleet_mcp.spec import Concurrency
+from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.waits import MAX_WAIT_S, wait_for
+
+INSTRUCTIONS = (
+    "Orchestrate a fleet of AI agents without filling your context: create or delegate (run_agents), then sleep "
+    "with wait_for_agents, check get_agent_status, read bounded results with get_agent_output, and delete_agent "
+    "when done. Calls never block more than 45 s; call wait_for_agents again while agents still run."
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class AppState:
+    fleet: Fleet
+
+
+def edge(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """FleetError -> ToolError with the same actionable message; nothing else is swallowed."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except FleetError as exc:
+            raise ToolError(str(exc)) from exc
+
+    return wrapper
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(description="task-agent template name from list_task_agents")
+    input: str = Field(description="the task; {{id}} is replaced by that dependency's result")
+    id: str | None = Field(None, description="run id for depends_on/{{id}} (default: the template name)")
+    depends_on: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+
+
+def _concurrency_text(c: Concurrency) -> str:
+    return f"queue (max_queued {c.max_queued})" if c.strategy == "queue" else c.strategy
+
+
+def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
+    logs.ensure_configured()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        cfg = settings or Settings.from_env()
+        async with SqliteStore(cfg.db_path) as store:
+            fleet = Fleet(cfg, store)
+            async with fleet.running():
+                yield AppState(fleet)
+
+    mcp: MCPServer[AppState] = MCPServer(
+        "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING"
+    )
+
+    def fleet_of(ctx: Context[AppState, Any]) -> Fleet:
+        return ctx.request_context.lifespan_context.fleet
+
+    ro = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+
+    @mcp.tool(annotations=ro)
+    @edge
+    async def list_task_agents(
+        ctx: Context[AppState, Any], tags: list[str] | None = None, query: str | None = None
+    ) -> TaskAgentList:
+        """List task-agent templates (catalog) to delegate to; filter by tags (all must match) or a text query."""
+        cat = fleet_of(ctx).catalog()
+        found = cat.search(tags=tags, query=query)
+        return TaskAgentList(
+            agents=[
+                TaskAgentInfo(
+                    name=d.name, description=d.description, tags=list(d.tags), runner=d.spec.runner,
+                    model=d.spec.model, permission=d.spec.permission,
+                    concurrency=_concurrency_text(d.spec.concurrency),
+                )
+                for d in found
+            ],
+            problems=[str(p) for p in cat.problems],
+        )  # fmt: skip
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True))
+    @edge
+    async def create_agent(
+        ctx: Context[AppState, Any],
+        name: Annotated[str, Field(description="unique agent name, e.g. 'scout-auth'")],
+        prompt: Annotated[str | None, Field(description="first task; starts turn 1 now")] = None,
+        template: Annotated[str | None, Field(description="catalog template (list_task_agents)")] = None,
+        runner: Annotated[str | None, Field(description="anthropic | claude-code | codex | gemini")] = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        cwd: Annotated[str | None, Field(description="working directory (default: server's project)")] = None,
+        permission: Literal["readonly", "readwrite"] | None = None,
+        max_turns: Annotated[int | None, Field(ge=1, le=1000)] = None,
+        max_cost_usd: Annotated[float | None, Field(gt=0)] = None,
+        timeout_s: Annotated[float | None, Field(gt=0)] = None,
+        idempotency_key: str | None = None,
+    ) -> CreateOut:
+        """Create an agent (from a template or ad hoc) and, with a prompt, start it. Retry-safe: the same name and
+        spec returns the existing agent."""
+        fleet = fleet_of(ctx)
+        res = await fleet.create_agent(
+            name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
+            cwd=cwd, permission=permission, max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+        [row] = await views.agent_rows(fleet, [res.agent])
+        if not res.created:
+            note = "already existed with this spec; nothing new started"
+        elif res.turn is None:
+            note = "created idle; use command_agent to give it work"
+        else:
+            note = f"turn {res.turn.n} {res.turn.status}; wait_for_agents to sleep until it finishes"
+        return CreateOut(agent=row, created=res.created, turn=res.turn.n if res.turn else None, note=note)
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    @edge
+    async def command_agent(ctx: Context[AppState, Any], agent: str, prompt: str) -> CommandOut:
+        """Give an existing agent a new task (a new turn continuing its conversation). A busy agent queues, rejects
+        or replaces per its template's concurrency strategy."""
+        turn = await fleet_of(ctx).command_agent(agent, prompt)
+        note = "started" if turn.status == "running" else "queued: starts when the agent/fleet has capacity"
+        return CommandOut(agent=agent, turn=turn.n, status=turn.status, note=note)
+
+    @mcp.tool(annotations=ro)
+    @edge
+    async def get_agent_status(ctx: Context[AppState, Any], agents: list[str] | None = None) -> StatusOut:
+        """Fleet summary plus one compact row per agent: status, current activity, turns, tokens, cost, errors."""
+        fleet = fleet_of(ctx)
+        rows = [await fleet.get_agent(a) for a in agents] if agents else await fleet.store.list_agents()
+        out = await views.agent_rows(fleet, rows)
+        all_rows = out if not agents else await views.agent_rows(fleet, await fleet.store.list_agents())
+        return StatusOut(fleet=views.fleet_summary(all_rows), agents=out)
+
+    @mcp.tool(annotations=ro)
+    @edge
+    async def wait_for_agents(
+        ctx: Context[AppState, Any],
+        agents: list[str] | None = None,
+        batch: str | None = None,
+        until: Literal["all", "any"] = "all",
+        timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30.0,
+    ) -> WaitOut:
+        """Sleep until the agents (default: all) or a run_agents batch finish, or timeout_s (max 45). Cheap: call
+        it repeatedly instead of polling status."""
+        fleet = fleet_of(ctx)
+        res = await wait_for(
+            fleet, agents=agents, batch=batch, until=until, timeout_s=timeout_s, progress=ctx.report_progress
+        )
+        rows = await views.agent_rows(fleet, [a for a in res.agents if a.name not in res.finished or not batch])
+        batch_out = await views.batch_view(fleet, batch) if batch else None
+        if res.done:
+            note = "done; read results with get_agent_output" if not batch else "batch finished"
+        else:
+            note = f"still running after {res.waited_s:g} s; call wait_for_agents again to keep sleeping"
+        return WaitOut(
+            done=res.done, finished=res.finished, still_running=res.still_running, waited_s=res.waited_s,
+            agents=rows, batch=batch_out, note=note,
+        )  # fmt: skip
+
+    @mcp.tool(annotations=ro)
+    @edge
+    async def get_agent_output(
+        ctx: Context[AppState, Any],
+        agent: str,
+        turn: Annotated[int | None, Field(ge=1, description="default: latest")] = None,
+        mode: Literal["result", "tail", "transcript"] = "result",
+        cursor: Annotated[int, Field(ge=0)] = 0,
+        max_chars: Annotated[int, Field(ge=200, le=20_000)] = 4_000,
+    ) -> OutputOut:
+        """Read an agent's output in bounded pages: the final result, the live tail, or the transcript."""
+        fleet = fleet_of(ctx)
+        row = await fleet.get_agent(agent)
+        turns = await fleet.store.turns_of(row.id)
+        if not turns:
+            raise NotFound(f"agent {agent!r} has no turns yet; command_agent gives it work")
+        t = turns[-1] if turn is None else next((x for x in turns if x.n == turn), None)
+        if t is None:
+            raise NotFound(f"agent {agent!r} has turns 1..{turns[-1].n}; no turn {turn}")
+        path = str(fleet.turn_files(row.id, t.n).out)
+        if mode == "result":
+            if t.done:
+                text = t.result_text or (f"(no result text; {t.status}: {t.error or t.reason})" if t.error else "")
+            else:
+                text = f"(turn {t.n} is {t.status}; no result yet. Use mode='tail' for live progress.)"
+            chunk, more, nxt = views.page(text, cursor, max_chars)
+        elif mode == "tail":
+            text = await views.transcript_text(fleet, row, t)
+            chunk, more, nxt = text[-max_chars:], len(text) > max_chars, None
+        else:
+            text = await views.transcript_text(fleet, row, t)
+            chunk, more, nxt = views.page(text, cursor, max_chars)
+        return OutputOut(
+            agent=row.name, turn=t.n, turn_status=t.status, mode=mode, text=chunk, truncated=more, next_cursor=nxt,
+            total_chars=len(text), transcript_path=path,
+        )  # fmt: skip
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+    @edge
+    async def delete_agent(
+        ctx: Context[AppState, Any],
+        agents: Annotated[str | list[str], Field(description='agent name, list of names, or "all"')],
+        purge: Annotated[bool, Field(description="also erase transcripts and history")] = False,
+    ) -> DeleteOut:
+        """Stop agents (kills their whole process groups) and retire them."""
+        done = await fleet_of(ctx).delete_agents(agents, purge=purge)
+        return DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge)
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    @edge
+    async def run_agents(
+        ctx: Context[AppState, Any],
+        runs: list[RunIn],
+        wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30.0,
+    ) -> RunAgentsOut:
+        """Delegate tasks to catalog task agents in parallel; depends_on orders them in waves and {{id}} passes a
+        finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
+        fleet = fleet_of(ctx)
+        batch_id = await fleet.batches.start(
+            [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs]
+        )
+        res = await wait_for(fleet, batch=batch_id, timeout_s=wait_s, progress=ctx.report_progress)
+        view = await views.batch_view(fleet, batch_id)
+        note = (
+            "batch finished"
+            if res.done
+            else f"{len(res.still_running)} run(s) still going; wait_for_agents(batch='{batch_id}') to sleep on them"
+        )
+        return RunAgentsOut(done=res.done, batch=view, note=note)
+
+    prompts.register(mcp)
+    return mcp

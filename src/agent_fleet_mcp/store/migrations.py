@@ -1,0 +1,83 @@
+"""Append-only, named schema migrations. Never edit a shipped one: add the next.
+
+Each migration is a list of SQL statements applied in one transaction and recorded in ``migrations``.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "0001_initial",
+        [
+            """CREATE TABLE agents (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                status TEXT NOT NULL,
+                spec_json TEXT NOT NULL,
+                spec_hash TEXT NOT NULL,
+                cwd TEXT NOT NULL,
+                idempotency_key TEXT,
+                session_id TEXT,
+                last_error TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                deleted_at REAL
+            )""",
+            "CREATE UNIQUE INDEX agents_live_name ON agents(name) WHERE status != 'deleted'",
+            "CREATE INDEX agents_idem ON agents(idempotency_key) WHERE idempotency_key IS NOT NULL",
+            """CREATE TABLE turns (
+                agent_id TEXT NOT NULL REFERENCES agents(id),
+                n INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                reason TEXT,
+                prompt TEXT NOT NULL,
+                runner TEXT NOT NULL,
+                model TEXT,
+                pid INTEGER,
+                proc_start REAL,
+                out_path TEXT,
+                queued_at REAL NOT NULL,
+                started_at REAL,
+                ended_at REAL,
+                exit_code INTEGER,
+                input_tokens INTEGER NOT NULL DEFAULT 0,
+                output_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+                cost_usd REAL,
+                context_tokens INTEGER,
+                tool_calls INTEGER NOT NULL DEFAULT 0,
+                activity TEXT,
+                last_event_at REAL,
+                reads_json TEXT NOT NULL DEFAULT '[]',
+                writes_json TEXT NOT NULL DEFAULT '[]',
+                result_text TEXT,
+                is_error INTEGER,
+                error TEXT,
+                PRIMARY KEY (agent_id, n)
+            )""",
+            "CREATE INDEX turns_status ON turns(status, queued_at)",
+            """CREATE TABLE batches (
+                id TEXT PRIMARY KEY,
+                created_at REAL NOT NULL,
+                ended_at REAL,
+                status TEXT NOT NULL
+            )""",
+            """CREATE TABLE runs (
+                batch_id TEXT NOT NULL REFERENCES batches(id),
+                run_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                template TEXT NOT NULL,
+                input TEXT NOT NULL,
+                depends_on_json TEXT NOT NULL DEFAULT '[]',
+                cwd TEXT NOT NULL,
+                agent_id TEXT,
+                status TEXT NOT NULL,
+                reason TEXT,
+                started_at REAL,
+                ended_at REAL,
+                PRIMARY KEY (batch_id, run_id)
+            )""",
+        ],
+    ),
+]

@@ -1,0 +1,373 @@
+"""SQLite store: every SQL statement of the project lives in this file.
+
+WAL mode and a busy timeout let several processes (two servers, the CLI) share one fleet home. One connection per
+``SqliteStore``; an anyio lock keeps one task's transaction from interleaving with another's on that connection.
+Claims that must be atomic across processes (starting a queued turn under the global cap, finishing a turn) are
+single conditional statements inside ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.store.migrations import MIGRATIONS
+from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
+
+BUSY_TIMEOUT_MS = 10_000
+_TURN_STAT_COLUMNS = frozenset(
+    (
+        "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "context_tokens",
+        "tool_calls", "activity", "last_event_at", "reads_json", "writes_json", "model",
+    )
+)  # fmt: skip
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._lock = anyio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        self._db = db
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock:
+            cur = await self.db.execute(sql, params)
+            rows = await cur.fetchall()
+            await cur.close()
+            return list(rows)
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
+
+    # -- migrations ------------------------------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction. Returns the names applied."""
+        applied: list[str] = []
+        async with self._lock:
+            await self.db.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+        for name, statements in MIGRATIONS:
+            async with self._tx() as db:
+                cur = await db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,))
+                done = await cur.fetchone()
+                await cur.close()
+                if done:
+                    continue
+                for stmt in statements:
+                    await db.execute(stmt)
+                await db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+                applied.append(name)
+        return applied
+
+    async def applied_migrations(self) -> list[str]:
+        return [r["name"] for r in await self._all("SELECT name FROM migrations ORDER BY name")]
+
+    # -- agents ----------------------------------------------------------------------------------------------
+    async def insert_agent(
+        self, *, id: str, name: str, spec: AgentSpec, spec_hash: str, cwd: str, idempotency_key: str | None
+    ) -> AgentRow:
+        now = time.time()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
+                " updated_at) VALUES (?, ?, 'idle', ?, ?, ?, ?, ?, ?)",
+                (id, name, spec.model_dump_json(), spec_hash, cwd, idempotency_key, now, now),
+            )
+        row = await self.get_agent(id)
+        assert row is not None
+        return row
+
+    async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:
+        """By id, or by name among live agents (and the newest deleted one with include_deleted)."""
+        r = await self._one("SELECT * FROM agents WHERE id = ?", (ref,))
+        if r is None:
+            r = await self._one(
+                "SELECT * FROM agents WHERE name = ? AND (status != 'deleted' OR ?) ORDER BY created_at DESC LIMIT 1",
+                (ref, include_deleted),
+            )
+        if r is None or (r["status"] == "deleted" and not include_deleted):
+            return None
+        return AgentRow.from_row(r)
+
+    async def find_by_idempotency_key(self, key: str) -> AgentRow | None:
+        r = await self._one(
+            "SELECT * FROM agents WHERE idempotency_key = ? AND status != 'deleted' ORDER BY created_at DESC LIMIT 1",
+            (key,),
+        )
+        return AgentRow.from_row(r) if r else None
+
+    async def list_agents(self, *, include_deleted: bool = False) -> list[AgentRow]:
+        rows = await self._all(
+            "SELECT * FROM agents WHERE status != 'deleted' OR ? ORDER BY created_at, id", (include_deleted,)
+        )
+        return [AgentRow.from_row(r) for r in rows]
+
+    async def set_agent_status(self, agent_id: str, status: str, *, last_error: str | None = None) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE agents SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?"
+                " WHERE id = ? AND status != 'deleted'",
+                (status, last_error, time.time(), agent_id),
+            )
+
+    async def set_session_id(self, agent_id: str, session_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE agents SET session_id = ? WHERE id = ?", (session_id, agent_id))
+
+    async def mark_deleted(self, agent_id: str) -> None:
+        now = time.time()
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE agents SET status = 'deleted', deleted_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, agent_id),
+            )
+
+    async def purge_agent(self, agent_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE runs SET agent_id = NULL WHERE agent_id = ?", (agent_id,))
+            await db.execute("DELETE FROM turns WHERE agent_id = ?", (agent_id,))
+            await db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+
+    # -- turns -----------------------------------------------------------------------------------------------
+    async def insert_turn(self, *, agent_id: str, prompt: str, runner: str, model: str | None) -> TurnRow:
+        async with self._tx() as db:
+            cur = await db.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE agent_id = ?", (agent_id,))
+            row = await cur.fetchone()
+            await cur.close()
+            assert row is not None
+            n = int(row[0])
+            await db.execute(
+                "INSERT INTO turns (agent_id, n, status, prompt, runner, model, queued_at)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (agent_id, n, prompt, runner, model, time.time()),
+            )
+        turn = await self.get_turn(agent_id, n)
+        assert turn is not None
+        return turn
+
+    async def get_turn(self, agent_id: str, n: int) -> TurnRow | None:
+        r = await self._one("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n))
+        return TurnRow.from_row(r) if r else None
+
+    async def turns_of(self, agent_id: str) -> list[TurnRow]:
+        rows = await self._all("SELECT * FROM turns WHERE agent_id = ? ORDER BY n", (agent_id,))
+        return [TurnRow.from_row(r) for r in rows]
+
+    async def latest_turns(self, agent_ids: Sequence[str]) -> dict[str, TurnRow]:
+        if not agent_ids:
+            return {}
+        marks = ",".join("?" * len(agent_ids))
+        rows = await self._all(
+            f"SELECT t.* FROM turns t JOIN (SELECT agent_id, MAX(n) AS n FROM turns WHERE agent_id IN ({marks})"
+            " GROUP BY agent_id) m ON t.agent_id = m.agent_id AND t.n = m.n",
+            list(agent_ids),
+        )
+        return {r["agent_id"]: TurnRow.from_row(r) for r in rows}
+
+    async def turns_with_status(self, *statuses: str) -> list[TurnRow]:
+        marks = ",".join("?" * len(statuses))
+        rows = await self._all(
+            f"SELECT * FROM turns WHERE status IN ({marks}) ORDER BY queued_at, agent_id, n", list(statuses)
+        )
+        return [TurnRow.from_row(r) for r in rows]
+
+    async def count_turns(self, agent_id: str, *statuses: str) -> int:
+        marks = ",".join("?" * len(statuses))
+        r = await self._one(
+            f"SELECT COUNT(*) AS c FROM turns WHERE agent_id = ? AND status IN ({marks})", [agent_id, *statuses]
+        )
+        return int(r["c"])
+
+    async def claim_turn(self, agent_id: str, n: int, *, max_running: int) -> bool:
+        """Atomically move a queued turn to running if its agent has no running turn and the fleet-wide number of
+        running turns is below ``max_running``. Safe across processes sharing the database."""
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE turns SET status = 'running', started_at = ? WHERE agent_id = ? AND n = ?"
+                " AND status = 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
+                " AND (SELECT COUNT(*) FROM turns WHERE status = 'running') < ?",
+                (now, agent_id, n, agent_id, max_running),
+            )
+            ok = cur.rowcount == 1
+            await cur.close()
+            if ok:
+                await db.execute(
+                    "UPDATE agents SET status = 'running', updated_at = ? WHERE id = ? AND status != 'deleted'",
+                    (now, agent_id),
+                )
+        return ok
+
+    async def set_turn_process(
+        self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE turns SET pid = ?, proc_start = ?, out_path = ?, model = COALESCE(?, model), last_event_at = ?"
+                " WHERE agent_id = ? AND n = ?",
+                (pid, proc_start, out_path, model, time.time(), agent_id, n),
+            )
+
+    async def requeue_turn(self, agent_id: str, n: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE turns SET status = 'queued', started_at = NULL"
+                " WHERE agent_id = ? AND n = ? AND status = 'running' AND pid IS NULL",
+                (agent_id, n),
+            )
+
+    async def update_turn_stats(self, agent_id: str, n: int, stats: dict[str, Any]) -> None:
+        cols = [k for k in stats if k in _TURN_STAT_COLUMNS]
+        if not cols:
+            return
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        async with self._tx() as db:
+            await db.execute(
+                f"UPDATE turns SET {sets} WHERE agent_id = ? AND n = ?", [*(stats[c] for c in cols), agent_id, n]
+            )
+
+    async def finish_turn(
+        self,
+        agent_id: str,
+        n: int,
+        *,
+        status: str,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        result_text: str | None = None,
+        is_error: bool | None = None,
+        error: str | None = None,
+        agent_status: str | None = None,
+    ) -> bool:
+        """Close a queued/running turn (first closer wins, across processes) and set the agent's status."""
+        now = time.time()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
+                " ended_at = ? WHERE agent_id = ? AND n = ? AND status IN ('queued', 'running')",
+                (status, reason, exit_code, result_text, is_error, error, now, agent_id, n),
+            )
+            ok = cur.rowcount == 1
+            await cur.close()
+            if ok and agent_status is not None:
+                await db.execute(
+                    "UPDATE agents SET status = ?, last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
+                    " updated_at = ? WHERE id = ? AND status != 'deleted'",
+                    (agent_status, error, error, now, agent_id),
+                )
+        return ok
+
+    async def agent_totals(self, agent_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per agent: turn count, token sums, cost sum (None when some turn's cost is unknown), tool calls."""
+        if not agent_ids:
+            return {}
+        marks = ",".join("?" * len(agent_ids))
+        rows = await self._all(
+            "SELECT agent_id, COUNT(*) AS turns, SUM(input_tokens) AS input_tokens,"
+            " SUM(output_tokens) AS output_tokens,"
+            " SUM(cache_read_tokens) AS cache_read_tokens, SUM(cache_write_tokens) AS cache_write_tokens,"
+            " SUM(cost_usd) AS cost_usd, SUM(tool_calls) AS tool_calls,"
+            " SUM(CASE WHEN cost_usd IS NULL AND (input_tokens + output_tokens) > 0 THEN 1 ELSE 0 END) AS unpriced,"
+            " SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS queued,"
+            " MIN(started_at) AS first_started, MAX(COALESCE(ended_at, 0)) AS last_ended"
+            f" FROM turns WHERE agent_id IN ({marks}) GROUP BY agent_id",
+            list(agent_ids),
+        )
+        return {r["agent_id"]: dict(r) for r in rows}
+
+    # -- batches and runs ------------------------------------------------------------------------------------
+    async def insert_batch(self, batch_id: str, runs: Sequence[dict[str, Any]]) -> None:
+        now = time.time()
+        async with self._tx() as db:
+            await db.execute("INSERT INTO batches (id, created_at, status) VALUES (?, ?, 'running')", (batch_id, now))
+            for seq, run in enumerate(runs):
+                await db.execute(
+                    "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')",
+                    (batch_id, run["run_id"], seq, run["template"], run["input"], json.dumps(run["depends_on"]),
+                     run["cwd"]),
+                )  # fmt: skip
+
+    async def get_batch(self, batch_id: str) -> BatchRow | None:
+        r = await self._one("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return BatchRow.from_row(r) if r else None
+
+    async def list_batches(self, *, status: str | None = None) -> list[BatchRow]:
+        rows = await self._all(
+            "SELECT * FROM batches WHERE ? IS NULL OR status = ? ORDER BY created_at", (status, status)
+        )
+        return [BatchRow.from_row(r) for r in rows]
+
+    async def runs_of(self, batch_id: str) -> list[RunRow]:
+        rows = await self._all("SELECT * FROM runs WHERE batch_id = ? ORDER BY seq", (batch_id,))
+        return [RunRow.from_row(r) for r in rows]
+
+    async def update_run(self, batch_id: str, run_id: str, **fields: Any) -> None:
+        allowed = {"agent_id", "status", "reason", "started_at", "ended_at"}
+        cols = [k for k in fields if k in allowed]
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        async with self._tx() as db:
+            await db.execute(
+                f"UPDATE runs SET {sets} WHERE batch_id = ? AND run_id = ?",
+                [*(fields[c] for c in cols), batch_id, run_id],
+            )
+
+    async def finish_batch(self, batch_id: str, status: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
+                (status, time.time(), batch_id),
+            )

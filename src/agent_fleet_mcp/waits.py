@@ -1,0 +1,97 @@
+"""The orchestrator's sleep: block until agents (or a batch) finish or a timeout passes, reporting progress."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.store.models import RUN_DONE, AgentRow
+
+MAX_WAIT_S = 45.0
+PROGRESS_EVERY_S = 3.0
+POLL_S = 1.0
+
+Progress = Callable[[float, float | None, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    done: bool
+    finished: list[str]
+    still_running: list[str]
+    waited_s: float
+    agents: list[AgentRow]
+
+
+async def _noop(progress: float, total: float | None, message: str) -> None:
+    return None
+
+
+async def wait_for(
+    fleet: Fleet,
+    *,
+    agents: Sequence[str] | None = None,
+    batch: str | None = None,
+    until: Literal["all", "any"] = "all",
+    timeout_s: float = 30.0,
+    progress: Progress = _noop,
+) -> WaitResult:
+    timeout_s = max(0.0, min(float(timeout_s), MAX_WAIT_S))
+    start = time.monotonic()
+    if batch is not None:
+        await fleet.batches.get(batch)  # NotFound for a bad id
+        targets: list[AgentRow] = []
+    elif agents:
+        targets = [await fleet.get_agent(a) for a in dict.fromkeys(agents)]
+    else:
+        targets = await fleet.store.list_agents()
+    initially_busy: set[str] | None = None
+    last_progress = start - PROGRESS_EVERY_S  # report once right away when it has to wait
+    while True:
+        if batch is not None:
+            await fleet.batches.advance(batch)
+            runs = await fleet.batches.get(batch)
+            finished = [r.run_id for r in runs if r.status in RUN_DONE]
+            pending = [r.run_id for r in runs if r.status not in RUN_DONE]
+            total = len(runs)
+            if initially_busy is None:
+                initially_busy = set(pending)
+            activity = await _batch_activity(fleet, [r.agent_id for r in runs if r.status == "running" and r.agent_id])
+        else:
+            busy_ids = await fleet.busy([a.id for a in targets])
+            finished = [a.name for a in targets if a.id not in busy_ids]
+            pending = [a.name for a in targets if a.id in busy_ids]
+            total = len(targets)
+            if initially_busy is None:
+                initially_busy = set(pending)
+            activity = await _batch_activity(fleet, [a.id for a in targets if a.id in busy_ids])
+        if until == "all":
+            met = not pending
+        else:  # any: one of those busy at the start finished (or nothing was busy)
+            met = not initially_busy or any(x not in pending for x in initially_busy)
+        elapsed = time.monotonic() - start
+        if met or elapsed >= timeout_s:
+            return WaitResult(met, finished, pending, round(elapsed, 1), targets)
+        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            msg = f"{len(finished)}/{total} done"
+            if activity:
+                msg += " — " + activity
+            await progress(float(len(finished)), float(total), msg)
+            last_progress = time.monotonic()
+        await fleet.changed(min(POLL_S, timeout_s - elapsed))
+
+
+async def _batch_activity(fleet: Fleet, agent_ids: list[str]) -> str:
+    """'scout-2: grep 'auth' in src/' for the most recently active busy agent."""
+    if not agent_ids:
+        return ""
+    latest = await fleet.store.latest_turns(agent_ids)
+    best = max(latest.values(), key=lambda t: t.last_event_at or 0.0, default=None)
+    if best is None or not best.activity:
+        return ""
+    agent = await fleet.store.get_agent(best.agent_id, include_deleted=True)
+    name = agent.name if agent else best.agent_id
+    return f"{name}: {best.activity}"[:120]

@@ -1,0 +1,89 @@
+"""``python -m agent_fleet_mcp.worker``: run one turn of an agent (prompt on stdin, events on stdout).
+
+The `started` event goes out before anything slow (the ``anthropic`` import), so the supervisor sees the turn
+running within ~50 ms of the spawn. Exit 0 when the turn succeeded, 1 when its `result` is an error, 2 for bad
+arguments (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from agent_fleet_mcp.worker import output, signals
+from agent_fleet_mcp.worker.output import emit
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m agent_fleet_mcp.worker", description=__doc__)
+    p.add_argument("--agent-dir", required=True, type=Path, help="the agent's private folder (history.json)")
+    p.add_argument("--cwd", required=True, type=Path, help="the directory the tools are confined to")
+    p.add_argument("--model", required=True)
+    p.add_argument("--permission", required=True, choices=("readonly", "readwrite"))
+    p.add_argument("--max-turns", type=int, default=None, help="max model requests in this turn")
+    p.add_argument("--max-cost-usd", type=float, default=None, help="stop once this turn costs this much")
+    p.add_argument("--system-file", type=Path, default=None, help="file holding the agent's system prompt")
+    p.add_argument("--tools", default=None, help="comma-separated subset of the built-in tools")
+    p.add_argument("--max-tokens", type=int, default=None, help="max output tokens per request")
+    return p.parse_args(argv)
+
+
+def _fail(kind: str, message: str) -> int:
+    emit("error", kind=kind, message=message)
+    emit("result", text=f"[error: {message}]", is_error=True, reason="config_error")
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    emit("started", runner="anthropic", model=args.model, pid=os.getpid())
+    prompt = sys.stdin.read()
+    if not prompt.strip():
+        return _fail("config", "empty prompt: the turn's prompt arrives on stdin")
+    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        return _fail("auth", "ANTHROPIC_API_KEY is not set (nor ANTHROPIC_AUTH_TOKEN)")
+    if not args.cwd.is_dir():
+        return _fail("config", f"cwd {args.cwd} is not a directory")
+    system = ""
+    if args.system_file is not None:
+        try:
+            system = args.system_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            return _fail("config", f"cannot read the system prompt file: {exc}")
+    tools = None if args.tools is None else [t.strip() for t in args.tools.split(",") if t.strip()]
+
+    from agent_fleet_mcp.worker.loop import DEFAULT_MAX_TOKENS, Options, Turn
+    from agent_fleet_mcp.worker.tools import select_tools
+
+    try:
+        select_tools(args.permission, tools)
+    except ValueError as exc:
+        return _fail("config", str(exc))
+    opts = Options(
+        agent_dir=args.agent_dir.resolve(),
+        cwd=args.cwd.resolve(),
+        model=args.model,
+        permission=args.permission,
+        max_turns=args.max_turns,
+        max_cost_usd=args.max_cost_usd,
+        system=system,
+        tools=tools,
+        max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,
+    )
+    return Turn(opts).run(prompt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output.capture_stdout()
+    signals.install()
+    try:
+        return run(args)
+    except signals.Cancelled:  # before the loop took over (e.g. during the anthropic import)
+        emit("result", text="[cancelled before it started]", is_error=True, reason="cancelled")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

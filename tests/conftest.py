@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated fleet home, a project folder, and the test catalog (command-runner agents)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_fleet_mcp.config import Settings
+
+TESTS = Path(__file__).parent
+TEST_AGENTS = TESTS / "agents"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    p = tmp_path / "project"
+    p.mkdir()
+    (p / "README.md").write_text("# sample\n")
+    return p
+
+
+@pytest.fixture
+def fleet_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("CLAUDECODE", None)
+    env["AGENT_FLEET_HOME"] = str(tmp_path / "home")
+    env["AGENT_FLEET_AGENTS"] = str(TEST_AGENTS)
+    return env
+
+
+@pytest.fixture
+def settings(tmp_path: Path, project: Path, fleet_env: dict[str, str]) -> Settings:
+    return Settings(
+        home=tmp_path / "home", max_concurrent=4, project_dir=project, env=fleet_env, kill_grace_s=1.0,
+        poll_interval_s=0.05,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Any]:
+    from mcp import Client
+
+    from agent_fleet_mcp.server import build_server
+
+    async with Client(build_server(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def no_leftover_groups() -> Iterator[set[int]]:
+    """Collects process-group ids the test started; fails the test if any process of them is still alive."""
+    groups: set[int] = set()
+    yield groups
+    alive = {pg: pids for pg in groups if (pids := pids_in_group(pg))}
+    assert not alive, f"orphan processes left behind: {alive}"
+
+
+def pids_in_group(pgid: int) -> list[int]:
+    """Scan /proc for live (non-zombie) processes whose process group is pgid."""
+    out: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            out.append(int(entry.name))
+    return out

@@ -1,0 +1,76 @@
+"""Per-definition concurrency strategies and the fleet-wide cap, with real processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .helpers import call, err, wait_all
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_queue_strategy_runs_turns_in_order(client: Any) -> None:
+    await call(client, "create_agent", name="q", template="sleeper", prompt="0.6")
+    second = await call(client, "command_agent", agent="q", prompt="0.1")
+    third = await call(client, "command_agent", agent="q", prompt="0.1")
+    assert (second["status"], third["status"]) == ("queued", "queued")
+    msg = err(await client.call_tool("command_agent", {"agent": "q", "prompt": "0.1"}))
+    assert "max_queued 2" in msg
+    await wait_all(client, ["q"])
+    rows = (await call(client, "get_agent_status", agents=["q"]))["agents"]
+    assert rows[0]["turns"] == 3 and rows[0]["turn_status"] == "succeeded"
+    for n in (1, 2, 3):
+        out = await call(client, "get_agent_output", agent="q", turn=n)
+        assert out["turn_status"] == "succeeded" and out["text"].endswith("done")
+
+
+async def test_reject_strategy(client: Any) -> None:
+    await call(client, "create_agent", name="r", template="sleeper-reject", prompt="5")
+    msg = err(await client.call_tool("command_agent", {"agent": "r", "prompt": "1"}))
+    assert "busy" in msg and "wait_for_agents" in msg
+    await call(client, "delete_agent", agents=["r"])
+
+
+async def test_replace_strategy_cancels_running_turn(client: Any) -> None:
+    await call(client, "create_agent", name="rep", template="sleeper-replace", prompt="30")
+    out = await call(client, "command_agent", agent="rep", prompt="0.2")
+    assert out["turn"] == 2
+    await wait_all(client, ["rep"], timeout_s=15)
+    first = await call(client, "get_agent_output", agent="rep", turn=1)
+    assert first["turn_status"] == "cancelled"
+    second = await call(client, "get_agent_output", agent="rep", turn=2)
+    assert second["turn_status"] == "succeeded"
+
+
+async def test_global_cap_queues_beyond_max_concurrent(client: Any) -> None:
+    # settings fixture: max_concurrent = 4
+    for i in range(6):
+        await call(client, "create_agent", name=f"g{i}", template="sleeper", prompt="2")
+    status = await call(client, "get_agent_status")
+    assert status["fleet"]["running"] == 4
+    assert sum(1 for r in status["agents"] if r["status"] == "queued") == 2
+    await wait_all(client, timeout_s=30)
+    rows = (await call(client, "get_agent_status"))["agents"]
+    assert all(r["turn_status"] == "succeeded" for r in rows)
+
+
+async def test_wait_any_and_timeout(client: Any) -> None:
+    await call(client, "create_agent", name="fast", template="sleeper", prompt="0.2")
+    await call(client, "create_agent", name="slow", template="sleeper", prompt="20")
+    any_done = await call(client, "wait_for_agents", agents=["fast", "slow"], until="any", timeout_s=15)
+    assert any_done["done"] and "fast" in any_done["finished"] and any_done["still_running"] == ["slow"]
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        progress.append((p, total, message))
+
+    res = await client.call_tool(
+        "wait_for_agents", {"agents": ["slow"], "timeout_s": 4}, progress_callback=on_progress
+    )
+    out = res.structured_content
+    assert out["done"] is False and out["still_running"] == ["slow"] and "again" in out["note"]
+    assert 3.5 <= out["waited_s"] <= 6
+    assert progress and progress[0][2] is not None and "0/1 done" in progress[0][2]
+    await call(client, "delete_agent", agents="all")
