@@ -394,17 +394,23 @@ class Fleet:
                 return
             await anyio.sleep(self.settings.poll_interval_s)
         code = await anyio.to_thread.run_sync(proc.exit_code, files, turn.pid)
+        for ev in await anyio.to_thread.run_sync(reader.read_new):
+            stats.apply(ev)
+        stream_result = stats.has_result
         for ev in await anyio.to_thread.run_sync(reader.close, code, files.err):
             stats.apply(ev)
         await self.store.update_turn_stats(agent_id, n, stats.db_fields())
         if stats.session_id and stats.session_id != session_saved:
             await self.store.set_session_id(agent_id, stats.session_id)
-        if stats.has_result:
+        if stats.has_result and (stream_result or code is not None):
             status = "failed" if stats.is_error else "succeeded"
             reason = stats.reason if stats.is_error else None
         else:
             status, reason = "lost", "the process ended without a result and its exit status is unknown"
-        error = (stats.error_text() or reason or "failed") if status != "succeeded" else None
+        if status == "lost":
+            error = reason
+        else:
+            error = (stats.error_text() or reason or "failed") if status != "succeeded" else None
         closed = await self.store.finish_turn(
             agent_id, n, status=status, reason=reason, exit_code=code, result_text=stats.result_text,
             is_error=status != "succeeded", error=error, agent_status="idle" if status == "succeeded" else "failed",

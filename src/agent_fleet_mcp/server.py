@@ -185,7 +185,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         res = await wait_for(
             fleet, agents=agents, batch=batch, until=until, timeout_s=timeout_s, progress=ctx.report_progress
         )
-        rows = await views.agent_rows(fleet, [a for a in res.agents if a.name not in res.finished or not batch])
+        rows = await views.agent_rows(fleet, res.agents)
         batch_out = await views.batch_view(fleet, batch) if batch else None
         if res.done:
             note = "done; read results with get_agent_output" if not batch else "batch finished"

@@ -74,7 +74,8 @@ async def wait_for(
             met = not initially_busy or any(x not in pending for x in initially_busy)
         elapsed = time.monotonic() - start
         if met or elapsed >= timeout_s:
-            return WaitResult(met, finished, pending, round(elapsed, 1), targets)
+            fresh = [await fleet.store.get_agent(a.id, include_deleted=True) for a in targets]
+            return WaitResult(met, finished, pending, round(elapsed, 1), [a for a in fresh if a is not None])
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
             msg = f"{len(finished)}/{total} done"
             if activity:
