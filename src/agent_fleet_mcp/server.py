@@ -4,13 +4,14 @@ turn FleetError into ToolError (a message the model can act on)."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,6 +80,7 @@ def _concurrency_text(c: Concurrency) -> str:
 
 def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     logs.ensure_configured()
+    live: list[Fleet] = []  # the running fleet, for static resources (they get no Context)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -86,7 +88,11 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         async with SqliteStore(cfg.db_path) as store:
             fleet = Fleet(cfg, store)
             async with fleet.running():
-                yield AppState(fleet)
+                live.append(fleet)
+                try:
+                    yield AppState(fleet)
+                finally:
+                    live.remove(fleet)
 
     mcp: MCPServer[AppState] = MCPServer(
         "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING"
@@ -265,6 +271,30 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             else f"{len(res.still_running)} run(s) still going; wait_for_agents(batch='{batch_id}') to sleep on them"
         )
         return RunAgentsOut(done=res.done, batch=view, note=note)
+
+    @mcp.resource("fleet://agents", name="fleet", description="Fleet summary and one row per agent (JSON)",
+                  mime_type="application/json")  # fmt: skip
+    async def fleet_resource() -> str:
+        if not live:
+            raise ResourceError("the fleet is not running")
+        fleet = live[-1]
+        rows = await views.agent_rows(fleet, await fleet.store.list_agents())
+        return StatusOut(fleet=views.fleet_summary(rows), agents=rows).model_dump_json()
+
+    @mcp.resource("fleet://agents/{agent}", name="agent", description="One agent: status and recent activity (JSON)",
+                  mime_type="application/json")  # fmt: skip
+    async def agent_resource(agent: str, ctx: Context[AppState, Any]) -> str:
+        fleet = fleet_of(ctx)
+        try:
+            row = await fleet.get_agent(agent)
+        except FleetError as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        [status] = await views.agent_rows(fleet, [row])
+        turns = await fleet.store.turns_of(row.id)
+        recent = ""
+        if turns:
+            recent = (await views.transcript_text(fleet, row, turns[-1]))[-views.RECENT_ACTIVITY_CHARS :]
+        return json.dumps({"status": status.model_dump(mode="json"), "recent_activity": recent})
 
     prompts.register(mcp)
     return mcp

@@ -18,6 +18,7 @@ from agent_fleet_mcp.transcript import TranscriptReader
 STALL_AFTER_S = 120.0
 CONTEXT_WINDOW = 200_000
 RUN_RESULT_CHARS = 1_500
+RECENT_ACTIVITY_CHARS = 3_000
 
 
 async def agent_rows(fleet: Fleet, agents: list[AgentRow]) -> list[AgentRowOut]:

@@ -168,3 +168,18 @@ async def test_delete_all_stops_everything(client: Any, no_leftover_groups: set[
     assert (await call(client, "get_agent_status"))["agents"] == []
     # the deleted names are free again
     await call(client, "create_agent", name="d0", template="echo", prompt="again")
+
+
+async def test_resources(client: Any) -> None:
+    import json
+
+    await call(client, "create_agent", name="res", template="echo", prompt="resource me")
+    await wait_all(client, ["res"])
+    uris = {str(r.uri) for r in (await client.list_resources()).resources}
+    assert "fleet://agents" in uris
+    templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+    assert "fleet://agents/{agent}" in templates
+    summary = json.loads((await client.read_resource("fleet://agents")).contents[0].text)
+    assert summary["fleet"]["agents"] == 1 and summary["agents"][0]["name"] == "res"
+    one = json.loads((await client.read_resource("fleet://agents/res")).contents[0].text)
+    assert one["status"]["turn_status"] == "succeeded" and "echo: resource me" in one["recent_activity"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -298,3 +302,46 @@ def test_stop_with_idle_keep_alive_connection_is_prompt() -> None:
         srv.stop()  # the client still holds its pooled connection open
         assert time.monotonic() - start < 2
     srv.stop()  # idempotent
+
+
+def test_event_delay_spaces_the_stream() -> None:
+    with (
+        ScriptedModelServer(["spaced out"], event_delay_s=0.01) as srv,
+        anthropic.Anthropic(base_url=srv.base_url, api_key="t", max_retries=0) as c,
+        c.messages.stream(model="m", max_tokens=10, messages=USER) as stream,
+    ):
+        start = time.monotonic()
+        assert stream.get_final_message().content[0].text == "spaced out"  # type: ignore[union-attr]
+        assert time.monotonic() - start >= 0.05
+
+
+def test_run_standalone_serves_until_interrupted() -> None:
+    code = "from agent_fleet_mcp.testing import run_standalone; run_standalone()"
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        req = urllib.request.Request(
+            url.group(0) + "/v1/messages",
+            data=json.dumps({"model": "m", "max_tokens": 50, "messages": USER}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["type"] == "message"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out == ""  # stdout stays clean
+
+
+def test_side_requests_rule_keeps_the_script_for_tool_requests(
+    srv: ScriptedModelServer, client: anthropic.Anthropic
+) -> None:
+    srv.extend([When.no_tools(), ToolCall("read_file", {"path": "a"})])
+    side = create(client, messages=[{"role": "user", "content": "Generate a title for: fix the parser"}])
+    main = create(client, tools=TOOLS)
+    assert side.content[0].type == "text" and "parser" in side.content[0].text  # default policy answered
+    assert main.content[0].type == "tool_use"
+    srv.assert_complete()

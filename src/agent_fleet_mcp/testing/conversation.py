@@ -238,7 +238,7 @@ def listing_paths(result: str, cwd: str | None) -> list[str]:
             continue
         line = raw.split("\t", 1)[0].strip()
         line = re.sub(r"\s+\(.*\)$", "", line)
-        if not line or line[0] in "([#<" or line.lower().startswith(("no files", "found ", "total ")):
+        if not line or line[0] in "([#<…*" or line.lower().startswith(("no files", "found ", "total ", "...")):
             continue
         if " " in line and not line.startswith("/"):
             line = line.split()[0]
@@ -259,8 +259,11 @@ def same_path(a: str | None, b: str | None, cwd: str | None) -> bool:
 
 
 def file_lines(result: str) -> list[str]:
-    """The file's lines from a read result, without ``cat -n`` style line numbers when every line has one."""
-    lines = [line for line in _REMINDER.sub("", result).splitlines()]
+    """The file's lines from a read result, without ``cat -n`` style line numbers when every line has one.
+
+    Notes starting with ``…`` (e.g. the worker's ``… [f has 900 lines; showed 1-400 ...]``) are dropped.
+    """
+    lines = [line for line in _REMINDER.sub("", result).splitlines() if not line.startswith("…")]
     numbered = [line for line in lines if line.strip()]
     if numbered and all(_LINE_NO.match(line) for line in numbered):
         return [_LINE_NO.sub("", line, count=1) for line in lines]

@@ -167,11 +167,15 @@ def fallback_rank(rel: str) -> tuple[int, int, str]:
 
 
 def choose_files(rels: list[str], prompt: str, *, limit_relevant: int = 3, limit_fallback: int = 2) -> list[str]:
-    """Up to 3 files the prompt points at, else up to 2 of README / main source files."""
+    """Up to 3 files the prompt points at, topped up to 2 with README / main source files."""
     candidates = [r for r in dict.fromkeys(rels) if is_candidate_file(r)]
     words = prompt_words(prompt)
     scored = [(relevance(r, prompt, words), r) for r in candidates]
     relevant = [r for s, r in sorted(scored, key=lambda p: (-p[0], len(PurePosixPath(p[1]).parts), p[1])) if s > 0]
-    if relevant:
-        return relevant[:limit_relevant]
-    return sorted(candidates, key=fallback_rank)[:limit_fallback]
+    chosen = relevant[:limit_relevant]
+    for rel in sorted(candidates, key=fallback_rank):
+        if len(chosen) >= limit_fallback:
+            break
+        if rel not in chosen:
+            chosen.append(rel)
+    return chosen

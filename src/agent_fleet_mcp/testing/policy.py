@@ -184,13 +184,13 @@ def _summary(view: View, note: str | None) -> str:
             out.append(f"- Read `{rel}` ({len(lines)} lines): {' / '.join(quotes) or '(empty)'}")
             read_ok.append(f"`{rel}`")
         elif call.kind == "grep":
-            out.append(_grep_line(call))
+            out.append(_grep_line(call, view.cwd))
         elif call.kind in ("write", "edit"):
             out.append(f"- Changed `{relative(call.path or '?', view.cwd)}`: {_first_line(call.result)}")
     if read_ok:
         out += [
             "",
-            f"Summary: the most relevant files are {', '.join(read_ok)}; the quotes above show what they hold",
+            f"Summary: the most relevant files are {', '.join(read_ok)}; the quotes show what they hold.",
         ]
     else:
         out += ["", "Summary: I could not read any file, so this answer is based on the prompt alone."]
@@ -199,10 +199,12 @@ def _summary(view: View, note: str | None) -> str:
     return "\n".join(out)
 
 
-def _grep_line(call: Call) -> str:
+def _grep_line(call: Call, cwd: str | None) -> str:
     pattern = str(call.input.get("pattern") or call.input.get("command") or "?")
-    lines = [ln.strip() for ln in call.result.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not ln.lower().startswith(("found ", "no matches", "no files", "(no match"))]
+    result = call.result.replace(cwd.rstrip("/") + "/", "") if cwd else call.result
+    lines = [ln.strip() for ln in result.splitlines() if ln.strip()]
+    notes = ("found ", "no matches", "no files", "(no match", "…")
+    lines = [ln for ln in lines if not ln.lower().startswith(notes)]
     if call.is_error or not lines:
         return f"- Searching for `{pattern}` found no matches."
     examples = " and ".join(f"`{_excerpt(ln, 120)}`" for ln in lines[:2])

@@ -14,6 +14,7 @@ A step is one of:
 - ``When(predicate, step)``: a rule. On each request, pending rules whose predicate matches the body are tried
   first (in script order), before the first ordinary step. ``times=None`` makes the rule persistent (never
   used up, ignored by ``assert_complete``); ``step=None`` answers with the default policy.
+  ``When.no_tools()`` sends tool-less requests (a CLI's side requests) to the default policy, unconsumed.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ class When:
     predicate: Callable[[dict[str, Any]], bool]
     step: Step | None = None
     times: int | None = 1
+
+    @classmethod
+    def no_tools(cls, step: Step | None = None, *, times: int | None = None) -> When:
+        """Requests offering no tools (e.g. a CLI's title/quota side requests) answered without consuming the
+        script: by ``step``, or by the default policy."""
+        return cls(lambda body: not body.get("tools"), step, times)
 
     def matches(self, body: dict[str, Any]) -> bool:
         try:
