@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +81,7 @@ class Fleet:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Fleet]:
+    async def running(self) -> AsyncGenerator[Fleet]:
         """Run the supervisor (scheduler, followers) for the duration of the block. Agent processes are detached:
         leaving the block stops following them, it does not kill them."""
         async with anyio.create_task_group() as tg:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 SECRET_RE = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
@@ -27,7 +28,7 @@ def redact(text: str) -> str:
     return SECRET_RE.sub(sub, text)
 
 
-def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return {k: redact(v) if isinstance(v, str) else v for k, v in event_dict.items()}
 
 
@@ -68,7 +69,8 @@ def configure(logs_dir: Path | None, *, stderr_level: str = "WARNING", file_leve
         fh.setFormatter(fmt)
         fh._agent_fleet = True  # type: ignore[attr-defined]
         root.addHandler(fh)
-    root.setLevel(min(logging.getLevelName(stderr_level.upper()), logging.getLevelName(file_level.upper())))
+    levels = logging.getLevelNamesMapping()
+    root.setLevel(min(levels[stderr_level.upper()], levels[file_level.upper()]))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

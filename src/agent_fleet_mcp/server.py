@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -83,7 +83,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     live: list[Fleet] = []  # the running fleet, for static resources (they get no Context)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+    async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         cfg = settings or Settings.from_env()
         async with SqliteStore(cfg.db_path) as store:
             fleet = Fleet(cfg, store)
@@ -101,7 +101,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     def fleet_of(ctx: Context[AppState, Any]) -> Fleet:
         return ctx.request_context.lifespan_context.fleet
 
-    ro = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+    ro = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
     @mcp.tool(annotations=ro)
     @edge
@@ -123,7 +123,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             problems=[str(p) for p in cat.problems],
         )  # fmt: skip
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True))
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     @edge
     async def create_agent(
         ctx: Context[AppState, Any],
@@ -157,7 +157,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             note = f"turn {res.turn.n} {res.turn.status}; wait_for_agents to sleep until it finishes"
         return CreateOut(agent=row, created=res.created, turn=res.turn.n if res.turn else None, note=note)
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @edge
     async def command_agent(ctx: Context[AppState, Any], agent: str, prompt: str) -> CommandOut:
         """Give an existing agent a new task (a new turn continuing its conversation). A busy agent queues, rejects
@@ -239,7 +239,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             total_chars=len(text), transcript_path=path,
         )  # fmt: skip
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False))
     @edge
     async def delete_agent(
         ctx: Context[AppState, Any],
@@ -250,7 +250,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         done = await fleet_of(ctx).delete_agents(agents, purge=purge)
         return DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge)
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @edge
     async def run_agents(
         ctx: Context[AppState, Any],

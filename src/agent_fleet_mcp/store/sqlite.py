@@ -9,8 +9,9 @@ single conditional statements inside ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,32 @@ class SqliteStore:
         self._db = db
         await self.migrate()
 
+    async def open_existing(self) -> bool:
+        """Open an existing database for reading (the CLI): never creates the file, and refuses writes afterwards
+        (``query_only``). Returns False when there is no database. A schema older than this version is migrated
+        first, exactly as a starting server would."""
+        if not self.path.is_file():
+            return False
+        try:
+            db = await aiosqlite.connect(
+                self.path.as_uri() + "?mode=rw", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+        except sqlite3.OperationalError:  # removed between the check and the open
+            return False
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        self._db = db
+        done: set[str] = set()
+        try:
+            done.update(await self.applied_migrations())
+        except sqlite3.OperationalError:  # no migrations table yet: a server is creating the database right now
+            pass
+        if any(name not in done for name, _ in MIGRATIONS):
+            await self.migrate()
+        await db.execute("PRAGMA query_only=ON")
+        return True
+
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
@@ -68,7 +95,7 @@ class SqliteStore:
         return self._db
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self) -> AsyncGenerator[aiosqlite.Connection]:
         async with self._lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -327,6 +354,20 @@ class SqliteStore:
             list(agent_ids),
         )
         return {r["agent_id"]: dict(r) for r in rows}
+
+    async def turn_usage(self, *, since: float | None = None) -> list[dict[str, Any]]:
+        """Tokens and cost of every turn (deleted agents included) queued or started at or after ``since``, with
+        the agent's name and status, oldest first. For the CLI's cost report."""
+        rows = await self._all(
+            "SELECT t.agent_id, a.name AS agent, a.status AS agent_status, t.n, t.status, t.runner, t.model,"
+            " t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd,"
+            " t.tool_calls, t.queued_at, t.started_at, t.ended_at"
+            " FROM turns t JOIN agents a ON a.id = t.agent_id"
+            " WHERE ? IS NULL OR COALESCE(t.started_at, t.queued_at) >= ?"
+            " ORDER BY COALESCE(t.started_at, t.queued_at), t.agent_id, t.n",
+            (since, since),
+        )
+        return [dict(r) for r in rows]
 
     # -- batches and runs ------------------------------------------------------------------------------------
     async def insert_batch(self, batch_id: str, runs: Sequence[dict[str, Any]]) -> None:
