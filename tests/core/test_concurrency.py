@@ -66,9 +66,7 @@ async def test_wait_any_and_timeout(client: Any) -> None:
     async def on_progress(p: float, total: float | None, message: str | None) -> None:
         progress.append((p, total, message))
 
-    res = await client.call_tool(
-        "wait_for_agents", {"agents": ["slow"], "timeout_s": 4}, progress_callback=on_progress
-    )
+    res = await client.call_tool("wait_for_agents", {"agents": ["slow"], "timeout_s": 4}, progress_callback=on_progress)
     out = res.structured_content
     assert out["done"] is False and out["still_running"] == ["slow"] and "again" in out["note"]
     assert 3.5 <= out["waited_s"] <= 6

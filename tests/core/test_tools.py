@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import call, err, ok, wait_all
+from .helpers import call, err, wait_all
 
 pytestmark = pytest.mark.anyio
 

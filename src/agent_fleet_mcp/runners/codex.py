@@ -9,8 +9,8 @@ Stream (codex-rs/exec ``ThreadEvent``): ``thread.started{thread_id}`` -> started
 ``item.completed`` with item types ``agent_message`` -> text (the last one is the turn's result),
 ``command_execution`` -> tool_use / tool_result (exit code), ``file_change`` -> tool_use with writes,
 ``mcp_tool_call``, ``web_search``; ``reasoning`` and ``todo_list`` are skipped; ``turn.completed{usage}`` -> usage
-+ result; ``turn.failed`` -> error + result (is_error); top-level ``error`` (e.g. "Reconnecting... 2/5") -> error
-only: a fatal one is followed by ``turn.failed`` or a non-zero exit.
++ result; ``turn.failed`` -> error + result (is_error); a top-level ``error`` -> error (not for the transient
+"Reconnecting... 2/5" retries); a fatal one is followed by ``turn.failed`` or a non-zero exit.
 
 Usage: ``turn.completed.usage`` is cumulative over a resumed thread, and ``input_tokens`` includes
 ``cached_input_tokens``. The parser keeps the totals each turn ended at in ``<agent_dir>/codex_usage.json`` and
@@ -102,6 +102,8 @@ class CodexParser:
             return self._turn_failed(as_dict(obj.get("error")))
         if kind == "error":
             self._last_error = str(obj.get("message") or "error")
+            if self._last_error.startswith("Reconnecting"):
+                return []  # a retry in progress; a fatal error follows as turn.failed (or a non-zero exit)
             return [make("error", kind="backend", message=self._last_error)]
         return []  # turn.started, item.updated, item.plan.delta ...
 
@@ -160,7 +162,11 @@ class CodexParser:
             if completed:
                 result = as_dict(item.get("result"))
                 ok = item.get("status") == "completed" and not item.get("error")
-                size = text_size(result.get("content")) if result else len(str(as_dict(item.get("error")).get("message") or ""))
+                size = (
+                    text_size(result.get("content"))
+                    if result
+                    else len(str(as_dict(item.get("error")).get("message") or ""))
+                )
                 events.append(make("tool_result", ok=ok, size=size, id=item_id or None))
             return events
         if itype == "web_search":

@@ -27,6 +27,8 @@ _WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+# Exit statuses collected when reaping, until exit_code() asks for them.
+_reaped: dict[int, int] = {}
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
 
 def _reap(pid: int) -> None:
     proc = _children.get(pid)
-    if proc is not None and proc.poll() is not None:
+    if proc is not None and (code := proc.poll()) is not None:
         _children.pop(pid, None)
+        _reaped[pid] = code
 
 
 def is_alive(pid: int, start_time: float | None) -> bool:
@@ -121,11 +124,10 @@ def group_alive(pgid: int) -> bool:
 
 def exit_code(files: TurnFiles, pid: int | None = None) -> int | None:
     """The turn's exit status: from our Popen if we started it, else from the wrapper's exit file."""
-    if pid is not None and (proc := _children.get(pid)) is not None:
-        code = proc.poll()
-        if code is not None:
-            _children.pop(pid, None)
-            return code
+    if pid is not None:
+        _reap(pid)
+        if pid in _reaped:
+            return _reaped.pop(pid)
     try:
         return int(files.exit.read_text().strip())
     except (OSError, ValueError):
