@@ -44,7 +44,7 @@ def describe_api_error(exc: Exception, *, base_url: str, model: str) -> ApiFailu
     if not isinstance(exc, anthropic.APIStatusError):
         return ApiFailure("api", f"API error: {exc}")
     status = exc.status_code
-    etype = exc.type or ""
+    etype: str = str(exc.type or "")
     detail = exc.api_message or str(exc)
     if status == 401 or etype == "authentication_error":
         return ApiFailure("auth", "authentication failed (401): check ANTHROPIC_API_KEY / ANTHROPIC_AUTH_TOKEN")

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HISTORY_FILE = "history.json"
 FORMAT_VERSION = 1
@@ -36,8 +36,8 @@ def load(agent_dir: Path) -> tuple[list[Message], list[str]]:
     except FileNotFoundError:
         return [], []
     try:
-        data = json.loads(raw_text)
-        raw = data["messages"] if isinstance(data, dict) else data
+        data: Any = json.loads(raw_text)
+        raw: Any = cast(Any, data["messages"]) if isinstance(data, dict) else data
         if not isinstance(raw, list):
             raise ValueError("messages is not a list")
     except (ValueError, KeyError, TypeError) as exc:
@@ -95,24 +95,22 @@ def repair(raw: list[Any]) -> tuple[list[Message], list[str]]:
 
 def _normalize(raw: list[Any], notes: list[str]) -> list[Message]:
     out: list[Message] = []
-    for i, m in enumerate(raw):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):  # pyright: ignore[reportUnknownMemberType]
+    for i, item in enumerate(raw):
+        m = cast(dict[str, Any], item) if isinstance(item, dict) else None
+        if m is None or m.get("role") not in ("user", "assistant"):
             notes.append(f"dropped malformed message #{i}")
             continue
-        content: Any = m["content"] if "content" in m else None  # pyright: ignore[reportUnknownVariableType]
+        content: Any = m.get("content")
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
         if not isinstance(content, list):
             notes.append(f"dropped message #{i} without content")
             continue
-        blocks: list[Block] = [
-            b  # pyright: ignore[reportUnknownVariableType]
-            for b in content  # pyright: ignore[reportUnknownVariableType]
-            if isinstance(b, dict) and isinstance(b.get("type"), str) and not _empty_text(b)  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
-        ]
+        candidates = [cast(Block, b) for b in cast(list[Any], content) if isinstance(b, dict)]
+        blocks = [b for b in candidates if isinstance(b.get("type"), str) and not _empty_text(b)]
         if not blocks:
             continue
-        role: str = m["role"]  # pyright: ignore[reportUnknownVariableType]
+        role: str = m["role"]
         if out and out[-1]["role"] == role:
             merged = [*out[-1]["content"], *blocks]
             if role == "user":  # tool results must lead a user message

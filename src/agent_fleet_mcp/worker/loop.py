@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ class Options:
     max_tokens: int = DEFAULT_MAX_TOKENS
 
 
-def max_retries_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> int:
+def max_retries_from_env(env: Mapping[str, str] = os.environ) -> int:
     try:
         return max(0, int(env.get("AGENT_FLEET_MAX_RETRIES", DEFAULT_MAX_RETRIES)))
     except ValueError:
@@ -144,6 +145,7 @@ class Turn:
         self.completed_request = False  # history is only saved once this turn got an answer
         self.pending: list[tuple[str, history.Block | None]] | None = None  # (tool_use id, result) this round
         self.finished: int | None = None  # exit code once the `result` is out
+        self.running: str | None = None  # id of the tool call being executed
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
@@ -161,6 +163,8 @@ class Turn:
         except Cancelled:
             if self.finished is not None:  # the signal came as the result line went out
                 return self.finished
+            if self.running is not None:  # close the transcript's open tool call
+                emit("tool_result", ok=False, size=0, id=self.running)
             self._close_pending(CANCELLED_TOOL)
             self._save()
             return self._finish(is_error=True, reason="cancelled", note="cancelled before it finished")
@@ -194,25 +198,27 @@ class Turn:
 
     def _after_request(self, message: Any) -> int | None:
         """Record one response, run its tool calls; an exit code when the turn is over."""
-        model = getattr(message, "model", None) or self.opts.model
-        usage = usage_fields(message.usage, model)
-        emit("usage", **usage)
-        if usage["cost_usd"] is None:
-            self.cost_unknown = True
-        else:
-            self.cost += usage["cost_usd"]
-        reply = assistant_message(list(message.content))
-        if reply is not None:
-            self.messages.append(reply)
-        self.completed_request = True
-        text = "\n\n".join(b.text for b in message.content if b.type == "text" and b.text)
-        if text:
-            self.last_text = text
         calls = [b for b in message.content if b.type == "tool_use"]
+        with shielded():  # the response is recorded whole (its calls pending) or not at all
+            model = getattr(message, "model", None) or self.opts.model
+            usage = usage_fields(message.usage, model)
+            emit("usage", **usage)
+            if usage["cost_usd"] is None:
+                self.cost_unknown = True
+            else:
+                self.cost += usage["cost_usd"]
+            reply = assistant_message(list(message.content))
+            if reply is not None:
+                self.messages.append(reply)
+            self.completed_request = True
+            text = "\n\n".join(b.text for b in message.content if b.type == "text" and b.text)
+            if text:
+                self.last_text = text
+            self.pending = [(c.id, None) for c in calls] if calls else None
         if not calls:
             self._save()
             return self._finish(is_error=False)
-        self.pending = [(c.id, None) for c in calls]
+        assert self.pending is not None
         if message.stop_reason == "max_tokens":
             self._close_pending(TRUNCATED_TOOL)
             self._save()
@@ -225,20 +231,24 @@ class Turn:
         for i, call in enumerate(calls):
             args = parse_tool_input(call.input)
             info = self.toolbox.describe(call.name, args)
-            emit(
-                "tool_use",
-                name=call.name,
-                summary=info.summary,
-                id=call.id,
-                reads=info.reads or None,
-                writes=info.writes or None,
-            )
+            with shielded():
+                emit(
+                    "tool_use",
+                    name=call.name,
+                    summary=info.summary,
+                    id=call.id,
+                    reads=info.reads or None,
+                    writes=info.writes or None,
+                )
+                self.running = call.id
             out = self.toolbox.run(call.name, args)
             result: history.Block = {"type": "tool_result", "tool_use_id": call.id, "content": out.text}
             if out.is_error:
                 result["is_error"] = True
-            self.pending[i] = (call.id, result)
-            emit("tool_result", ok=not out.is_error, size=len(out.text), id=call.id)
+            with shielded():  # result recorded, announced and the call closed: all or nothing
+                self.pending[i] = (call.id, result)
+                emit("tool_result", ok=not out.is_error, size=len(out.text), id=call.id)
+                self.running = None
         self._close_pending(CANCELLED_TOOL)
         self._save()
         return None

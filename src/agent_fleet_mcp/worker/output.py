@@ -6,6 +6,7 @@ library cannot corrupt the transcript. A line is written inside ``signals.shield
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, TextIO
 
@@ -16,14 +17,19 @@ _out: TextIO = sys.stdout
 
 
 def capture_stdout() -> None:
+    """Keep the real stdout (UTF-8 whatever the locale) for events; everything else printing goes to stderr."""
     global _out
     _out = sys.stdout
+    with contextlib.suppress(AttributeError, ValueError):
+        _out.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[attr-defined]
     sys.stdout = sys.stderr
 
 
 def emit(type_: EventType, /, **fields: Any) -> Event:
-    """Write one event line and flush it (the transcript is read live)."""
+    """Write one event line and flush it (the transcript is read live). An unknown cost stays an explicit null."""
     event = make(type_, **fields)
+    if "cost_usd" in fields:
+        event["cost_usd"] = fields["cost_usd"]
     line = dumps(event)
     with shielded():
         _out.write(line)

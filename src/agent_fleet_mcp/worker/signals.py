@@ -9,7 +9,7 @@ signal, further ones are ignored so the clean-up (history save, final ``result``
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -44,7 +44,7 @@ def cancelled() -> bool:
 
 
 @contextmanager
-def shielded() -> Iterator[None]:
+def shielded() -> Generator[None]:
     """Hold signals for the duration of the block; raise ``Cancelled`` at its end if one came."""
     global _depth, _pending, _cancelled
     _depth += 1

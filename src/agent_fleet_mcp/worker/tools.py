@@ -208,6 +208,12 @@ class Toolbox:
 
     def describe(self, name: str, args: Mapping[str, Any]) -> CallInfo:
         """Summary and touched paths of a call, for the transcript. Never raises."""
+        try:
+            return self._describe(name, args)
+        except Exception:  # a summary is cosmetic: odd input must not break the turn
+            return CallInfo(name)
+
+    def _describe(self, name: str, args: Mapping[str, Any]) -> CallInfo:
         d = self.sandbox.display
 
         def s(key: str, default: str = "") -> str:
@@ -223,7 +229,7 @@ class Toolbox:
             return CallInfo(f"list {s('pattern', '**/*')}")
         if name == "grep":
             where = d(s("path", ".") or ".")
-            with contextlib.suppress(ToolError, OSError):
+            with contextlib.suppress(ToolError, OSError, RuntimeError):
                 if where != "." and self.sandbox.resolve(s("path", ".")).is_dir():
                     where += "/"
             glob = f" ({s('glob')})" if args.get("glob") else ""
@@ -260,6 +266,8 @@ class Toolbox:
             raise ToolError(f"{raw} does not exist; use list_files to find the right path")
         if path.is_dir():
             raise ToolError(f"{raw} is a directory; use list_files with pattern '{self.sandbox.rel(path)}/*'")
+        if not path.is_file():
+            raise ToolError(f"{raw} is not a regular file (device, socket or pipe)")
         if _is_binary(path):
             raise ToolError(f"{raw} is a binary file ({path.stat().st_size} bytes); it cannot be shown as text")
         start = max(_get_int(args, "start_line") or 1, 1)
@@ -272,7 +280,7 @@ class Toolbox:
         total = 0
         stopped_at: int | None = None
         with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            for total, line in enumerate(f, 1):  # noqa: B007 (total is used after the loop)
+            for total, line in enumerate(f, 1):
                 if total < start or total > last or stopped_at is not None:
                     continue
                 line = line.rstrip("\r\n")
@@ -292,8 +300,7 @@ class Toolbox:
         text = "\n".join(out)
         if shown_to < total:
             text += (
-                f"\n… [{raw} has {total} lines; showed {start}-{shown_to}. "
-                f"Read more with start_line={shown_to + 1}]"
+                f"\n… [{raw} has {total} lines; showed {start}-{shown_to}. Read more with start_line={shown_to + 1}]"
             )
         return ToolOutput(text)
 
@@ -317,15 +324,8 @@ class Toolbox:
         top = self.sandbox.resolve(os.path.join(".", *literal)) if literal else self.sandbox.root
         if not top.is_dir():
             return ToolOutput(f"no files match {pattern!r} ({'/'.join(literal)} is not a directory)")
-        matches: list[str] = []
-        more = 0
-        for p in self.sandbox.walk_files(top):
-            rel = self.sandbox.rel(p)
-            if regex.match(rel):
-                if len(matches) < LIST_MAX_FILES:
-                    matches.append(rel)
-                else:
-                    more += 1
+        found = sorted(rel for p in self.sandbox.walk_files(top) if regex.match(rel := self.sandbox.rel(p)))
+        matches, more = found[:LIST_MAX_FILES], max(0, len(found) - LIST_MAX_FILES)
         if not matches:
             hint = " (patterns without '/' match only the top directory; try '**/" + pattern + "')"
             return ToolOutput(f"no files match {pattern!r}" + (hint if "/" not in pattern else ""))
@@ -357,7 +357,7 @@ class Toolbox:
             if name_re is not None and not name_re.match(rel if "/" in str(glob) else p.name):
                 continue
             try:
-                if p.stat().st_size > GREP_MAX_FILE_BYTES or _is_binary(p):
+                if not p.is_file() or p.stat().st_size > GREP_MAX_FILE_BYTES or _is_binary(p):
                     continue
                 with open(p, encoding="utf-8", errors="replace") as f:
                     for n, line in enumerate(f, 1):
@@ -384,9 +384,9 @@ class Toolbox:
         raw = _get_str(args, "path")
         content = _get_str(args, "content")
         path = self.sandbox.resolve(raw)
-        if path.is_dir():
-            raise ToolError(f"{raw} is a directory")
         existed = path.exists()
+        if existed and not path.is_file():
+            raise ToolError(f"{raw} exists and is not a regular file (a directory, device or pipe)")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)

@@ -1,0 +1,194 @@
+"""`agent-fleet demo`: the sleeping-orchestrator pattern, end to end, offline.
+
+Starts the scripted Messages API (unless --live), the real MCP server over stdio, connects a real MCP client and
+plays what a host model would do: discover templates, delegate scouts -> planner -> builder with run_agents, sleep
+with wait_for_agents (printing progress notifications), read statuses, costs and capped outputs, then clean up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+SAMPLE: dict[str, str] = {
+    "README.md": (
+        "# inventory\n\nA tiny stock-keeping service. `python -m inventory.report` prints the low-stock report.\n\n"
+        "Known issue: the low-stock threshold is hard-coded in inventory/stock.py; operators want to set it\n"
+        "through the LOW_STOCK_THRESHOLD environment variable.\n"
+    ),
+    "inventory/__init__.py": '"""Stock keeping."""\n',
+    "inventory/stock.py": (
+        '"""Stock levels and the low-stock rule."""\n\nimport os\n\nLOW_STOCK_THRESHOLD = 3\n\n\n'
+        "def low_stock(items: dict[str, int]) -> list[str]:\n"
+        '    """Names of the items at or below the threshold, sorted."""\n'
+        "    return sorted(name for name, qty in items.items() if qty <= LOW_STOCK_THRESHOLD)\n"
+    ),
+    "inventory/report.py": (
+        '"""The low-stock report."""\n\nfrom inventory.stock import low_stock\n\n'
+        'ITEMS = {"bolts": 2, "nuts": 40, "washers": 3, "gears": 9}\n\n\n'
+        "def main() -> None:\n"
+        "    for name in low_stock(ITEMS):\n"
+        '        print(f"LOW: {name}")  # TODO: print totals too\n\n\n'
+        'if __name__ == "__main__":\n    main()\n'
+    ),
+    "tests/test_stock.py": (
+        "from inventory.stock import low_stock\n\n\n"
+        "def test_threshold_is_inclusive():\n"
+        '    assert low_stock({"a": 3, "b": 4}) == ["a"]\n'
+    ),
+}
+
+EDIT = (
+    'replace "LOW_STOCK_THRESHOLD = 3" with '
+    "\"LOW_STOCK_THRESHOLD = int(os.environ.get('LOW_STOCK_THRESHOLD', '3'))\" in inventory/stock.py"
+)
+
+RUNS: list[dict[str, Any]] = [
+    {"id": "scout-rule", "agent": "scout", "input": "Where is the low-stock threshold defined and used?"},
+    {"id": "scout-config", "agent": "scout", "input": "How does the inventory package read configuration "
+     "(environment variables, settings files)?"},
+    {"id": "scout-tests", "agent": "scout", "input": "Which tests cover the stock rules (low_stock)?"},
+    {"id": "plan", "agent": "planner", "depends_on": ["scout-rule", "scout-config", "scout-tests"],
+     "input": "Plan: make the low-stock threshold configurable through the LOW_STOCK_THRESHOLD environment "
+     "variable (default 3). Scout findings:\n\n## rule\n{{scout-rule}}\n\n## config\n{{scout-config}}\n\n"
+     "## tests\n{{scout-tests}}"},
+    {"id": "build", "agent": "builder", "depends_on": ["plan"],
+     "input": f"Implement the plan. Precisely: {EDIT}.\n\nThe plan, for context:\n{{{{plan}}}}"},
+]  # fmt: skip
+
+
+def write_sample(root: Path) -> None:
+    for rel, text in SAMPLE.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def run_demo(*, live: bool = False, keep: bool = False) -> int:
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    if live and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        console.print("[red]--live needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) in the environment.[/red]")
+        return 2
+    with ExitStack() as stack:
+        base = Path(tempfile.mkdtemp(prefix="agent-fleet-demo-"))
+        if not keep:
+            import shutil
+
+            stack.callback(shutil.rmtree, base, True)
+        project, home = base / "inventory", base / "home"
+        write_sample(project)
+        env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
+        env.update(AGENT_FLEET_HOME=str(home), AGENT_FLEET_MAX_CONCURRENT="4")
+        if live:
+            where = "LIVE: the real Anthropic API (costs real money)"
+        else:
+            from agent_fleet_mcp.testing import ScriptedModelServer
+
+            srv = stack.enter_context(ScriptedModelServer())
+            env.update(ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="offline-demo")
+            where = f"offline: scripted Messages API at {srv.base_url} (no API key, no network)"
+        console.print(Panel.fit(f"[bold]agent-fleet demo[/bold] — {where}\nsample project: {project}"))
+        code = anyio.run(_play, console, env, project)
+        if keep:
+            console.print(f"\nKept everything under {base}\n  AGENT_FLEET_HOME={home} agent-fleet status")
+        return code
+
+
+async def _play(console: Console, env: dict[str, str], project: Path) -> int:
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "agent_fleet_mcp"], env=env, cwd=str(project))
+    before = (project / "inventory/stock.py").read_text()
+    async with Client(params, mode="legacy") as client:
+
+        async def call(tool: str, say: str, **args: Any) -> dict[str, Any]:
+            console.print(f"\n[bold cyan]▶ {tool}[/bold cyan] {say}")
+            res = await client.call_tool(tool, args, progress_callback=progress)
+            if res.is_error:
+                raise RuntimeError(" ".join(getattr(c, "text", "") for c in res.content))
+            assert res.structured_content is not None
+            return res.structured_content
+
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            console.print(Text(f"   … progress: {message or progress}", style="dim"))
+
+        catalog = await call("list_task_agents", "— what can I delegate to?")
+        console.print("   " + ", ".join(f"{a['name']} ({a['runner']}, {a['permission']})" for a in catalog["agents"]))
+
+        console.print("\n[bold]The orchestrator delegates and goes to sleep:[/bold]")
+        for r in RUNS:
+            deps = f"  ⇐ {', '.join(r['depends_on'])}" if r.get("depends_on") else ""
+            console.print(Text(f"   {r['id']:<13} {r['agent']:<8} {r['input'].splitlines()[0][:70]}{deps}"))
+        t0 = time.monotonic()
+        out = await call("run_agents", "— 3 scouts in parallel, then planner, then builder", runs=RUNS, wait_s=20)
+        batch = out["batch"]
+        while not out.get("done"):
+            out = await call("wait_for_agents", f"— sleeping on batch {batch['batch']}", batch=batch["batch"],
+                             timeout_s=30)  # fmt: skip
+            batch = out["batch"]
+        wall = time.monotonic() - t0
+        _runs_table(console, batch)
+        saved = (batch.get("sum_run_s") or 0) - (batch.get("wall_s") or 0)
+        console.print(
+            f"   batch {batch['status']} in {wall:.1f} s wall; runs took {batch.get('sum_run_s')} s in sum "
+            f"(parallel waves saved {max(saved, 0):.1f} s)"
+        )
+
+        status = await call("get_agent_status", "— one compact row per agent")
+        _status_table(console, status)
+
+        build_agent = next(r["agent"] for r in batch["runs"] if r["id"] == "build")
+        res = await call("get_agent_output", f"— the builder's result, capped ({build_agent})",
+                         agent=build_agent, max_chars=800)  # fmt: skip
+        console.print(Panel(Text(res["text"]), title=f"{build_agent} result ({res['total_chars']} chars"
+                            f"{', truncated' if res['truncated'] else ''})"))  # fmt: skip
+        after = (project / "inventory/stock.py").read_text()
+        diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), "a/inventory/stock.py",
+                                            "b/inventory/stock.py"))  # fmt: skip
+        console.print(Panel(Text(diff or "(no change)"), title="what the builder changed"))
+
+        gone = await call("delete_agent", '("all") — clean up', agents="all")
+        console.print(f"   deleted {len(gone['deleted'])} agents (their process groups are stopped)")
+        ok = batch["status"] == "succeeded" and bool(diff)
+        console.print("\n[bold green]demo complete[/bold green]" if ok else "\n[bold red]demo failed[/bold red]")
+        return 0 if ok else 1
+
+
+def _runs_table(console: Console, batch: dict[str, Any]) -> None:
+    table = Table(title=f"batch {batch['batch']}", title_justify="left")
+    for col in ("wave", "run", "template", "status", "result (first line)"):
+        table.add_column(col, overflow="fold")
+    for r in sorted(batch["runs"], key=lambda r: r["wave"]):
+        first = (r.get("result") or r.get("reason") or "").strip().splitlines()
+        table.add_row(str(r["wave"]), r["id"], r["template"], r["status"], first[0][:90] if first else "")
+    console.print(table)
+
+
+def _status_table(console: Console, status: dict[str, Any]) -> None:
+    table = Table(title_justify="left")
+    for col in ("agent", "model", "status", "turns", "tools", "tokens in/out", "cost", "reads", "writes"):
+        table.add_column(col)
+    for a in status["agents"]:
+        cost = "?" if a["cost_usd"] is None else f"${a['cost_usd']:.4f}"
+        table.add_row(
+            a["name"], a["model"] or "-", a["status"], str(a["turns"]), str(a["tool_calls"]),
+            f"{a['tokens']['input']}/{a['tokens']['output']}", cost, str(a["reads"]), str(a["writes"]),
+        )  # fmt: skip
+    console.print(table)
+    f = status["fleet"]
+    console.print(
+        f"   fleet: {f['agents']} agents, {f['running']} running, {f['failed']} failed; "
+        f"{f['tokens']['input'] + f['tokens']['output']} tokens, ${f['cost_usd']:.4f}"
+    )
