@@ -18,7 +18,7 @@ class Settings:
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     project_dir: Path = field(default_factory=Path.cwd)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    kill_grace_s: float = 3.0
+    kill_grace_s: float = 1.5
     poll_interval_s: float = 0.2
 
     @property

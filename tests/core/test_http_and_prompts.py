@@ -1,0 +1,59 @@
+"""Streamable HTTP transport (`agent-fleet-mcp --http`) and the three MCP prompts."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from .helpers import call
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_streamable_http(fleet_env: dict[str, str], project: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agent_fleet_mcp", "--http", "--host", "127.0.0.1", "--port", str(port)],
+        env=fleet_env, cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+            assert len((await c.list_tools()).tools) == 8
+            out = await call(c, "create_agent", name="h", template="echo", prompt="via http")
+            assert out["created"] is True
+            done = await call(c, "wait_for_agents", agents=["h"], timeout_s=20)
+            assert done["done"]
+            assert "echo: via http" in (await call(c, "get_agent_output", agent="h"))["text"]
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+
+
+async def test_prompts_render_their_arguments(client: Any) -> None:
+    review = await client.get_prompt("review", {"target": "src/auth/", "focus": "token expiry"})
+    text = review.messages[0].content.text
+    assert "src/auth/" in text and "token expiry" in text and "code-reviewer" in text and "test-writer" in text
+    fleet = await client.get_prompt("fleet", {})
+    assert "get_agent_status" in fleet.messages[0].content.text
+    orch = await client.get_prompt("orchestrate", {"task": "migrate to v2", "cwd": "/srv/app"})
+    body = orch.messages[0].content.text
+    assert "migrate to v2" in body and "'/srv/app'" in body and "{{scout-id}}" in body
