@@ -1,14 +1,23 @@
-"""Command-line entry points: `agent-fleet-mcp` (the server) and `agent-fleet` (for humans). Thin: no SQL, no
-subprocess calls."""
+"""Command-line entry points: `agent-fleet-mcp` (the server) and `agent-fleet` (for humans: status, watch, logs,
+cost, agents, demo). Thin: no SQL, no subprocess calls; reading is observe.py, rendering cli_views.py. Fleet errors
+become exit code 1 with their message; Ctrl-C ends `watch` and `logs -f` quietly with exit code 0."""
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from agent_fleet_mcp import __version__
+from agent_fleet_mcp.errors import FleetError
+
+if TYPE_CHECKING:
+    from agent_fleet_mcp.config import Settings
 
 
 def _serve(http: bool, host: str, port: int) -> None:
@@ -62,7 +71,8 @@ def serve(http: bool, host: str, port: int) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def agents(as_json: bool) -> None:
-    """List the task-agent catalog: name, runner, tags, source file, and any definition errors."""
+    """List the task-agent catalog: name, runner, model, tags and source file, then shadowed definitions (a name
+    defined again further down the search path), definition errors and the folders searched."""
     from agent_fleet_mcp import cli_views
 
     cli_views.show_catalog(Path.cwd(), dict(os.environ), as_json=as_json)
@@ -76,3 +86,107 @@ def scripted_model(host: str, port: int) -> None:
     from agent_fleet_mcp.testing import run_standalone
 
     run_standalone(host=host, port=port)
+
+
+# -- observability: status, watch, logs, cost ------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    from agent_fleet_mcp.config import Settings
+
+    try:
+        return Settings.from_env()
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(fn: Callable[..., Awaitable[None]], /, *, interruptible: bool = False, **kwargs: Any) -> None:
+    """Run an async command body: FleetError -> exit 1 with its message; Ctrl-C -> exit 0 when ``interruptible``
+    (watch, follow); a closed pipe (`| head`) -> quiet exit."""
+    import anyio
+
+    try:
+        anyio.run(functools.partial(fn, **kwargs))
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+    except BrokenPipeError:
+        try:  # keep the interpreter's final flush from failing again on the closed pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        sys.exit(1)
+
+
+_json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (same data).")
+
+
+@main.command()
+@click.argument("agent", required=False)
+@_json_opt
+@click.option("--all", "include_all", is_flag=True, help="Also deleted agents and recent finished batches.")
+def status(agent: str | None, as_json: bool, include_all: bool) -> None:
+    """The fleet at a glance, or one AGENT in detail (turns, files read and written, last error, result).
+
+    Reads the fleet home of AGENT_FLEET_HOME (default ~/.agent-fleet) while servers keep running; never creates
+    it. Exit code 1 for an unknown agent."""
+    from agent_fleet_mcp import cli_views
+
+    _run(cli_views.show_status, settings=_settings(), agent=agent, as_json=as_json, include_all=include_all)
+
+
+@main.command()
+@click.option(
+    "--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between refreshes."
+)
+@click.option("--all", "include_all", is_flag=True, help="Also deleted agents and recent finished batches.")
+def watch(interval: float, include_all: bool) -> None:
+    """`status`, live, redrawn in place until Ctrl-C."""
+    from agent_fleet_mcp import cli_views
+
+    _run(cli_views.watch, interruptible=True, settings=_settings(), interval=interval, include_all=include_all)
+
+
+@main.command()
+@click.argument("agent")
+@click.option("--turn", "turn", type=click.IntRange(min=1), help="Turn number (default: the latest).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the turn ends (or Ctrl-C).")
+@click.option("--raw", is_flag=True, help="The transcript lines as the runner wrote them (e.g. for jq).")
+def logs(agent: str, turn: int | None, follow: bool, raw: bool) -> None:
+    """What AGENT did in a turn: tool calls, text, results, errors, usage (any runner's transcript)."""
+    from agent_fleet_mcp import cli_views
+
+    _run(cli_views.show_logs, interruptible=True, settings=_settings(), agent=agent, turn=turn, follow=follow, raw=raw)
+
+
+@main.command()
+@click.option("--since", help="Only turns started since: 30m, 1h, 2d, 1w, or a local date/time (2026-11-20).")
+@_json_opt
+def cost(since: str | None, as_json: bool) -> None:
+    """Tokens and cost by agent, by runner and by model ('?' where the cost is unknown)."""
+    from agent_fleet_mcp import cli_views, observe
+
+    try:
+        since_ts = None if since is None else observe.parse_since(since)
+    except FleetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    _run(cli_views.show_cost, settings=_settings(), since=since_ts, as_json=as_json)
+
+
+@main.command()
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Use the real Anthropic API (needs ANTHROPIC_API_KEY) instead of the offline scripted model.",
+)
+@click.option("--keep", is_flag=True, help="Keep the demo's fleet home afterwards (look at it with status/logs).")
+def demo(live: bool, keep: bool) -> None:
+    """Play the orchestration pattern end to end (offline by default: scripted model, real MCP server and client)."""
+    from agent_fleet_mcp.demo import run_demo
+
+    code = run_demo(live=live, keep=keep)
+    if code:
+        raise SystemExit(code)

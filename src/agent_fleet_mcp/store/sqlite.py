@@ -8,6 +8,7 @@ single conditional statements inside ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -67,10 +68,8 @@ class SqliteStore:
         await db.execute("PRAGMA foreign_keys=ON")
         self._db = db
         done: set[str] = set()
-        try:
+        with contextlib.suppress(sqlite3.OperationalError):  # no migrations table: a server is creating the db now
             done.update(await self.applied_migrations())
-        except sqlite3.OperationalError:  # no migrations table yet: a server is creating the database right now
-            pass
         if any(name not in done for name, _ in MIGRATIONS):
             await self.migrate()
         await db.execute("PRAGMA query_only=ON")
