@@ -183,3 +183,33 @@ async def test_resources(client: Any) -> None:
     assert summary["fleet"]["agents"] == 1 and summary["agents"][0]["name"] == "res"
     one = json.loads((await client.read_resource("fleet://agents/res")).contents[0].text)
     assert one["status"]["turn_status"] == "succeeded" and "echo: resource me" in one["recent_activity"]
+
+
+@pytest.mark.parametrize(
+    ("runner", "hint"),
+    [("codex", "npm install -g @openai/codex"), ("gemini", "npm install -g @google/gemini-cli")],
+)
+async def test_missing_cli_is_a_clear_error_at_create(tmp_path: Path, project: Path, runner: str, hint: str) -> None:
+    from mcp import Client
+
+    from agent_fleet_mcp.config import Settings
+    from agent_fleet_mcp.server import build_server
+
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
+    settings = Settings(home=tmp_path / "home", project_dir=project, env=env)
+    async with Client(build_server(settings)) as c:
+        msg = err(await c.call_tool("create_agent", {"name": "x", "runner": runner, "prompt": "hi"}))
+        assert f"{runner} is not installed" in msg and hint in msg
+        assert (await call(c, "get_agent_status"))["agents"] == []
+
+
+async def test_anthropic_without_key_fails_fast(tmp_path: Path, project: Path) -> None:
+    from mcp import Client
+
+    from agent_fleet_mcp.config import Settings
+    from agent_fleet_mcp.server import build_server
+
+    settings = Settings(home=tmp_path / "home", project_dir=project, env={"PATH": "/usr/bin:/bin"})
+    async with Client(build_server(settings)) as c:
+        msg = err(await c.call_tool("create_agent", {"name": "x", "template": "scout", "prompt": "look"}))
+        assert "ANTHROPIC_API_KEY is not set" in msg
