@@ -10,8 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
+import anyio
+import structlog
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,6 +45,9 @@ INSTRUCTIONS = (
     "with wait_for_agents, check get_agent_status, read bounded results with get_agent_output, and delete_agent "
     "when done. Calls never block more than 45 s; call wait_for_agents again while agents still run."
 )
+
+RESOURCE_NOTIFY_S = 0.5
+log = structlog.get_logger("agent_fleet.server")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +81,29 @@ class RunIn(BaseModel):
     cwd: str | None = None
 
 
+async def publish_changes(fleet: Fleet, bus: InMemorySubscriptionBus) -> None:
+    """Resource change notifications (subscriptions/listen): fleet://agents and fleet://agents/{name} are
+    announced when an agent's status, turn, activity or usage changes; at most every RESOURCE_NOTIFY_S."""
+    last: dict[str, tuple[object, ...]] = {}
+    while True:
+        await fleet.changed(RESOURCE_NOTIFY_S * 2)
+        try:
+            rows = await views.agent_rows(fleet, await fleet.store.list_agents())
+        except Exception:  # never let notifications take the server down; the next change retries
+            log.exception("resource_notify_failed")
+            rows = []
+        now: dict[str, tuple[object, ...]] = {
+            r.name: (r.status, r.turn, r.turn_status, r.activity, r.tool_calls, r.tokens.output) for r in rows
+        }
+        changed = sorted(n for n in now.keys() | last.keys() if now.get(n) != last.get(n))
+        if changed:
+            await bus.publish(ResourceUpdated(uri="fleet://agents"))
+            for name in changed:
+                await bus.publish(ResourceUpdated(uri=f"fleet://agents/{name}"))
+        last = now
+        await anyio.sleep(RESOURCE_NOTIFY_S)
+
+
 def _concurrency_text(c: Concurrency) -> str:
     return f"queue (max_queued {c.max_queued})" if c.strategy == "queue" else c.strategy
 
@@ -87,16 +117,20 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         cfg = settings or Settings.from_env()
         async with SqliteStore(cfg.db_path) as store:
             fleet = Fleet(cfg, store)
-            async with fleet.running():
+            async with fleet.running(), anyio.create_task_group() as tg:
                 live.append(fleet)
+                tg.start_soon(publish_changes, fleet, bus)
                 try:
                     yield AppState(fleet)
                 finally:
                     live.remove(fleet)
+                    tg.cancel_scope.cancel()
 
+    bus = InMemorySubscriptionBus()
     mcp: MCPServer[AppState] = MCPServer(
-        "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING"
-    )
+        "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING",
+        subscriptions=bus,
+    )  # fmt: skip
 
     def fleet_of(ctx: Context[AppState, Any]) -> Fleet:
         return ctx.request_context.lifespan_context.fleet

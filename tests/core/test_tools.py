@@ -213,3 +213,17 @@ async def test_anthropic_without_key_fails_fast(tmp_path: Path, project: Path) -
     async with Client(build_server(settings)) as c:
         msg = err(await c.call_tool("create_agent", {"name": "x", "template": "scout", "prompt": "look"}))
         assert "ANTHROPIC_API_KEY is not set" in msg
+
+
+async def test_resource_change_notifications(client: Any) -> None:
+    import anyio
+
+    async with client.listen(resource_subscriptions=["fleet://agents", "fleet://agents/note"]) as sub:
+        await call(client, "create_agent", name="note", template="echo", prompt="notify me")
+        seen: set[str] = set()
+        with anyio.fail_after(10):
+            async for event in sub:
+                seen.add(str(event.uri))
+                if seen >= {"fleet://agents", "fleet://agents/note"}:
+                    break
+    assert seen >= {"fleet://agents", "fleet://agents/note"}
