@@ -100,7 +100,12 @@ def run_demo(*, live: bool = False, keep: bool = False) -> int:
             env.update(ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="offline-demo")
             where = f"offline: scripted Messages API at {srv.base_url} (no API key, no network)"
         console.print(Panel.fit(f"[bold]agent-fleet demo[/bold] — {where}\nsample project: {project}"))
-        code = anyio.run(_play, console, env, project)
+        try:
+            code = anyio.run(_play, console, env, project)
+        finally:
+            from agent_fleet_mcp.runners import forkserver
+
+            forkserver.stop(home)  # the demo's preloaded worker fork server ends with the demo
         if keep:
             console.print(f"\nKept everything under {base}\n  AGENT_FLEET_HOME={home} agent-fleet status")
         return code

@@ -342,7 +342,7 @@ class Fleet:
         return TurnRequest(
             agent_id=agent.id, agent_name=agent.name, turn=turn.n, prompt=turn.prompt, spec=agent.spec,
             cwd=Path(agent.cwd), agent_dir=self.agent_dir(agent.id), session_id=agent.session_id,
-            env=self.settings.env,
+            env={**self.settings.env, "AGENT_FLEET_HOME": str(self.settings.home)},
         )  # fmt: skip
 
     def _start_follower(self, agent_id: str, n: int) -> None:

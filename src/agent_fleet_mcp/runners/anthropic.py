@@ -21,6 +21,7 @@ from agent_fleet_mcp.worker.tools import ALL_TOOLS
 DEFAULT_MODEL = "claude-sonnet-4-5"
 SYSTEM_FILE = "system_prompt.md"
 ENV_PREFIXES: tuple[str, ...] = ("ANTHROPIC_", "AGENT_FLEET_")
+WORKER_ENTRY = "agent_fleet_mcp.worker.__main__:main"  # what argv runs; forked preloaded when possible
 
 
 class AnthropicParser:
@@ -80,7 +81,7 @@ class AnthropicRunner:
         if spec.tools:
             argv += ["--tools", ",".join(spec.tools)]
         env = scrubbed_env(req.env, prefixes=ENV_PREFIXES)
-        return LaunchPlan(argv=argv, env=env, cwd=req.cwd, stdin_text=req.prompt)
+        return LaunchPlan(argv=argv, env=env, cwd=req.cwd, stdin_text=req.prompt, preload=WORKER_ENTRY)
 
     def new_parser(self, req: TurnRequest) -> AnthropicParser:
         return AnthropicParser()

@@ -41,6 +41,10 @@ class LaunchPlan:
     env: dict[str, str]
     cwd: Path
     stdin_text: str | None = None  # written to a file and given as stdin; None -> /dev/null
+    # "module:function", a whitelisted entry point (runners/forkserver.py ENTRIES) equivalent to this plan: argv is
+    # ``[sys.executable, "-m", <module>, *args]`` and ``function(args)`` does the same in a fork of a process that
+    # preloaded the module. process.spawn then forks it from the fleet home's fork server (else it runs argv).
+    preload: str | None = None
 
 
 class StreamParser(Protocol):

@@ -5,6 +5,10 @@ exit code in a file, so the outcome survives the server. stdout goes straight to
 stderr to a sibling file: the process needs nothing from the server once started, which is what lets agents keep
 running across a server restart. Killing = SIGTERM to the whole group, a grace period, then SIGKILL.
 
+A plan with a ``preload`` entry is forked instead by the fleet home's preloaded fork server (runners/forkserver.py):
+same files, own session, and the fork server writes the same exit file. Whenever it cannot take the turn within
+~3 s (or ``AGENT_FLEET_FORKSERVER=0`` is in the plan's env), the turn is spawned the plain way.
+
 These functions block (briefly); the supervisor calls them from a worker thread.
 """
 
@@ -14,13 +18,19 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import structlog
 
+from agent_fleet_mcp import logs
+from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.runners.base import LaunchPlan
+
+log = structlog.get_logger("agent_fleet.process")
 
 # `sh -c SCRIPT EXITFILE ARGV...`: run ARGV, then write its exit status atomically next to the transcript.
 _WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
@@ -29,6 +39,9 @@ _WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 _children: dict[int, subprocess.Popen[bytes]] = {}
 # Exit statuses collected when reaping, until exit_code() asks for them.
 _reaped: dict[int, int] = {}
+# Pids forked by a fork server for this process: their exit file is written by the fork server just after death.
+_forked: set[int] = set()
+EXIT_FILE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -62,28 +75,60 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     files.out.parent.mkdir(parents=True, exist_ok=True)
     files.prompt.write_text(plan.stdin_text or "", encoding="utf-8")
     files.exit.unlink(missing_ok=True)
-    argv = ["/bin/sh", "-c", _WRAPPER, str(files.exit), *plan.argv]
     with (
-        open(files.prompt, "rb") as stdin,
+        open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
         open(files.out, "ab") as stdout,
         open(files.err, "ab") as stderr,
     ):
-        proc = subprocess.Popen(
-            argv,
-            stdin=stdin if plan.stdin_text is not None else subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=plan.cwd,
-            env=plan.env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    _children[proc.pid] = proc
+        pid, reason = _fork_preloaded(plan, files, (stdin.fileno(), stdout.fileno(), stderr.fileno()))
+        if pid is not None:
+            _forked.add(pid)
+        else:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", _WRAPPER, str(files.exit), *plan.argv],
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=plan.cwd,
+                env=plan.env,
+                start_new_session=True,
+                close_fds=True,
+            )
+            pid = proc.pid
+            _children[pid] = proc
+            if plan.preload is not None:
+                logs.ensure_configured()
+                log.info("turn_spawned", via="plain", pid=pid, reason=reason)
     try:
-        start = psutil.Process(proc.pid).create_time()
+        start = psutil.Process(pid).create_time()
     except psutil.Error:  # already gone: still a valid identity for "dead"
         start = 0.0
-    return Spawned(pid=proc.pid, start_time=start)
+    return Spawned(pid=pid, start_time=start)
+
+
+def _fork_preloaded(plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, int]) -> tuple[int | None, str]:
+    """The pid forked by the fleet home's fork server, or (None, why not) when the plan is to be spawned plainly."""
+    if plan.preload is None:
+        return None, "no preload entry"
+    if plan.env.get(forkserver.DISABLE_ENV, "").strip() == "0":
+        return None, f"{forkserver.DISABLE_ENV}=0"
+    if plan.argv[:2] != [sys.executable, "-m"] or len(plan.argv) < 3:
+        return None, "argv is not `<this python> -m <module> ...`"
+    raw_home = plan.env.get("AGENT_FLEET_HOME") or str(Path(plan.env.get("HOME") or "~") / ".agent-fleet")
+    home = Path(raw_home).expanduser().resolve()
+    if not home.is_dir():
+        return None, f"no fleet home at {home}"
+    logs.ensure_configured()
+    t0 = time.monotonic()
+    try:
+        pid = forkserver.spawn(
+            home, entry=plan.preload, args=plan.argv[3:], env=plan.env, cwd=plan.cwd, exit_file=files.exit,
+            stdio=stdio,
+        )  # fmt: skip
+    except Exception as exc:  # never lose a turn to the fork server
+        return None, f"fork server: {type(exc).__name__}: {exc}"
+    log.info("turn_spawned", via="forkserver", pid=pid, ms=round((time.monotonic() - t0) * 1000, 1))
+    return pid, ""
 
 
 def _reap(pid: int) -> None:
@@ -123,15 +168,41 @@ def group_alive(pgid: int) -> bool:
 
 
 def exit_code(files: TurnFiles, pid: int | None = None) -> int | None:
-    """The turn's exit status: from our Popen if we started it, else from the wrapper's exit file."""
+    """The turn's exit status: from our Popen if we started it, else from the exit file (the sh wrapper's, or the
+    fork server's: written just after the process died, so a dead pid waits briefly for it)."""
     if pid is not None:
         _reap(pid)
         if pid in _reaped:
             return _reaped.pop(pid)
+    code = _read_exit_file(files.exit)
+    if code is None and pid is not None and _exit_file_pending(pid):
+        deadline = time.monotonic() + EXIT_FILE_WAIT_S
+        while code is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+            code = _read_exit_file(files.exit)
+    if code is not None and pid is not None:
+        _forked.discard(pid)
+    return code
+
+
+def _read_exit_file(path: Path) -> int | None:
     try:
-        return int(files.exit.read_text().strip())
+        return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def _exit_file_pending(pid: int) -> bool:
+    """Dead, and its exit file may still come: a fork-server child we started that is gone, or any fork-server
+    child not reaped yet (a zombie: the fork server reaps it and writes the file within milliseconds)."""
+    try:
+        p = psutil.Process(pid)
+        if p.status() != psutil.STATUS_ZOMBIE:
+            return False
+        parent = p.parent()
+        return parent is not None and any(forkserver.__name__ in a for a in parent.cmdline())
+    except psutil.Error:  # gone
+        return pid in _forked
 
 
 def kill_group(pid: int, start_time: float | None, *, grace_s: float = 3.0) -> bool:

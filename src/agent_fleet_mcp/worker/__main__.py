@@ -90,6 +90,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def preload() -> None:
+    """For the fork server (runners/forkserver.py): import everything a turn needs once, so a worker forked from it
+    skips the ~1 s ``anthropic`` import. ``main(argv)`` then runs in the forked child as it does here."""
+    import anthropic
+
+    from agent_fleet_mcp.worker import loop, tools
+
+    del loop, tools  # imported for their side effect: loaded once, shared by every fork
+    client = anthropic.Anthropic(api_key="preload", base_url="http://127.0.0.1:9")
+    client.messages  # noqa: B018  (imports the lazily loaded resources)
+    client.close()
+
+
 def exit_now(code: int) -> None:
     """Leave without interpreter finalization: tearing down the SDK's module graph takes 0.2-0.6 s after the
     `result` is out, and the supervisor sees the turn end only at exit. Events are flushed line by line and the

@@ -1,0 +1,371 @@
+"""The preloaded fork server behind process.spawn: real zygotes, real workers, the scripted Messages API on loopback.
+
+Most tests share one zygote (module fixture, started explicitly so a slow machine cannot push the first spawn onto
+the plain path); the ones about starting, staleness and idling use a home of their own. Every zygote is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners.anthropic import AnthropicRunner
+from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest
+from agent_fleet_mcp.runners.process import Spawned, TurnFiles
+from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.testing import Reply, ScriptedModelServer
+
+BOOT_S = 60.0  # generous: a loaded CI box may take a while to import anthropic
+
+
+def base_env(home: Path, base_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AGENT_FLEET_", "CLAUDE"))}
+    env.pop("PYTHONPATH", None)
+    env.update(ANTHROPIC_BASE_URL=base_url, ANTHROPIC_API_KEY="test", AGENT_FLEET_MAX_RETRIES="0")
+    env.update(AGENT_FLEET_HOME=str(home), **extra)
+    return env
+
+
+@dataclass
+class Turn:
+    files: TurnFiles
+    spawned: Spawned
+
+    @property
+    def pid(self) -> int:
+        return self.spawned.pid
+
+    def wait(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while (code := process.exit_code(self.files, self.pid)) is None:
+            assert time.monotonic() < deadline, f"turn {self.pid} did not end: {self.files.err.read_text()}"
+            time.sleep(0.02)
+        return code
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.files.out.read_text().splitlines()]
+
+
+def plan_for(
+    home: Path, srv: ScriptedModelServer, work: Path, name: str, prompt: str = "say hi", **env: str
+) -> LaunchPlan:
+    cwd = work / "proj"
+    cwd.mkdir(parents=True, exist_ok=True)
+    req = TurnRequest(agent_id=name, agent_name=name, turn=1, prompt=prompt, spec=AgentSpec(), cwd=cwd,
+                      agent_dir=work / name, env=base_env(home, srv.base_url, **env))  # fmt: skip
+    return AnthropicRunner().build(req)
+
+
+def start_turn(home: Path, srv: ScriptedModelServer, work: Path, name: str, **env: str) -> Turn:
+    files = TurnFiles.for_turn(work / name / "turns", 1)
+    return Turn(files, process.spawn(plan_for(home, srv, work, name, **env), files))
+
+
+def forked_by_zygote(home: Path, pid: int) -> bool:
+    return f" spawned pid={pid} " in (home / "logs" / forkserver.LOG_NAME).read_text()
+
+
+def started_plain(pid: int) -> bool:
+    """The plain path's sh wrapper is our child (a zombie until exit_code reaps it)."""
+    return psutil.Process(pid).ppid() == os.getpid()
+
+
+def normalized(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k not in ("ts", "pid")} for e in events]
+
+
+def wait_started_zygote(home: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + BOOT_S
+    while (st := forkserver.status(home)) is None:
+        assert time.monotonic() < deadline, (home / "logs" / forkserver.LOG_NAME).read_text()
+        time.sleep(0.05)
+    return st
+
+
+def wait_gone(pid: int, timeout: float = 15) -> None:
+    try:
+        p = psutil.Process(pid)
+        deadline = time.monotonic() + timeout
+        while p.is_running() and p.status() != psutil.STATUS_ZOMBIE:  # nobody may reap it here (pid 1)
+            assert time.monotonic() < deadline, f"{pid} still running"
+            time.sleep(0.05)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def pids_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of the group, from /proc (as tests/conftest.py's fixture does)."""
+    out: list[int] = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def make_home(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def slow_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let a spawn wait for a zygote that is still importing, however slow this machine is."""
+    monkeypatch.setattr(forkserver, "REACH_TIMEOUT_S", BOOT_S)
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path) -> Iterator[Path]:
+    home = make_home(tmp_path / "home")
+    yield home
+    forkserver.stop(home)
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = make_home(tmp_path_factory.mktemp("fs") / "home")
+    forkserver.launch(home, env=os.environ, idle_s=300)
+    wait_started_zygote(home)
+    yield home
+    forkserver.stop(home)
+
+
+@pytest.fixture
+def srv() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as s:
+        yield s
+
+
+# -- the turn itself -------------------------------------------------------------------------------------------
+
+
+def test_same_transcript_and_exit_code_as_the_plain_path(shared_home: Path, tmp_path: Path) -> None:
+    with ScriptedModelServer([Reply("hello there"), Reply("hello there")]) as srv:
+        forked = start_turn(shared_home, srv, tmp_path, "forked")
+        plain = start_turn(shared_home, srv, tmp_path, "plain", AGENT_FLEET_FORKSERVER="0")
+        assert started_plain(plain.pid)
+        assert (forked.wait(), plain.wait()) == (0, 0), forked.files.err.read_text()
+    assert forked_by_zygote(shared_home, forked.pid) and not forked_by_zygote(shared_home, plain.pid)
+    assert [e["type"] for e in forked.events()] == ["started", "text", "usage", "result"]
+    assert normalized(forked.events()) == normalized(plain.events())
+    assert forked.events()[0]["pid"] == forked.pid  # the worker runs in the forked child itself
+    assert forked.files.exit.read_text() == "0\n"  # the same exit file, readable after a restart (no pid)
+    assert process.exit_code(forked.files) == 0
+    assert [r.body["messages"] for r in srv.message_requests[:1]] == [
+        r.body["messages"] for r in srv.message_requests[1:]
+    ]
+
+
+def test_child_gets_its_own_session_cwd_env_and_stdio(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    srv.latency_s = 30  # hold the turn mid-request
+    turn = start_turn(shared_home, srv, tmp_path, "probe")
+    try:
+        assert srv.wait_for_requests(1, timeout=30)
+        p = psutil.Process(turn.pid)
+        assert os.getpgid(turn.pid) == turn.pid and os.getsid(turn.pid) == turn.pid
+        assert p.ppid() == forkserver.status(shared_home)["pid"]  # type: ignore[index]
+        assert p.cwd() == str(tmp_path / "proj")
+        # The env was replaced: the request reached this server through the plan's ANTHROPIC_BASE_URL (the zygote has
+        # none). /proc/PID/environ still shows the zygote's exec-time block, as for any forked process.
+        assert srv.message_requests[0].body["messages"][0]["content"][0]["text"] == "say hi"
+        fds = {n: os.readlink(f"/proc/{turn.pid}/fd/{n}") for n in (0, 1, 2)}
+        assert fds == {0: str(turn.files.prompt), 1: str(turn.files.out), 2: str(turn.files.err)}
+        assert not [f for f in p.open_files() if forkserver.LOCK_NAME in f.path]  # the home lock stays the zygote's
+        assert process.is_alive(turn.pid, turn.spawned.start_time)
+    finally:
+        process.kill_group(turn.pid, turn.spawned.start_time, grace_s=5)
+
+
+# -- exit files and kills -------------------------------------------------------------------------------------
+
+
+def test_kill_group_sigterm_cancels_the_worker_exit_1(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    srv.latency_s = 30
+    turn = start_turn(shared_home, srv, tmp_path, "term")
+    assert srv.wait_for_requests(1, timeout=30)
+    assert process.kill_group(turn.pid, turn.spawned.start_time, grace_s=10)
+    assert pids_in_group(turn.pid) == []
+    assert not process.is_alive(turn.pid, turn.spawned.start_time)
+    assert turn.wait() == 1
+    assert turn.files.exit.read_text() == "1\n"
+    assert turn.events()[-1]["type"] == "result" and turn.events()[-1]["reason"] == "cancelled"
+
+
+def test_sigkill_exit_file_137_written_by_the_zygote(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    srv.latency_s = 30
+    turn = start_turn(shared_home, srv, tmp_path, "kill")
+    assert srv.wait_for_requests(1, timeout=30)
+    os.killpg(turn.pid, signal.SIGKILL)
+    assert turn.wait() == 137  # the zygote reaps the child and writes 128+9, like sh
+    assert turn.files.exit.read_text() == "137\n"
+    assert pids_in_group(turn.pid) == []
+    assert not process.kill_group(turn.pid, turn.spawned.start_time, grace_s=1)  # nothing left to signal
+
+
+def test_two_concurrent_spawns_start_one_zygote_in_a_deep_home(tmp_path: Path, slow_reach: None) -> None:
+    home = make_home(tmp_path / ("deep-" * 16) / "home")
+    assert len(str(forkserver.socket_path(home))) > 108  # too long for sun_path: reached through /proc/self/fd
+    try:
+        with ScriptedModelServer([Reply("one"), Reply("two")]) as srv, ThreadPoolExecutor(2) as pool:
+            turns = list(pool.map(lambda n: start_turn(home, srv, tmp_path, n), ["a", "b"]))
+            assert [t.wait() for t in turns] == [0, 0]
+        assert all(forked_by_zygote(home, t.pid) for t in turns)
+        assert sorted(t.events()[1]["text"] for t in turns) == ["one", "two"]
+        log = (home / "logs" / forkserver.LOG_NAME).read_text()
+        assert log.count(" serving ") == 1, log
+    finally:
+        forkserver.stop(home)
+
+
+def test_child_gets_the_callers_umask(shared_home: Path, tmp_path: Path, srv: ScriptedModelServer) -> None:
+    old = os.umask(0o027)  # the shared zygote was started under another one
+    try:
+        turn = start_turn(shared_home, srv, tmp_path, "umask")
+    finally:
+        os.umask(old)
+    assert turn.wait() == 0 and forked_by_zygote(shared_home, turn.pid)
+    assert (tmp_path / "umask" / "history.json").stat().st_mode & 0o777 == 0o640
+
+
+# -- starting, staleness, fallback ---------------------------------------------------------------------------
+
+
+def test_stale_zygote_is_retired_and_replaced(fresh_home: Path, tmp_path: Path, slow_reach: None) -> None:
+    """A zygote running other code (a copy of the package: another path, other mtimes) is told to go."""
+    old_code = tmp_path / "old"
+    src = Path(forkserver.__file__).parents[1]
+    shutil.copytree(src, old_code / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    forkserver.launch(fresh_home, env={**os.environ, "PYTHONPATH": str(old_code)}, idle_s=300)
+    old = wait_started_zygote(fresh_home)
+    assert old["stamp"] != forkserver.code_stamp()
+    with ScriptedModelServer([Reply("fresh")]) as srv:
+        turn = start_turn(fresh_home, srv, tmp_path, "a")
+        assert turn.wait() == 0
+    new = forkserver.status(fresh_home)
+    assert new is not None and new["pid"] != old["pid"] and new["stamp"] == forkserver.code_stamp()
+    assert forked_by_zygote(fresh_home, turn.pid)
+    wait_gone(old["pid"])
+    assert "retiring reason=stale" in (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
+
+
+def test_disabled_by_env_spawns_plain(fresh_home: Path, tmp_path: Path, srv: ScriptedModelServer) -> None:
+    turn = start_turn(fresh_home, srv, tmp_path, "a", AGENT_FLEET_FORKSERVER="0")
+    assert started_plain(turn.pid)
+    assert turn.wait() == 0
+    assert forkserver.status(fresh_home) is None and not forkserver.socket_path(fresh_home).exists()
+
+
+def test_no_fleet_home_spawns_plain(tmp_path: Path, srv: ScriptedModelServer) -> None:
+    turn = start_turn(tmp_path / "missing", srv, tmp_path, "a")
+    assert started_plain(turn.pid)
+    assert turn.wait() == 0
+
+
+def test_unusable_socket_path_falls_back_within_the_reach_timeout(
+    fresh_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    forkserver.socket_path(fresh_home).mkdir()  # nobody can listen there
+    t0 = time.monotonic()
+    first = start_turn(fresh_home, srv, tmp_path, "a")
+    assert time.monotonic() - t0 < forkserver.REACH_TIMEOUT_S + 2
+    t1 = time.monotonic()
+    second = start_turn(fresh_home, srv, tmp_path, "b")
+    assert time.monotonic() - t1 < 1.0  # a zygote that failed is not waited for again right away
+    assert started_plain(first.pid) and started_plain(second.pid)
+    assert (first.wait(), second.wait()) == (0, 0)
+    forkserver.socket_path(fresh_home).rmdir()
+
+
+def test_dead_zygotes_socket_is_replaced(
+    fresh_home: Path, tmp_path: Path, srv: ScriptedModelServer, slow_reach: None
+) -> None:
+    with socket.socket(socket.AF_UNIX) as s:  # a socket file nobody listens on (a zygote that was SIGKILLed)
+        s.bind(str(forkserver.socket_path(fresh_home)))
+    turn = start_turn(fresh_home, srv, tmp_path, "a")
+    assert turn.wait() == 0 and forked_by_zygote(fresh_home, turn.pid)
+    assert forkserver.socket_path(fresh_home).stat().st_mode & 0o777 == 0o600
+
+
+STARTER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from agent_fleet_mcp.runners import forkserver, process
+    from agent_fleet_mcp.runners.anthropic import AnthropicRunner
+    from agent_fleet_mcp.runners.base import TurnRequest
+    from agent_fleet_mcp.spec import AgentSpec
+    import os
+    forkserver.REACH_TIMEOUT_S = 60
+    work = Path(sys.argv[1])
+    (work / "proj").mkdir(exist_ok=True)
+    req = TurnRequest(agent_id="s", agent_name="s", turn=1, prompt="say hi", spec=AgentSpec(), cwd=work / "proj",
+                      agent_dir=work / "s", env=dict(os.environ))
+    files = process.TurnFiles.for_turn(work / "s" / "turns", 1)
+    spawned = process.spawn(AnthropicRunner().build(req), files)
+    while process.exit_code(files, spawned.pid) is None:
+        time.sleep(0.02)
+    """
+)
+
+
+def test_zygote_is_detached_from_its_starter_and_idles_out(fresh_home: Path, tmp_path: Path, slow_reach: None) -> None:
+    with ScriptedModelServer([Reply("from the starter"), Reply("from the test")]) as srv:
+        env = base_env(fresh_home, srv.base_url, AGENT_FLEET_FORKSERVER_IDLE_S="3")
+        starter = subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(tmp_path)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        # EOF on the pipe once the starter exits: the zygote holds neither its stdout nor its stderr.
+        out, err = starter.communicate(timeout=BOOT_S + 30)
+        assert starter.returncode == 0, err
+        assert out == b""
+        zygote = forkserver.status(fresh_home)
+        assert zygote is not None  # outlived its starter
+        pid = zygote["pid"]
+        assert psutil.Process(pid).ppid() != starter.pid and os.getsid(pid) not in (os.getsid(0), starter.pid)
+        assert {os.readlink(f"/proc/{pid}/fd/{n}") for n in (0, 1)} == {os.devnull}
+        assert (tmp_path / "s" / "turns" / "0001.exit").read_text() == "0\n"
+        turn = start_turn(fresh_home, srv, tmp_path, "t")  # another "server" uses the same zygote
+        assert turn.wait() == 0 and forked_by_zygote(fresh_home, turn.pid)
+    wait_gone(pid, timeout=20)  # idle 3 s with no live child: it exits
+    assert not forkserver.socket_path(fresh_home).exists()
+    assert "retiring reason=idle" in (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
+
+
+def test_only_whitelisted_entries_are_forked(shared_home: Path, tmp_path: Path) -> None:
+    with open(os.devnull, "rb") as null, pytest.raises(forkserver.Unavailable, match="not a fork server entry"):
+        forkserver.spawn(shared_home, entry="os:system", args=["true"], env={}, cwd=tmp_path,
+                         exit_file=tmp_path / "x.exit", stdio=(null.fileno(),) * 3)  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as s, open(os.devnull, "rb") as null:  # a hand-made request is refused too
+        s.connect(str(forkserver.socket_path(shared_home)))
+        request = {"op": "spawn", "stamp": forkserver.code_stamp(), "entry": "os:system", "args": ["true"], "env": {}}
+        request |= {"cwd": str(tmp_path), "exit": str(tmp_path / "x.exit"), "deadline": time.time() + 9}
+        forkserver._send(s, request, [null.fileno()] * 3)  # pyright: ignore[reportPrivateUsage]
+        assert "refused" in forkserver._recv(s)[0]["error"]  # pyright: ignore[reportPrivateUsage]
+    assert forkserver.socket_path(shared_home).stat().st_mode & 0o777 == 0o600
