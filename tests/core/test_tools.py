@@ -227,3 +227,21 @@ async def test_resource_change_notifications(client: Any) -> None:
                 if seen >= {"fleet://agents", "fleet://agents/note"}:
                     break
     assert seen >= {"fleet://agents", "fleet://agents/note"}
+
+
+async def test_delete_reaches_descendants_that_left_the_group(client: Any, no_leftover_groups: set[int]) -> None:
+    import anyio
+    import psutil
+
+    await call(client, "create_agent", name="esc", template="escaper", prompt="x")
+    escaped = None
+    with anyio.fail_after(10):
+        while escaped is None:
+            text = (await call(client, "get_agent_output", agent="esc", mode="tail"))["text"]
+            if "escaped " in text:
+                escaped = int(text.split("escaped ")[1].split()[0])
+            await anyio.sleep(0.1)
+    no_leftover_groups.add(escaped)  # its own group: the fixture checks it is gone too
+    assert psutil.pid_exists(escaped)
+    await call(client, "delete_agent", agents=["esc"])
+    assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE

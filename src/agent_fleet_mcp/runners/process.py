@@ -215,19 +215,48 @@ def kill_group(pid: int, start_time: float | None, *, grace_s: float = 3.0) -> b
         return False
     if start_time and _leader_recycled(pid, start_time):
         return False
+    escaped = _escaped_descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not group_alive(pid):
-            return True
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline and group_alive(pid):
-        time.sleep(0.02)
+        time.sleep(0.05)
+    if group_alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and group_alive(pid):
+            time.sleep(0.02)
+    _kill_escaped(escaped)
     return True
+
+
+def _escaped_descendants(pid: int) -> list[psutil.Process]:
+    """Descendants of the leader that moved to process groups of their own (a tool running a command in a new
+    session, say): killing the turn's group does not reach them, so they are remembered before the kill."""
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out: list[psutil.Process] = []
+    for k in kids:
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(k.pid) != pid:
+                out.append(k)
+    return out
+
+
+def _kill_escaped(procs: list[psutil.Process]) -> None:
+    """After the turn's group is gone, SIGKILL what is left of the escaped descendants (and their groups).
+    psutil checks each process's identity (pid + creation time) before signalling, so recycled pids are safe."""
+    for p in procs:
+        with contextlib.suppress(psutil.Error, OSError):
+            if p.is_running():
+                if os.getpgid(p.pid) == p.pid:
+                    os.killpg(p.pid, signal.SIGKILL)
+                else:
+                    p.kill()
+    psutil.wait_procs(procs, timeout=1.0)
 
 
 def _leader_recycled(pid: int, start_time: float) -> bool:
