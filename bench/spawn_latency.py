@@ -55,7 +55,8 @@ async def main(n: int) -> None:
             await c.call_tool("delete_agent", {"agents": "all"})
     print(f"N={n}")
     print(
-        f"create_agent call latency      p50 {statistics.median(create_ms):6.1f} ms   p95 {pct(create_ms, 0.95):6.1f} ms"
+        f"create_agent call latency      p50 {statistics.median(create_ms):6.1f} ms   "
+        f"p95 {pct(create_ms, 0.95):6.1f} ms"
     )
     print(
         f"process running after call     p50 {statistics.median(start_after_call_ms):6.1f} ms   "
