@@ -8,7 +8,10 @@ a batch keeps advancing under whichever server is up.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Sequence
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
-from agent_fleet_mcp.errors import FleetError, InvalidRequest, NotFound
+from agent_fleet_mcp.errors import Conflict, FleetError, InvalidRequest, NotFound
 from agent_fleet_mcp.store.models import RUN_DONE, RunRow
 
 if TYPE_CHECKING:
@@ -123,10 +126,29 @@ class BatchEngine:
             for rid, r in zip(ids, runs, strict=True)
         ]  # fmt: skip
 
-    async def start(self, runs: Sequence[RunRequest]) -> str:
+    async def start(self, runs: Sequence[RunRequest], *, idempotency_key: str | None = None) -> str:
+        """Validate and start a batch; returns its id. With an idempotency key, a retry of the same request
+        returns the batch already started (a different request under the same key is a Conflict)."""
         rows = self.validate(runs)
+        request_hash = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:32]
+        if idempotency_key is not None:
+            existing = await self.fleet.store.find_batch_by_key(idempotency_key)
+            if existing is not None:
+                if existing.request_hash != request_hash:
+                    raise Conflict(
+                        f"idempotency_key {idempotency_key!r} was already used for batch {existing.id} with different "
+                        "runs; use a new key, or wait_for_agents(batch=...) on that batch"
+                    )
+                return existing.id
         batch_id = "b_" + uuid.uuid4().hex[:8]
-        await self.fleet.store.insert_batch(batch_id, rows)
+        try:
+            await self.fleet.store.insert_batch(
+                batch_id, rows, idempotency_key=idempotency_key, request_hash=request_hash
+            )
+        except sqlite3.IntegrityError:  # a concurrent retry with the same key won
+            if idempotency_key is not None and (again := await self.fleet.store.find_batch_by_key(idempotency_key)):
+                return again.id
+            raise
         log.info("batch_started", batch=batch_id, runs=len(rows))
         await self.advance(batch_id)
         return batch_id

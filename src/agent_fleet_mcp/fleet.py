@@ -391,6 +391,7 @@ class Fleet:
             stop = _limit_breach(spec, turn, stats, now)
             if stop is not None:
                 await self._stop_turn(agent, turn, status="failed", reason=stop[0], error=stop[1], stats=stats)
+                await self.dispatch()  # the agent's next queued turn may start now
                 return
             await anyio.sleep(self.settings.poll_interval_s)
         code = await anyio.to_thread.run_sync(proc.exit_code, files, turn.pid)

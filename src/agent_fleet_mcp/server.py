@@ -290,12 +290,14 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         ctx: Context[AppState, Any],
         runs: list[RunIn],
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30.0,
+        idempotency_key: Annotated[str | None, Field(description="retry-safe: same key + runs -> same batch")] = None,
     ) -> RunAgentsOut:
         """Delegate tasks to catalog task agents in parallel; depends_on orders them in waves and {{id}} passes a
         finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
         fleet = fleet_of(ctx)
         batch_id = await fleet.batches.start(
-            [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs]
+            [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
+            idempotency_key=idempotency_key,
         )
         res = await wait_for(fleet, batch=batch_id, timeout_s=wait_s, progress=ctx.report_progress)
         view = await views.batch_view(fleet, batch_id)

@@ -90,3 +90,14 @@ async def test_default_run_ids_from_template(client: Any) -> None:
     assert [r["id"] for r in out["batch"]["runs"]] == ["echo", "echo-2"]
     assert "batch" in (await call(client, "wait_for_agents", batch=out["batch"]["batch"], timeout_s=1))
     assert "no batch" in err(await client.call_tool("wait_for_agents", {"batch": "b_nope"}))
+
+
+async def test_run_agents_idempotency_key(client: Any) -> None:
+    runs = [{"id": "a", "agent": "echo", "input": "once"}]
+    first = await call(client, "run_agents", runs=runs, wait_s=20, idempotency_key="job-1")
+    again = await call(client, "run_agents", runs=runs, wait_s=20, idempotency_key="job-1")
+    assert again["batch"]["batch"] == first["batch"]["batch"]
+    assert (await call(client, "get_agent_status"))["fleet"]["agents"] == 1  # the retry started nothing
+    msg = err(await client.call_tool("run_agents", {"runs": [{"agent": "echo", "input": "other"}],
+                                                    "idempotency_key": "job-1"}))  # fmt: skip
+    assert "already used" in msg and first["batch"]["batch"] in msg

@@ -86,3 +86,21 @@ async def test_two_processes_share_one_home(tmp_path: Path) -> None:
         cur = await store.db.execute("PRAGMA integrity_check")
         assert (await cur.fetchone())[0] == "ok"
         await cur.close()
+
+
+async def test_upgrades_from_the_oldest_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made by the first release (only 0001) keeps its data and gains the later migrations."""
+    import agent_fleet_mcp.store.sqlite as sqlite_mod
+
+    db = tmp_path / "fleet.db"
+    monkeypatch.setattr(sqlite_mod, "MIGRATIONS", MIGRATIONS[:1])
+    async with SqliteStore(db) as old:
+        assert await old.applied_migrations() == ["0001_initial"]
+        await old.insert_agent(id="a1", name="keep", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key=None)
+        await old.db.execute("INSERT INTO batches (id, created_at, status) VALUES ('b_old', 1.0, 'succeeded')")
+    monkeypatch.undo()
+    async with SqliteStore(db) as new:
+        assert await new.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert (await new.get_agent("keep")) is not None
+        old_batch = await new.get_batch("b_old")
+        assert old_batch is not None and old_batch.status == "succeeded" and old_batch.idempotency_key is None

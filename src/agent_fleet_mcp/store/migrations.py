@@ -80,4 +80,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        "0002_batch_idempotency",
+        [
+            "ALTER TABLE batches ADD COLUMN idempotency_key TEXT",
+            "ALTER TABLE batches ADD COLUMN request_hash TEXT",
+            "CREATE UNIQUE INDEX batches_idem ON batches(idempotency_key) WHERE idempotency_key IS NOT NULL",
+        ],
+    ),
 ]

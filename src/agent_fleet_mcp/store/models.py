@@ -120,6 +120,8 @@ class BatchRow:
     created_at: float
     ended_at: float | None
     status: str
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> BatchRow:

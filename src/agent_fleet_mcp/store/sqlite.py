@@ -369,10 +369,21 @@ class SqliteStore:
         return [dict(r) for r in rows]
 
     # -- batches and runs ------------------------------------------------------------------------------------
-    async def insert_batch(self, batch_id: str, runs: Sequence[dict[str, Any]]) -> None:
+    async def insert_batch(
+        self,
+        batch_id: str,
+        runs: Sequence[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> None:
         now = time.time()
         async with self._tx() as db:
-            await db.execute("INSERT INTO batches (id, created_at, status) VALUES (?, ?, 'running')", (batch_id, now))
+            await db.execute(
+                "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash)"
+                " VALUES (?, ?, 'running', ?, ?)",
+                (batch_id, now, idempotency_key, request_hash),
+            )
             for seq, run in enumerate(runs):
                 await db.execute(
                     "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status)"
@@ -380,6 +391,10 @@ class SqliteStore:
                     (batch_id, run["run_id"], seq, run["template"], run["input"], json.dumps(run["depends_on"]),
                      run["cwd"]),
                 )  # fmt: skip
+
+    async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None:
+        r = await self._one("SELECT * FROM batches WHERE idempotency_key = ?", (idempotency_key,))
+        return BatchRow.from_row(r) if r else None
 
     async def get_batch(self, batch_id: str) -> BatchRow | None:
         r = await self._one("SELECT * FROM batches WHERE id = ?", (batch_id,))
