@@ -366,6 +366,6 @@ def test_only_whitelisted_entries_are_forked(shared_home: Path, tmp_path: Path) 
         s.connect(str(forkserver.socket_path(shared_home)))
         request = {"op": "spawn", "stamp": forkserver.code_stamp(), "entry": "os:system", "args": ["true"], "env": {}}
         request |= {"cwd": str(tmp_path), "exit": str(tmp_path / "x.exit"), "deadline": time.time() + 9}
-        forkserver._send(s, request, [null.fileno()] * 3)  # pyright: ignore[reportPrivateUsage]
-        assert "refused" in forkserver._recv(s)[0]["error"]  # pyright: ignore[reportPrivateUsage]
+        forkserver.send_message(s, request, [null.fileno()] * 3)
+        assert "refused" in forkserver.recv_message(s)[0]["error"]
     assert forkserver.socket_path(shared_home).stat().st_mode & 0o777 == 0o600

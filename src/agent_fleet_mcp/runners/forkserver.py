@@ -4,33 +4,24 @@ forks one worker per turn, for ``process.spawn`` (plans with a ``preload`` entry
 Client (``spawn``, ``status``, ``stop``, ``launch``): one length-prefixed JSON request per connection to
 ``<home>/forkserver.sock``; a spawn carries the worker's stdin/stdout/stderr fds (SCM_RIGHTS) and gets the child's
 pid, which it acknowledges: the child runs only after that ack, so a client that gave up never leaves a copy running.
-Daemon (``main``, ``_Zygote``): single-threaded selector loop; forks whitelisted entries only, reaps its children and
-writes their exit files; retires when stale, stopped, unlinked or idle.
+Daemon: runners/zygote.py (single-threaded selector loop; forks whitelisted entries only, reaps its children and
+writes their exit files; retires when stale, stopped, unlinked or idle).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import fcntl
-import gc
 import hashlib
-import importlib
 import json
 import os
-import random
-import selectors
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn, cast
+from typing import Any, cast
 
 import psutil
 
@@ -50,6 +41,8 @@ REACH_TIMEOUT_S = 3.0  # connect (+ start) + fork, else the caller spawns the pl
 RETRY_AFTER_FAILURE_S = 60.0  # after a zygote failed to come up for a home, go plain at once for this long
 LOG_MAX_BYTES = 5_000_000
 
+DAEMON_MODULE = "agent_fleet_mcp.runners.zygote"  # appears in the daemon's command line (see process.py)
+
 _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PACKAGE_DIR = Path(agent_fleet_mcp.__file__).resolve().parent
@@ -60,7 +53,7 @@ _LAUNCHER = (
     "import os, sys\n"
     "if os.fork():\n"
     "    os._exit(0)\n"
-    "from agent_fleet_mcp.runners.forkserver import main\n"
+    "from agent_fleet_mcp.runners.zygote import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
@@ -113,7 +106,7 @@ def write_exit_file(path: Path, code: int) -> None:
 
 
 @contextlib.contextmanager
-def _address(path: Path) -> Generator[str]:
+def sock_address(path: Path) -> Generator[str]:
     """A unix socket address for ``path``; long paths (> 100 bytes: deep pytest/tmp homes) go through the folder's
     fd as ``/proc/self/fd/N/name``."""
     if len(os.fsencode(path)) < 100:
@@ -126,7 +119,7 @@ def _address(path: Path) -> Generator[str]:
         os.close(dirfd)
 
 
-def _send(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
+def send_message(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
     data = json.dumps(message).encode()
     data = _HEADER.pack(len(data)) + data
     sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
@@ -134,7 +127,7 @@ def _send(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = 
         sock.sendall(data[sent:])
 
 
-def _recv(sock: socket.socket, *, max_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
+def recv_message(sock: socket.socket, *, max_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
     """One message (and the fds that came with it). Raises EOFError when the peer closed first."""
     fds: list[int] = []
     buf = bytearray()
@@ -197,10 +190,10 @@ def spawn(
             raise Unavailable(f"the zygote did not answer within {deadline - now:.1f} s")
         try:
             with _connect(home, remaining) as sock:
-                _send(sock, {**request, "deadline": time.time() + remaining}, stdio)
-                reply, _ = _recv(sock)
+                send_message(sock, {**request, "deadline": time.time() + remaining}, stdio)
+                reply, _ = recv_message(sock)
                 if "pid" in reply:
-                    _send(sock, {"ack": True})  # the commit point: the child runs from here on
+                    send_message(sock, {"ack": True})  # the commit point: the child runs from here on
                     _down_until.pop(home, None)
                     return int(reply["pid"])
         except (FileNotFoundError, ConnectionRefusedError):  # nobody listens: start one, wait for it to bind
@@ -225,8 +218,8 @@ def status(home: Path, *, timeout_s: float = 2.0) -> dict[str, Any] | None:
     """The running zygote's pid, stamp and live children, or None when none answers."""
     try:
         with _connect(home, timeout_s) as sock:
-            _send(sock, {"op": "status"})
-            return _recv(sock)[0]
+            send_message(sock, {"op": "status"})
+            return recv_message(sock)[0]
     except (OSError, EOFError):
         return None
 
@@ -236,8 +229,8 @@ def stop(home: Path, *, timeout_s: float = 5.0) -> int | None:
     for it to be gone. Returns its pid, or None when none was running."""
     try:
         with _connect(home, timeout_s) as sock:
-            _send(sock, {"op": "stop"})
-            pid = int(_recv(sock)[0]["pid"])
+            send_message(sock, {"op": "stop"})
+            pid = int(recv_message(sock)[0]["pid"])
     except (OSError, EOFError):
         return None
     _wait_gone(pid, timeout_s)
@@ -279,7 +272,7 @@ def _connect(home: Path, timeout_s: float) -> Generator[socket.socket]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(max(timeout_s, 0.01))
-        with _address(socket_path(home)) as addr:
+        with sock_address(socket_path(home)) as addr:
             sock.connect(addr)
         yield sock
     finally:
@@ -295,349 +288,3 @@ def _wait_gone(pid: int, timeout_s: float) -> None:
         except psutil.Error:
             return
         time.sleep(0.02)
-
-
-# -- daemon ---------------------------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -c LAUNCHER --home H [--idle-s S]`` (see ``launch``): serve until retired or idle. 1 if it crashed."""
-    p = argparse.ArgumentParser(prog="agent-fleet forkserver")
-    p.add_argument("--home", required=True, type=Path)
-    p.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
-    args = p.parse_args(argv)
-    zygote = _Zygote(args.home.resolve(), args.idle_s)
-    try:
-        if not zygote.open():
-            return 0
-        zygote.loop()
-    except Exception:
-        _log("crashed", error=traceback.format_exc())
-        return 1
-    finally:
-        zygote.close()
-    return 0
-
-
-def _log(event: str, **fields: Any) -> None:
-    """One line to the zygote's stderr: the home's logs/forkserver.log."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    extra = " ".join(f"{k}={v}" for k, v in fields.items())
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"{stamp} pid={os.getpid()} {event} {extra}\n".rstrip() + "\n")
-        sys.stderr.flush()
-
-
-class _Zygote:
-    def __init__(self, home: Path, idle_s: float) -> None:
-        self.home, self.idle_s = home, idle_s
-        self.path = socket_path(home)
-        self.lock_fd = -1
-        self.listener: socket.socket | None = None
-        self.inode = 0
-        self.selector = selectors.DefaultSelector()
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.entries: dict[str, Callable[[list[str]], int]] = {}
-        self.children: dict[int, Path | None] = {}  # pid -> exit file (None: aborted before it ran)
-        self.stamp = ""
-        self.retiring = False
-        self.terminate = False
-        self.last_active = time.monotonic()
-
-    # setup / teardown
-    def open(self) -> bool:
-        os.chdir(self.home)
-        if not self._lock():
-            _log("not_started", reason="another zygote holds the lock")
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a dead zygote's socket (we hold the lock: no live one owns it)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        umask = os.umask(0o177)  # born 0600 (single-threaded here: the umask is ours to borrow)
-        try:
-            with _address(self.path) as addr:
-                listener.bind(addr)
-        finally:
-            os.umask(umask)
-        os.chmod(self.path, 0o600)
-        listener.listen(128)
-        listener.setblocking(False)
-        self.listener, self.inode = listener, os.stat(self.path).st_ino
-        os.ftruncate(self.lock_fd, 0)
-        os.write(self.lock_fd, f"{os.getpid()}\n".encode())
-        self.stamp = code_stamp()  # before importing: a change during the import makes us stale, not wrong
-        t0 = time.monotonic()
-        for name in sorted(ENTRIES):
-            module_name, func = name.split(":")
-            module = importlib.import_module(module_name)
-            warm = getattr(module, "preload", None)
-            if callable(warm):
-                warm()
-            self.entries[name] = getattr(module, func)
-        gc.collect()
-        gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
-        self.wake_r.setblocking(False)
-        self.wake_w.setblocking(False)
-        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
-        self.selector.register(self.wake_r, selectors.EVENT_READ)
-        self.selector.register(listener, selectors.EVENT_READ)
-        _log("serving", home=self.home, stamp=self.stamp, preload_ms=round((time.monotonic() - t0) * 1000),
-             idle_s=self.idle_s, python=sys.executable)  # fmt: skip
-        return True
-
-    def _lock(self) -> bool:
-        """The home's lock, held while we listen. A retiring zygote releases it within ms: retry for a moment."""
-        self.lock_fd = os.open(self.home / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = time.monotonic() + 2.0
-        while True:
-            try:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() > deadline or status(self.home, timeout_s=0.2) is not None:
-                    return False
-                time.sleep(0.05)
-
-    def close(self) -> None:
-        self._unlisten()
-        self.selector.close()
-        self.wake_r.close()
-        self.wake_w.close()
-
-    def _unlisten(self) -> None:
-        """Stop taking spawns: remove our socket (only if it is still ours) and let another zygote start."""
-        if self.listener is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self.listener)
-            self.listener.close()
-            self.listener = None
-            with contextlib.suppress(OSError):
-                if os.stat(self.path).st_ino == self.inode:
-                    self.path.unlink()
-        if self.lock_fd >= 0:
-            os.close(self.lock_fd)
-            self.lock_fd = -1
-
-    def _retire(self, reason: str) -> None:
-        if not self.retiring:
-            self.retiring = True
-            self._unlisten()
-            _log("retiring", reason=reason, live_children=len(self.children))
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum != signal.SIGCHLD:
-            self.terminate = True  # handled by the loop (the wakeup fd woke it)
-
-    # the loop
-    def loop(self) -> None:
-        while True:
-            self._reap()
-            if self.terminate:
-                self._retire("signal")
-            if self.retiring and not self.children:
-                break
-            if not self.retiring and not self.children and time.monotonic() - self.last_active > self.idle_s:
-                self._retire(f"idle for {self.idle_s:g} s")
-                continue
-            if not self.retiring and not self._socket_is_ours():
-                self._retire("socket removed or replaced")
-                continue
-            timeout = min(2.0, max(0.05, self.idle_s - (time.monotonic() - self.last_active)))
-            for key, _ in self.selector.select(timeout):
-                if key.fileobj is self.wake_r:
-                    with contextlib.suppress(OSError):
-                        while self.wake_r.recv(4096):
-                            pass
-                elif key.fileobj is self.listener:
-                    self._accept_all()
-        _log("exit")
-
-    def _socket_is_ours(self) -> bool:
-        try:
-            return os.stat(self.path).st_ino == self.inode
-        except OSError:
-            return False
-
-    def _accept_all(self) -> None:
-        while self.listener is not None:
-            try:
-                conn, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            with conn:
-                self.last_active = time.monotonic()
-                try:
-                    self._handle(conn)
-                except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-                    _log("request_failed", error=f"{type(exc).__name__}: {exc}")
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, wstatus = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = os.waitstatus_to_exitcode(wstatus)
-            code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, as sh reports it
-            exit_file = self.children.pop(pid, None)
-            self.last_active = time.monotonic()
-            if exit_file is not None and not exit_file.exists():  # the child writes its own on a normal exit
-                try:
-                    write_exit_file(exit_file, code)
-                except OSError as exc:
-                    _log("exit_file_failed", pid=pid, error=exc)
-            _log("reaped", pid=pid, code=code)
-
-    # one request
-    def _handle(self, conn: socket.socket) -> None:
-        conn.setblocking(True)
-        conn.settimeout(2.0)
-        if hasattr(socket, "SO_PEERCRED"):
-            _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            if uid != os.getuid():
-                _log("refused", peer_uid=uid)
-                return
-        msg, fds = _recv(conn, max_fds=3)
-        try:
-            op = msg.get("op")
-            if op == "status":
-                _send(conn, {"pid": os.getpid(), "stamp": self.stamp, "children": sorted(self.children)})
-            elif op == "stop":
-                self._retire("stop requested")
-                _send(conn, {"pid": os.getpid()})
-            elif op == "spawn":
-                self._spawn(conn, msg, fds)
-            else:
-                _send(conn, {"error": f"unknown op {op!r}"})
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    def _spawn(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
-        if msg.get("stamp") != self.stamp:
-            self._retire("stale: the code changed on disk")
-            _send(conn, {"error": "stale zygote (the code changed); it is retiring", "stale": True})
-            return
-        entry = self.entries.get(str(msg.get("entry")))
-        if entry is None or len(fds) != 3:
-            _send(conn, {"error": "refused: unknown entry point or missing stdio fds"})
-            return
-        if time.time() > float(msg["deadline"]):
-            _send(conn, {"error": "too late: the client gave up"})
-            return
-        args = [str(a) for a in msg["args"]]
-        env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
-        exit_file = Path(msg["exit"])
-        umask = int(msg.get("umask", 0o022)) & 0o777
-        ready_r, ready_w = os.pipe()
-        go_r, go_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # never returns into the zygote's loop, whatever happens
-            try:
-                os.close(ready_r)
-                os.close(go_w)
-                self._child(
-                    conn, entry, str(msg["entry"]), args, env, Path(msg["cwd"]), exit_file, umask, fds, ready_w, go_r
-                )
-            finally:
-                os._exit(127)
-        os.close(ready_w)
-        os.close(go_r)
-        try:
-            self.children[pid] = None
-            ready = _read_pipe(ready_r, timeout_s=5.0)
-            if ready != b"ok":
-                _log("spawn_failed", pid=pid, error=ready[1:].decode(errors="replace") or "no answer")
-                _send(conn, {"error": f"the forked child could not start: {ready[1:].decode(errors='replace')}"})
-                return
-            _send(conn, {"pid": pid})
-            try:
-                ack = _recv(conn)[0].get("ack") is True
-            except (OSError, EOFError):
-                ack = False
-            if not ack:  # the client gave up: the child exits without running (no exit file)
-                _log("spawn_abandoned", pid=pid)
-                return
-            self.children[pid] = exit_file
-            os.write(go_w, b"go")
-            _log("spawned", pid=pid, entry=msg["entry"], cwd=msg["cwd"])
-        finally:
-            os.close(ready_r)
-            os.close(go_w)
-
-    def _child(
-        self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
-        env: dict[str, str], cwd: Path, exit_file: Path, umask: int, fds: list[int], ready_w: int, go_r: int,
-    ) -> NoReturn:  # fmt: skip
-        """In the forked child: become a fresh process of its own session, wait for the go, run the entry, exit."""
-        try:
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            conn.close()
-            if self.listener is not None:
-                self.listener.close()
-            self.selector.close()
-            self.wake_r.close()
-            self.wake_w.close()
-            if self.lock_fd >= 0:
-                os.close(self.lock_fd)
-            os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            os.chdir(cwd)
-            os.umask(umask)  # the requesting server's, as a plain spawn would inherit it
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.write(ready_w, b"E" + f"{type(exc).__name__}: {exc}".encode()[:500])
-            os._exit(127)
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
-        if _read_pipe(go_r, timeout_s=None) != b"go":
-            os._exit(125)  # the zygote or the client gave up before the go: nothing ran
-        os.close(go_r)
-        os.environ.clear()
-        os.environ.update(env)
-        time.tzset()
-        random.seed()
-        sys.argv = [entry_name.split(":")[0], *args]
-        # Fresh std streams on the new fds 0-2 (buffering and error handling as a fresh interpreter sets them).
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-        result: object = 1
-        try:
-            result = entry(args)
-        except SystemExit as exc:  # as the interpreter reports it: None -> 0, a message -> 1
-            result = exc.code
-            if isinstance(exc.code, str):
-                sys.stderr.write(exc.code + "\n")
-        except BaseException:
-            traceback.print_exc()
-        code = (result if isinstance(result, int) else 0 if result is None else 1) & 0xFF
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        with contextlib.suppress(OSError):
-            write_exit_file(exit_file, code)  # before dying, like the sh wrapper: the file is there when it is gone
-        os._exit(code)
-
-
-def _read_pipe(fd: int, *, timeout_s: float | None) -> bytes:
-    """What was written to the pipe before its writer closed it; b"" when nothing came within ``timeout_s``."""
-    data = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while sel.select(None if deadline is None else max(0.0, deadline - time.monotonic())):
-            if not (chunk := os.read(fd, 4096)):
-                return data
-            data += chunk
-    return b""

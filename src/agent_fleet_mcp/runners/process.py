@@ -200,7 +200,7 @@ def _exit_file_pending(pid: int) -> bool:
         if p.status() != psutil.STATUS_ZOMBIE:
             return False
         parent = p.parent()
-        return parent is not None and any(forkserver.__name__ in a for a in parent.cmdline())
+        return parent is not None and any(forkserver.DAEMON_MODULE in a for a in parent.cmdline())
     except psutil.Error:  # gone
         return pid in _forked
 
