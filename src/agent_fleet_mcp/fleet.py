@@ -137,8 +137,10 @@ class Fleet:
         return proc.TurnFiles.for_turn(self.agent_dir(agent_id) / "turns", n)
 
     # -- lookups ---------------------------------------------------------------------------------------------
-    async def get_agent(self, ref: str) -> AgentRow:
-        agent = await self.store.get_agent(ref)
+    async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow:
+        """A live agent by name or id; with include_deleted, else the newest deleted one of that name (its
+        transcripts stay readable until a purge)."""
+        agent = await self.store.get_agent(ref, include_deleted=include_deleted)
         if agent is None:
             live = [a.name for a in await self.store.list_agents()]
             hint = f"live agents: {', '.join(live[:20])}" if live else "the fleet is empty; create_agent first"

@@ -246,9 +246,10 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         cursor: Annotated[int, Field(ge=0)] = 0,
         max_chars: Annotated[int, Field(ge=200, le=20_000)] = 4_000,
     ) -> OutputOut:
-        """Read an agent's output in bounded pages: the final result, the live tail, or the transcript."""
+        """Read an agent's output in bounded pages: the final result, the live tail, or the transcript. Works for
+        deleted (not purged) agents too."""
         fleet = fleet_of(ctx)
-        row = await fleet.get_agent(agent)
+        row = await fleet.get_agent(agent, include_deleted=True)
         turns = await fleet.store.turns_of(row.id)
         if not turns:
             raise NotFound(f"agent {agent!r} has no turns yet; command_agent gives it work")

@@ -245,3 +245,18 @@ async def test_delete_reaches_descendants_that_left_the_group(client: Any, no_le
     assert psutil.pid_exists(escaped)
     await call(client, "delete_agent", agents=["esc"])
     assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_output_of_deleted_agent_until_purged(client: Any) -> None:
+    await call(client, "create_agent", name="gone", template="echo", prompt="remember me")
+    await wait_all(client, ["gone"])
+    await call(client, "delete_agent", agents=["gone"])
+    out = await call(client, "get_agent_output", agent="gone")
+    assert "echo: remember me" in out["text"]
+    await call(client, "create_agent", name="gone2", template="echo", prompt="and purge me")
+    await wait_all(client, ["gone2"])
+    transcript = Path((await call(client, "get_agent_output", agent="gone2"))["transcript_path"])
+    assert transcript.exists()
+    await call(client, "delete_agent", agents=["gone2"], purge=True)
+    assert "no agent named" in err(await client.call_tool("get_agent_output", {"agent": "gone2"}))
+    assert not transcript.exists()
