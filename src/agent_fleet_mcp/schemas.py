@@ -105,6 +105,10 @@ class OutputOut(Out):
     next_cursor: int | None = Field(None, description="pass as cursor to read on")
     total_chars: int
     transcript_path: str | None
+    files_read: list[str] = Field(default_factory=list, description="this turn's reads (capped; see reads_total)")
+    files_written: list[str] = Field(default_factory=list, description="written/edited (capped)")
+    reads_total: int = 0
+    writes_total: int = 0
 
 
 class DeletedAgent(Out):

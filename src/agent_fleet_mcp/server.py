@@ -47,6 +47,7 @@ INSTRUCTIONS = (
 )
 
 RESOURCE_NOTIFY_S = 0.5
+FILES_SHOWN = 20
 log = structlog.get_logger("agent_fleet.server")
 
 P = ParamSpec("P")
@@ -271,7 +272,8 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             chunk, more, nxt = views.page(text, cursor, max_chars)
         return OutputOut(
             agent=row.name, turn=t.n, turn_status=t.status, mode=mode, text=chunk, truncated=more, next_cursor=nxt,
-            total_chars=len(text), transcript_path=path,
+            total_chars=len(text), transcript_path=path, files_read=t.reads[:FILES_SHOWN],
+            files_written=t.writes[:FILES_SHOWN], reads_total=len(t.reads), writes_total=len(t.writes),
         )  # fmt: skip
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False))
