@@ -46,8 +46,8 @@ def dumps(event: Event) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def loads(line: str) -> Event | None:
-    """Parse one transcript line; anything that is not a normalized event gives ``None``."""
+def parse_object(line: str) -> dict[str, Any] | None:
+    """One JSONL line as a JSON object, or None for blank lines, log noise and non-objects."""
     line = line.strip()
     if not line.startswith("{"):
         return None
@@ -55,6 +55,10 @@ def loads(line: str) -> Event | None:
         obj = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(obj, dict) or obj.get("type") not in EVENT_TYPES:
-        return None
-    return obj  # type: ignore[return-value]
+    return obj if isinstance(obj, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+
+def loads(line: str) -> Event | None:
+    """Parse one transcript line; anything that is not a normalized event gives ``None``."""
+    obj = parse_object(line)
+    return obj if obj is not None and obj.get("type") in EVENT_TYPES else None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_fleet_mcp.errors import RunnerUnavailable
+from agent_fleet_mcp.events import parse_object
 
 TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
 # src/agent_fleet_mcp/runners/_cli.py -> the checkout root (only meaningful in a source checkout)
@@ -56,14 +57,7 @@ def require_cli(name: str, env: Mapping[str, str], *, package: str) -> str:
 
 def parse_line(line: str) -> dict[str, Any] | None:
     """One native stream line as a JSON object, or None for blank lines, log noise and non-objects."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None  # pyright: ignore[reportUnknownVariableType]
+    return parse_object(line)
 
 
 def as_dict(value: Any) -> dict[str, Any]:
