@@ -483,13 +483,10 @@ class Fleet:
 
     # -- waiting ---------------------------------------------------------------------------------------------
     async def busy(self, agent_ids: Sequence[str]) -> set[str]:
+        """Agents with unfinished work. An agent's turns start in number order, so its latest turn is the last to
+        finish: the agent is busy exactly while that turn is not done."""
         latest = await self.store.latest_turns(agent_ids)
-        busy: set[str] = set()
-        for aid in agent_ids:
-            t = latest.get(aid)
-            if t is not None and (not t.done or await self.store.count_turns(aid, "queued", "running")):
-                busy.add(aid)
-        return busy
+        return {aid for aid, t in latest.items() if not t.done}
 
 
 def _limit_breach(spec: AgentSpec, turn: TurnRow, stats: TurnStats, now: float) -> tuple[str, str] | None:
