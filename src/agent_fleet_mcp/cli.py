@@ -53,6 +53,9 @@ def serve_main(argv: list[str]) -> None:
     serve_cmd.main(args=argv, prog_name="agent-fleet-mcp")
 
 
+_json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (same data).")
+
+
 @click.group()
 @click.version_option(__version__)
 def main() -> None:
@@ -76,6 +79,19 @@ def agents(as_json: bool) -> None:
     from agent_fleet_mcp import cli_views
 
     cli_views.show_catalog(Path.cwd(), dict(os.environ), as_json=as_json)
+
+
+@main.command()
+@_json_opt
+def doctor(as_json: bool) -> None:
+    """Check this machine and the fleet home: containment, permissions, store, runners. Exit code 1 on a failure."""
+    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.doctor import run_checks
+
+    checks = run_checks(_settings())
+    cli_views.show_checks(checks, as_json=as_json)
+    if any(c.level == "fail" for c in checks):
+        raise SystemExit(1)
 
 
 @main.command("scripted-model")
@@ -120,8 +136,6 @@ def _run(fn: Callable[..., Awaitable[None]], /, *, interruptible: bool = False, 
             pass
         sys.exit(1)
 
-
-_json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON (same data).")
 
 
 @main.command()

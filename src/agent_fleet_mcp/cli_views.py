@@ -7,9 +7,10 @@ parsed as rich markup), so agent output with brackets prints as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rich.text import Text
 from agent_fleet_mcp import observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog
 from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.errors import NotFound
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
@@ -566,3 +568,25 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         return "./" + str(d.relative_to(project_dir)) if d.is_relative_to(project_dir) else short(str(d))
 
     console.print(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
+
+
+# -- doctor ----------------------------------------------------------------------------------------------------
+
+_LEVEL_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def show_checks(checks: Sequence[Check], *, as_json: bool) -> None:
+    console = make_console()
+    if as_json:
+        console.print_json(json.dumps({"checks": [dataclasses.asdict(c) for c in checks]}))
+        return
+    table = _table(title="agent-fleet doctor", title_justify="left", title_style="bold")
+    table.add_column("check", style="bold", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        detail = Text(c.detail)
+        if c.fix:
+            detail.append(f"\n→ {c.fix}", style="dim")
+        table.add_row(Text(c.name), Text(c.level, style=_LEVEL_STYLE[c.level]), detail)
+    console.print(table)

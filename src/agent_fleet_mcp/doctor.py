@@ -1,0 +1,74 @@
+"""`agent-fleet doctor`: checks of this machine and fleet home, each with what to do when it is not fine.
+
+A check is a plain function ``(Settings) -> list[Check]`` listed in ``CHECKS``; it never raises (a check that
+cannot tell reports ``warn`` with why). Containment, home permissions, store integrity and runner availability each
+add their own check function here. Rendering lives in cli_views.py; this module only gathers facts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from agent_fleet_mcp.config import Settings
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    fix: str | None = None  # the next step when level is warn/fail
+
+
+def check_python(settings: Settings) -> list[Check]:
+    v = sys.version_info
+    if v < (3, 11):
+        return [Check("python", "fail", f"Python {v.major}.{v.minor}", "use Python 3.11 or newer")]
+    return [Check("python", "ok", f"Python {v.major}.{v.minor}.{v.micro} ({sys.executable})")]
+
+
+def check_home(settings: Settings) -> list[Check]:
+    home = settings.home
+    if not home.exists():
+        return [Check("fleet home", "ok", f"{home} (not created yet; the first server start creates it)")]
+    if not home.is_dir():
+        return [Check("fleet home", "fail", f"{home} is not a directory", "set AGENT_FLEET_HOME to a folder")]
+    return [Check("fleet home", "ok", str(home))]
+
+
+def check_runners(settings: Settings) -> list[Check]:
+    out: list[Check] = []
+    path = settings.env.get("PATH")
+    key = bool(settings.env.get("ANTHROPIC_API_KEY") or settings.env.get("ANTHROPIC_AUTH_TOKEN"))
+    if key:
+        out.append(Check("runner anthropic", "ok", "ANTHROPIC_API_KEY is set"))
+    else:
+        fix = "set ANTHROPIC_API_KEY in the MCP host's config for this server (the offline demo needs none)"
+        out.append(Check("runner anthropic", "warn", "no ANTHROPIC_API_KEY in the environment", fix))
+    for runner, exe in (("claude-code", "claude"), ("codex", "codex"), ("gemini", "gemini")):
+        found = shutil.which(exe, path=path)
+        out.append(
+            Check(f"runner {runner}", "ok", found)
+            if found
+            else Check(f"runner {runner}", "warn", f"`{exe}` is not on PATH", f"install the {exe} CLI to use it")
+        )
+    return out
+
+
+CHECKS: list[Callable[[Settings], list[Check]]] = [check_python, check_home, check_runners]
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    out: list[Check] = []
+    for fn in CHECKS:
+        try:
+            out.extend(fn(settings))
+        except Exception as exc:  # a broken check is reported, never fatal
+            out.append(Check(fn.__name__.removeprefix("check_"), "warn", f"check failed: {type(exc).__name__}: {exc}"))
+    return out
