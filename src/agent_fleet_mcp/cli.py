@@ -20,33 +20,66 @@ if TYPE_CHECKING:
     from agent_fleet_mcp.config import Settings
 
 
-def _serve(http: bool, host: str, port: int) -> None:
-    from agent_fleet_mcp import logs
+def _serve(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...] = (), allow_remote: bool = False) -> None:
+    from agent_fleet_mcp import http_auth, logs
     from agent_fleet_mcp.config import Settings
     from agent_fleet_mcp.server import build_server
 
-    settings = Settings.from_env()
+    if not http and (allowed_hosts or allow_remote):
+        raise click.UsageError("--allowed-host and --allow-remote only apply with --http")
+    try:
+        settings = Settings.from_env()
+        token = None
+        if http:  # refuse before anything listens
+            http_auth.check_bind(host, allow_remote=allow_remote)
+            token = http_auth.load_or_create_token(settings.home, settings.env)
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from None
     logs.configure(settings.logs_dir, stderr_level=os.environ.get("AGENT_FLEET_LOG_LEVEL", "WARNING"))
     server = build_server(settings)
-    if http:
-        server.run("streamable-http", host=host, port=port, streamable_http_path="/mcp")
-    else:
+    if token is None:
         server.run("stdio")
+    else:
+        click.echo(http_auth.startup_line(host, port, token), err=True)
+        http_auth.serve_http(server, host=host, port=port, token=token, allowed_hosts=allowed_hosts)
 
 
-_http_opt = click.option("--http", is_flag=True, help="Serve streamable HTTP at /mcp instead of stdio.")
-_host_opt = click.option("--host", default="127.0.0.1", show_default=True)
-_port_opt = click.option("--port", default=8765, show_default=True, type=int)
+def _serve_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The options of `agent-fleet-mcp` and `agent-fleet serve`."""
+    options = [
+        click.option(
+            "--http",
+            is_flag=True,
+            help="Serve streamable HTTP at /mcp instead of stdio (clients need the bearer token that "
+            "`agent-fleet http-token` prints).",
+        ),
+        click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (--http)."),
+        click.option("--port", default=8765, show_default=True, type=int),
+        click.option(
+            "--allowed-host",
+            "allowed_hosts",
+            multiple=True,
+            metavar="NAME[:PORT]",
+            help="Also accept this Host/Origin (repeatable); the bind address and the loopback names always are.",
+        ),
+        click.option(
+            "--allow-remote",
+            is_flag=True,
+            help="Allow a --host reachable from the network (0.0.0.0, ::, a LAN address): anyone who can reach "
+            "it and has the token can run agents as you.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 @click.command(name="agent-fleet-mcp")
-@_http_opt
-@_host_opt
-@_port_opt
+@_serve_options
 @click.version_option(__version__)
-def serve_cmd(http: bool, host: str, port: int) -> None:
+def serve_cmd(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...], allow_remote: bool) -> None:
     """Run the agent-fleet MCP server (stdio by default)."""
-    _serve(http, host, port)
+    _serve(http, host, port, allowed_hosts, allow_remote)
 
 
 def serve_main(argv: list[str]) -> None:
@@ -63,12 +96,26 @@ def main() -> None:
 
 
 @main.command()
-@_http_opt
-@_host_opt
-@_port_opt
-def serve(http: bool, host: str, port: int) -> None:
+@_serve_options
+def serve(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...], allow_remote: bool) -> None:
     """Run the MCP server (same as agent-fleet-mcp)."""
-    _serve(http, host, port)
+    _serve(http, host, port, allowed_hosts, allow_remote)
+
+
+@main.command("http-token")
+def http_token() -> None:
+    """Print the bearer token that `agent-fleet-mcp --http` requires (AGENT_FLEET_HTTP_TOKEN when set, else the
+    one kept in the fleet home, created on first use). For example:
+    claude mcp add --transport http fleet http://127.0.0.1:8765/mcp --header "Authorization: Bearer $(agent-fleet
+    http-token)"."""
+    from agent_fleet_mcp.http_auth import load_or_create_token
+
+    settings = _settings()
+    try:
+        token = load_or_create_token(settings.home, settings.env)
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token.value)
 
 
 @main.command()

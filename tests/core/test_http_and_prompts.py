@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from .helpers import call
 
@@ -24,6 +26,7 @@ def free_port() -> int:
 
 
 async def test_streamable_http(fleet_env: dict[str, str], project: Path) -> None:
+    fleet_env["AGENT_FLEET_HTTP_TOKEN"] = token = "http-and-prompts-token-0123456789"
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "agent_fleet_mcp", "--http", "--host", "127.0.0.1", "--port", str(port)],
@@ -36,7 +39,10 @@ async def test_streamable_http(fleet_env: dict[str, str], project: Path) -> None
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        async with Client(f"http://127.0.0.1:{port}/mcp") as c:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+            Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c,
+        ):
             assert len((await c.list_tools()).tools) == 8
             out = await call(c, "create_agent", name="h", template="echo", prompt="via http")
             assert out["created"] is True
