@@ -1,0 +1,119 @@
+"""http_auth without a network listener: the guarded app for non-loopback binds (0.0.0.0, ::, a LAN address) driven
+in-process, so these tests never open a port beyond loopback; plus the token and bind rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.errors import InvalidRequest
+from agent_fleet_mcp.http_auth import (
+    HttpToken,
+    build_http_app,
+    check_bind,
+    is_loopback,
+    load_or_create_token,
+    startup_line,
+    transport_security,
+)
+from agent_fleet_mcp.server import build_server
+
+from .http_server import ACCEPT, TOKEN
+
+pytestmark = pytest.mark.anyio
+
+INIT = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "p", "version": "0"}},
+}  # fmt: skip
+
+
+@asynccontextmanager
+async def guarded(settings: Settings, host: str, allowed: list[str]) -> AsyncIterator[httpx2.AsyncClient]:
+    app: Any = build_http_app(build_server(settings), host=host, port=8765, token=TOKEN, allowed_hosts=allowed)
+    inner = app.app  # the SDK's Starlette app: run its lifespan (the session manager) around the requests
+    async with inner.router.lifespan_context(inner), httpx2.AsyncClient(transport=httpx2.ASGITransport(app)) as c:
+        yield c
+
+
+async def post_init(c: httpx2.AsyncClient, netloc: str, headers: dict[str, str]) -> int:
+    base = {"Accept": ACCEPT, "Content-Type": "application/json", "Host": netloc}
+    r = await c.post(f"http://{netloc}/mcp", json=INIT, headers={**base, **headers})
+    return r.status_code
+
+
+REMOTE_BINDS = [("0.0.0.0", "0.0.0.0:8765"), ("::", "[::]:8765"), ("192.168.1.20", "192.168.1.20:8765")]
+
+
+@pytest.mark.parametrize(("host", "netloc"), REMOTE_BINDS)
+async def test_non_loopback_binds_check_token_host_and_origin(host: str, netloc: str, settings: Settings) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with guarded(settings, host, ["fleet.lan"]) as c:
+        assert await post_init(c, netloc, {}) == 401
+        assert await post_init(c, netloc, {"Authorization": "Bearer nope-nope-nope-nope"}) == 401
+        assert await post_init(c, "evil.example", auth) == 421
+        assert await post_init(c, "evil.example:8765", auth) == 421
+        assert await post_init(c, netloc, {**auth, "Origin": "http://evil.example:8765"}) == 403
+        assert await post_init(c, netloc, {**auth, "Origin": f"http://{netloc}"}) == 200
+        assert await post_init(c, "localhost:8765", auth) == 200
+        assert await post_init(c, "fleet.lan:8765", {**auth, "Origin": "http://fleet.lan:8765"}) == 200
+        assert await post_init(c, "fleet.lan:9999", auth) == 421
+
+
+def test_allow_list() -> None:
+    sec = transport_security("0.0.0.0", 8765, ["fleet.lan", "proxy.lan:443", "fe80::1", "[fe80::2]"])
+    assert sec.enable_dns_rebinding_protection
+    assert sec.allowed_hosts == [
+        "0.0.0.0:8765", "127.0.0.1:8765", "localhost:8765", "[::1]:8765",
+        "fleet.lan:8765", "proxy.lan:443", "[fe80::1]:8765", "[fe80::2]:8765",
+    ]  # fmt: skip
+    assert "http://fleet.lan:8765" in sec.allowed_origins and "http://evil.example:8765" not in sec.allowed_origins
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_binds_need_no_flag(host: str) -> None:
+    assert is_loopback(host)
+    check_bind(host, allow_remote=False)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "fleet.example"])
+def test_remote_binds_need_the_flag(host: str) -> None:
+    assert not is_loopback(host)
+    with pytest.raises(InvalidRequest, match="--allow-remote"):
+        check_bind(host, allow_remote=False)
+    check_bind(host, allow_remote=True)
+
+
+def test_env_token_wins_and_must_be_long(tmp_path: Path) -> None:
+    tok = load_or_create_token(tmp_path / "home", {"AGENT_FLEET_HTTP_TOKEN": TOKEN})
+    assert tok == HttpToken(TOKEN, "from AGENT_FLEET_HTTP_TOKEN")
+    assert not (tmp_path / "home").exists()  # nothing written when the token comes from the environment
+    for weak in ["short", "has a space in it somewhere"]:
+        with pytest.raises(InvalidRequest, match="AGENT_FLEET_HTTP_TOKEN"):
+            load_or_create_token(tmp_path / "home", {"AGENT_FLEET_HTTP_TOKEN": weak})
+
+
+def test_token_file_is_created_once_and_tightened(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = load_or_create_token(home, {})
+    assert first.source == str(home / "http-token") and len(first.value) >= 32
+    assert load_or_create_token(home, {}) == first
+    (home / "http-token").chmod(0o644)
+    assert load_or_create_token(home, {}) == first
+    assert (home / "http-token").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in home.iterdir()] == ["http-token"]  # no temporary file left behind
+
+
+def test_startup_line_names_the_place_not_the_token(tmp_path: Path) -> None:
+    tok = load_or_create_token(tmp_path, {})
+    line = startup_line("127.0.0.1", 8765, tok)
+    assert tok.value not in line and str(tmp_path / "http-token") in line and "http://127.0.0.1:8765/mcp" in line
+    env_line = startup_line("::1", 9000, HttpToken(TOKEN, "from AGENT_FLEET_HTTP_TOKEN"))
+    assert TOKEN not in env_line and "from AGENT_FLEET_HTTP_TOKEN" in env_line and "http://[::1]:9000/mcp" in env_line
+    assert "\n" not in line + env_line
