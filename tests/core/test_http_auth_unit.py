@@ -117,3 +117,27 @@ def test_startup_line_names_the_place_not_the_token(tmp_path: Path) -> None:
     env_line = startup_line("::1", 9000, HttpToken(TOKEN, "from AGENT_FLEET_HTTP_TOKEN"))
     assert TOKEN not in env_line and "from AGENT_FLEET_HTTP_TOKEN" in env_line and "http://[::1]:9000/mcp" in env_line
     assert "\n" not in line + env_line
+
+
+@pytest.mark.parametrize("runner", ["command", "anthropic", "claude-code", "codex", "gemini"])
+def test_agents_never_get_the_http_token(runner: str, tmp_path: Path) -> None:
+    """An agent holding the token could call the fleet over HTTP and start agents beyond its own boundary."""
+    from agent_fleet_mcp.runners import get_runner
+    from agent_fleet_mcp.runners.base import TurnRequest
+    from agent_fleet_mcp.spec import AgentSpec
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for exe in ("claude", "codex", "gemini"):
+        (bin_dir / exe).write_text("#!/bin/sh\n")
+        (bin_dir / exe).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "AGENT_FLEET_TOOLS_BIN": str(bin_dir),
+           "AGENT_FLEET_HOME": str(tmp_path / "home"), "AGENT_FLEET_HTTP_TOKEN": TOKEN}  # fmt: skip
+    spec = AgentSpec(runner=runner, command=["true"]) if runner == "command" else AgentSpec(runner=runner)  # type: ignore[arg-type]
+    req = TurnRequest(
+        agent_id="ag_1", agent_name="w", turn=1, prompt="p", spec=spec, cwd=tmp_path, agent_dir=tmp_path / "agent",
+        session_id=None, env=env,
+    )  # fmt: skip
+    plan = get_runner(runner).build(req)
+    assert "AGENT_FLEET_HTTP_TOKEN" not in plan.env and TOKEN not in " ".join([*plan.env.values(), *plan.argv])
+    assert plan.env["AGENT_FLEET_HOME"] == str(tmp_path / "home")  # the rest of AGENT_FLEET_* still passes

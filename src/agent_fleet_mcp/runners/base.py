@@ -79,7 +79,8 @@ BASE_ENV_KEYS: tuple[str, ...] = (
     "SYSTEMROOT", "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR",
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
 )  # fmt: skip
-NEVER_PASS: frozenset[str] = frozenset(("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"))
+# The nesting guards, and the HTTP server's bearer token (an agent holding it could drive the whole fleet).
+NEVER_PASS: frozenset[str] = frozenset(("CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT", "AGENT_FLEET_HTTP_TOKEN"))
 
 
 def scrubbed_env(
