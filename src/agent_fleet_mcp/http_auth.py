@@ -41,12 +41,9 @@ class HttpToken:
     source: str  # where it came from, safe to print: the file path or "from AGENT_FLEET_HTTP_TOKEN"
 
 
-def _check_token(value: str, where: str) -> str:
+def _check_token(value: str, where: str, fix: str) -> str:
     if len(value) < MIN_TOKEN_CHARS or not all("!" <= ch <= "~" for ch in value):
-        raise InvalidRequest(
-            f"{where} must be at least {MIN_TOKEN_CHARS} visible ASCII characters without spaces; "
-            "use a random one, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-        )
+        raise InvalidRequest(f"{where} must be at least {MIN_TOKEN_CHARS} visible ASCII characters, no spaces; {fix}")
     return value
 
 
@@ -54,14 +51,19 @@ def load_or_create_token(home: Path, env: Mapping[str, str]) -> HttpToken:
     """The bearer token of the HTTP server (see the module docstring). Safe against two servers starting at once:
     the file appears complete or not at all (written aside, then hard-linked into place)."""
     if from_env := env.get(TOKEN_ENV, "").strip():
-        return HttpToken(_check_token(from_env, TOKEN_ENV), f"from {TOKEN_ENV}")
+        fix = "use a random one, e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        return HttpToken(_check_token(from_env, TOKEN_ENV, fix), f"from {TOKEN_ENV}")
     path = home / TOKEN_FILE
     if not path.exists():
         _create_token_file(home, path)
-    if os.stat(path).st_mode & 0o077:
-        os.chmod(path, 0o600)
-    value = path.read_text(encoding="ascii", errors="replace").strip()
-    return HttpToken(_check_token(value, f"the token in {path}"), str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # someone loosened it: only the owner may read the token
+        value = os.read(fd, 4096).decode("ascii", errors="replace").strip()
+    finally:
+        os.close(fd)
+    return HttpToken(_check_token(value, f"the token in {path}", "delete that file to get a new one"), str(path))
 
 
 def _create_token_file(home: Path, path: Path) -> None:

@@ -141,3 +141,9 @@ def test_agents_never_get_the_http_token(runner: str, tmp_path: Path) -> None:
     plan = get_runner(runner).build(req)
     assert "AGENT_FLEET_HTTP_TOKEN" not in plan.env and TOKEN not in " ".join([*plan.env.values(), *plan.argv])
     assert plan.env["AGENT_FLEET_HOME"] == str(tmp_path / "home")  # the rest of AGENT_FLEET_* still passes
+
+
+def test_a_damaged_token_file_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "http-token").write_text("\n")
+    with pytest.raises(InvalidRequest, match="delete that file"):
+        load_or_create_token(tmp_path, {})
