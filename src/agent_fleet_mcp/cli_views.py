@@ -24,7 +24,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agent_fleet_mcp import observe
+from agent_fleet_mcp import deprecation, observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.doctor import Check
@@ -512,6 +512,7 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
     console = make_console()
     cat = load_catalog(project_dir, env)
     defs = sorted(cat.definitions.values(), key=lambda d: d.name)
+    notices = deprecation.definition_notices(defs)
     if as_json:
         data = {
             "agents": [
@@ -520,7 +521,7 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
                  "visibility": d.visibility}
                 for d in defs
             ],
-            "problems": [str(p) for p in cat.problems],
+            "problems": [str(p) for p in cat.problems] + [str(n) for n in notices],
             "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
             "dirs": [str(d) for d in cat.dirs],
         }  # fmt: skip
@@ -560,6 +561,10 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
     for p in cat.problems:
         line = Text("definition error ", style="bold red")
         line.append(str(p))
+        console.print(line)
+    for n in notices:
+        line = Text(f"model {n.notice.level} ", style="bold red" if n.notice.level == "error" else "bold yellow")
+        line.append(str(n))
         console.print(line)
 
     def folder(d: Path) -> str:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -26,6 +27,7 @@ import anyio.abc
 import structlog
 
 from agent_fleet_mcp import catalog as catalog_mod
+from agent_fleet_mcp import deprecation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
 from agent_fleet_mcp.runners import get_runner
@@ -53,6 +55,7 @@ class CreateResult:
     agent: AgentRow
     created: bool
     turn: TurnRow | None
+    warnings: tuple[str, ...] = ()
 
 
 def spec_fingerprint(spec: AgentSpec, cwd: str, prompt: str | None) -> str:
@@ -75,6 +78,7 @@ class Fleet:
         self._changed = anyio.Event()
         self._dispatch_lock = anyio.Lock()
         self._followed: set[tuple[str, int]] = set()
+        self.today: Callable[[], date] = deprecation.utc_today  # model end-of-life checks; tests fake the date
         from agent_fleet_mcp.batches import BatchEngine  # local: batches imports Fleet types
 
         self.batches = BatchEngine(self)
@@ -241,13 +245,14 @@ class Fleet:
             template=template, runner=runner, model=model, system_prompt=system_prompt, permission=permission,
             max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd,
         )  # fmt: skip
+        warnings = self.model_warnings(spec)
         fingerprint = spec_fingerprint(spec, real_cwd, prompt)
         existing = await self.store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
         existing = existing or await self.store.get_agent(name)
         if existing is not None:
             if existing.spec_hash == fingerprint and existing.name == name:
                 turns = await self.store.latest_turns([existing.id])
-                return CreateResult(existing, False, turns.get(existing.id))
+                return CreateResult(existing, False, turns.get(existing.id), warnings)
             what = "idempotency key" if existing.name != name else "name"
             raise Conflict(
                 f"an agent with this {what} already exists ({existing.name!r}, status {existing.status}) with a "
@@ -269,11 +274,30 @@ class Fleet:
         turn = None
         if prompt is not None:
             turn = await self._enqueue(agent, prompt)
-        return CreateResult(await self.get_agent(agent_id), True, turn)
+        return CreateResult(await self.get_agent(agent_id), True, turn, warnings)
+
+    def model_warnings(self, spec: AgentSpec) -> tuple[str, ...]:
+        """Refuse a model past its end of life (naming the replacement); warn when it is near."""
+        notice = deprecation.check_model(deprecation.effective_model(spec.runner, spec.model), today=self.today())
+        if notice is None:
+            return ()
+        if notice.level == "error":
+            fix = f"pass model={notice.replacement!r}"
+            if spec.template:
+                fix += f" or update the model of template {spec.template!r}"
+            raise InvalidRequest(f"{notice.message} ({fix})")
+        return (notice.message,)
 
     async def command_agent(self, ref: str, prompt: str) -> TurnRow:
         self.validate_prompt(prompt)
         agent = await self.get_agent(ref)
+        notice = deprecation.check_model(deprecation.effective_model(agent.spec.runner, agent.spec.model),
+                                         today=self.today())  # fmt: skip
+        if notice is not None and notice.level == "error":  # every request would fail: say so now
+            raise InvalidRequest(
+                f"{notice.message}; agent {agent.name!r} cannot run: create a new agent with "
+                f"model={notice.replacement!r} (its transcripts stay readable)"
+            )
         running = await self.store.count_turns(agent.id, "running")
         queued = await self.store.count_turns(agent.id, "queued")
         conc = agent.spec.concurrency

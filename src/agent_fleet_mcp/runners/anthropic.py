@@ -18,7 +18,7 @@ from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_ex
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.worker.tools import ALL_TOOLS
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 SYSTEM_FILE = "system_prompt.md"
 ENV_PREFIXES: tuple[str, ...] = ("ANTHROPIC_", "AGENT_FLEET_")
 WORKER_ENTRY = "agent_fleet_mcp.worker.__main__:main"  # what argv runs; forked preloaded when possible
