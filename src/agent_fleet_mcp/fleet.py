@@ -30,6 +30,7 @@ from agent_fleet_mcp import catalog as catalog_mod
 from agent_fleet_mcp import deprecation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
+from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnRequest
@@ -42,7 +43,7 @@ from agent_fleet_mcp.transcript import TranscriptReader
 log = structlog.get_logger("agent_fleet.fleet")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-MAX_PROMPT_CHARS = 200_000
+RESERVED_NAMES = frozenset({"all", "any", "none", "null"})  # keywords of the tools, any letter case
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
@@ -148,7 +149,7 @@ class Fleet:
         if agent is None:
             live = [a.name for a in await self.store.list_agents()]
             hint = f"live agents: {', '.join(live[:20])}" if live else "the fleet is empty; create_agent first"
-            raise NotFound(f"no agent named {ref!r} ({hint})")
+            raise NotFound(f"no agent named {quote(ref)} ({hint})")
         return agent
 
     def runner(self, name: str) -> Runner:
@@ -198,23 +199,39 @@ class Fleet:
         path = Path(cwd).expanduser() if cwd else self.settings.project_dir
         if not path.is_absolute():
             path = self.settings.project_dir / path
-        if not path.exists():
-            raise InvalidRequest(f"cwd {str(path)!r} does not exist; pass an existing directory (absolute path)")
-        if not path.is_dir():
-            raise InvalidRequest(f"cwd {str(path)!r} is not a directory; pass the folder the agent should work in")
-        return str(path.resolve())
+        shown = quote(str(path))
+        try:
+            if not path.exists():
+                raise InvalidRequest(f"cwd {shown} does not exist; pass an existing directory (absolute path)")
+            if not path.is_dir():
+                raise InvalidRequest(f"cwd {shown} is not a directory; pass the folder the agent should work in")
+            return str(path.resolve())
+        except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES ...
+            raise InvalidRequest(
+                f"cwd {shown} cannot be used: {exc.strerror or exc}; pass an existing directory you can access "
+                "(absolute path, each part under 255 bytes)"
+            ) from None
 
     @staticmethod
     def validate_name(name: str) -> None:
         if not NAME_RE.match(name):
             raise InvalidRequest(
-                f"bad agent name {name!r}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+                f"bad agent name {quote(name)}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or "
+                "digit"
+            )
+        if name.lower() in RESERVED_NAMES:
+            raise InvalidRequest(
+                f"agent name {name!r} is reserved (tools read {', '.join(sorted(RESERVED_NAMES))} as keywords: "
+                'delete_agent("all") means every agent); pick another name'
             )
 
     @staticmethod
     def validate_prompt(prompt: str) -> None:
         if not prompt.strip():
             raise InvalidRequest("prompt is empty; say what the agent should do")
+        bad = unusable_char(prompt)
+        if bad is not None:
+            raise InvalidRequest(f"prompt contains {bad[1]} at position {bad[0]:,}; remove it")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(
                 f"prompt is {len(prompt):,} chars (limit {MAX_PROMPT_CHARS:,}); put large context in a file in the "

@@ -20,6 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_fleet_mcp import __version__, deprecation, logs, prompts, views
+from agent_fleet_mcp.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import FleetError, NotFound
@@ -128,7 +129,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
                     tg.cancel_scope.cancel()
 
     bus = InMemorySubscriptionBus()
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: MCPServer[AppState] = ArgumentCheckingServer(
         "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING",
         subscriptions=bus,
     )  # fmt: skip
