@@ -24,7 +24,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agent_fleet_mcp import deprecation, observe
+from agent_fleet_mcp import observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.doctor import Check
@@ -509,6 +509,8 @@ async def watch(settings: Settings, *, interval: float, include_all: bool) -> No
 
 
 def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) -> None:
+    from agent_fleet_mcp import deprecation  # only `agents` needs it
+
     console = make_console()
     cat = load_catalog(project_dir, env)
     defs = sorted(cat.definitions.values(), key=lambda d: d.name)
