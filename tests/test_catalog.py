@@ -80,7 +80,7 @@ def test_builtin_definition_parses_with_sane_settings(name: str) -> None:
     assert d.name == name
     assert d.spec.template == name
     assert d.spec.runner == "anthropic"
-    assert d.spec.model in ("claude-sonnet-4-5", "claude-haiku-4-5")
+    assert d.spec.model in ("claude-sonnet-5-5", "claude-haiku-5-5")
     assert d.visibility == "public"
     assert len(d.description) > 40
     assert d.tags
@@ -101,7 +101,7 @@ def test_builtin_definitions_have_their_roles() -> None:
     assert {"code-review", "quality"} <= set(reviewer.tags)
     assert (reviewer.spec.concurrency.strategy, reviewer.spec.concurrency.max_queued) == ("queue", 5)
     scout = defs["scout"]
-    assert scout.spec.model == "claude-haiku-4-5"
+    assert scout.spec.model == "claude-haiku-5-5"
     assert scout.spec.permission == "readonly"
     assert {"search", "context"} <= set(scout.tags)
     assert scout.spec.concurrency.strategy == "queue"

@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from agent_fleet_mcp.errors import Conflict, FleetError, InvalidRequest, NotFound
+from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.store.models import RUN_DONE, RunRow
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class BatchEngine:
                 counts[r.template] = counts.get(r.template, 0) + 1
                 rid = r.template if counts[r.template] == 1 else f"{r.template}-{counts[r.template]}"
             if not ID_RE.match(rid):
-                raise InvalidRequest(f"bad run id {rid!r}: use letters, digits, '-', '_' or '.' (max 41)")
+                raise InvalidRequest(f"bad run id {quote(rid)}: use letters, digits, '-', '_' or '.' (max 41)")
             if rid in ids:
                 raise InvalidRequest(f"duplicate run id {rid!r}; give each run a distinct `id`")
             ids.append(rid)

@@ -34,6 +34,7 @@ from frontmatter.default_handlers import YAMLHandler
 from pydantic import ValidationError
 
 from agent_fleet_mcp.errors import DefinitionError, NotFound
+from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -85,12 +86,12 @@ class Catalog:
         public = sorted(n for n, d in self.definitions.items() if d.visibility == "public")
         if not public:
             raise NotFound(
-                f"unknown template {name!r}; the task-agent catalog is empty: add Markdown definitions to "
+                f"unknown template {quote(name)}; the task-agent catalog is empty: add Markdown definitions to "
                 "<project>/agents (see docs/catalog.md)"
             )
         listed = ", ".join(public[:_SUGGEST_MAX_LISTED]) + (", ..." if len(public) > _SUGGEST_MAX_LISTED else "")
         raise NotFound(
-            f"unknown template {name!r}{_did_you_mean(name, public)}; call list_task_agents to see the "
+            f"unknown template {quote(name)}{_did_you_mean(name, public)}; call list_task_agents to see the "
             f"{len(public)} available: {listed}"
         )
 

@@ -145,7 +145,7 @@ def doctor(as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, type=int, help="0 picks a free port.")
 def scripted_model(host: str, port: int) -> None:
-    """Serve the offline scripted Messages API (point ANTHROPIC_BASE_URL at it)."""
+    """Serve the offline scripted Messages API: set ANTHROPIC_BASE_URL to its URL and ANTHROPIC_API_KEY=dummy."""
     from agent_fleet_mcp.testing import run_standalone
 
     run_standalone(host=host, port=port)

@@ -509,9 +509,12 @@ async def watch(settings: Settings, *, interval: float, include_all: bool) -> No
 
 
 def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) -> None:
+    from agent_fleet_mcp import deprecation  # only `agents` needs it
+
     console = make_console()
     cat = load_catalog(project_dir, env)
     defs = sorted(cat.definitions.values(), key=lambda d: d.name)
+    notices = deprecation.definition_notices(defs)
     if as_json:
         data = {
             "agents": [
@@ -520,7 +523,7 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
                  "visibility": d.visibility}
                 for d in defs
             ],
-            "problems": [str(p) for p in cat.problems],
+            "problems": [str(p) for p in cat.problems] + [str(n) for n in notices],
             "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
             "dirs": [str(d) for d in cat.dirs],
         }  # fmt: skip
@@ -560,6 +563,10 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
     for p in cat.problems:
         line = Text("definition error ", style="bold red")
         line.append(str(p))
+        console.print(line)
+    for n in notices:
+        line = Text(f"model {n.notice.level} ", style="bold red" if n.notice.level == "error" else "bold yellow")
+        line.append(str(n))
         console.print(line)
 
     def folder(d: Path) -> str:

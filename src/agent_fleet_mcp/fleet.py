@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import anyio
@@ -26,8 +27,10 @@ import anyio.abc
 import structlog
 
 from agent_fleet_mcp import catalog as catalog_mod
+from agent_fleet_mcp import deprecation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
+from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnRequest
@@ -40,7 +43,7 @@ from agent_fleet_mcp.transcript import TranscriptReader
 log = structlog.get_logger("agent_fleet.fleet")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-MAX_PROMPT_CHARS = 200_000
+RESERVED_NAMES = frozenset({"all", "any", "none", "null"})  # keywords of the tools, any letter case
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
@@ -53,6 +56,7 @@ class CreateResult:
     agent: AgentRow
     created: bool
     turn: TurnRow | None
+    warnings: tuple[str, ...] = ()
 
 
 def spec_fingerprint(spec: AgentSpec, cwd: str, prompt: str | None) -> str:
@@ -75,6 +79,7 @@ class Fleet:
         self._changed = anyio.Event()
         self._dispatch_lock = anyio.Lock()
         self._followed: set[tuple[str, int]] = set()
+        self.today: Callable[[], date] = deprecation.utc_today  # model end-of-life checks; tests fake the date
         from agent_fleet_mcp.batches import BatchEngine  # local: batches imports Fleet types
 
         self.batches = BatchEngine(self)
@@ -144,7 +149,7 @@ class Fleet:
         if agent is None:
             live = [a.name for a in await self.store.list_agents()]
             hint = f"live agents: {', '.join(live[:20])}" if live else "the fleet is empty; create_agent first"
-            raise NotFound(f"no agent named {ref!r} ({hint})")
+            raise NotFound(f"no agent named {quote(ref)} ({hint})")
         return agent
 
     def runner(self, name: str) -> Runner:
@@ -194,23 +199,39 @@ class Fleet:
         path = Path(cwd).expanduser() if cwd else self.settings.project_dir
         if not path.is_absolute():
             path = self.settings.project_dir / path
-        if not path.exists():
-            raise InvalidRequest(f"cwd {str(path)!r} does not exist; pass an existing directory (absolute path)")
-        if not path.is_dir():
-            raise InvalidRequest(f"cwd {str(path)!r} is not a directory; pass the folder the agent should work in")
-        return str(path.resolve())
+        shown = quote(str(path))
+        try:
+            if not path.exists():
+                raise InvalidRequest(f"cwd {shown} does not exist; pass an existing directory (absolute path)")
+            if not path.is_dir():
+                raise InvalidRequest(f"cwd {shown} is not a directory; pass the folder the agent should work in")
+            return str(path.resolve())
+        except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES ...
+            raise InvalidRequest(
+                f"cwd {shown} cannot be used: {exc.strerror or exc}; pass an existing directory you can access "
+                "(absolute path, each part under 255 bytes)"
+            ) from None
 
     @staticmethod
     def validate_name(name: str) -> None:
         if not NAME_RE.match(name):
             raise InvalidRequest(
-                f"bad agent name {name!r}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+                f"bad agent name {quote(name)}: use 1-64 letters, digits, '-', '_' or '.', starting with a letter or "
+                "digit"
+            )
+        if name.lower() in RESERVED_NAMES:
+            raise InvalidRequest(
+                f"agent name {name!r} is reserved (tools read {', '.join(sorted(RESERVED_NAMES))} as keywords: "
+                'delete_agent("all") means every agent); pick another name'
             )
 
     @staticmethod
     def validate_prompt(prompt: str) -> None:
         if not prompt.strip():
             raise InvalidRequest("prompt is empty; say what the agent should do")
+        bad = unusable_char(prompt)
+        if bad is not None:
+            raise InvalidRequest(f"prompt contains {bad[1]} at position {bad[0]:,}; remove it")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequest(
                 f"prompt is {len(prompt):,} chars (limit {MAX_PROMPT_CHARS:,}); put large context in a file in the "
@@ -241,13 +262,14 @@ class Fleet:
             template=template, runner=runner, model=model, system_prompt=system_prompt, permission=permission,
             max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd,
         )  # fmt: skip
+        warnings = self.model_warnings(spec)
         fingerprint = spec_fingerprint(spec, real_cwd, prompt)
         existing = await self.store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
         existing = existing or await self.store.get_agent(name)
         if existing is not None:
             if existing.spec_hash == fingerprint and existing.name == name:
                 turns = await self.store.latest_turns([existing.id])
-                return CreateResult(existing, False, turns.get(existing.id))
+                return CreateResult(existing, False, turns.get(existing.id), warnings)
             what = "idempotency key" if existing.name != name else "name"
             raise Conflict(
                 f"an agent with this {what} already exists ({existing.name!r}, status {existing.status}) with a "
@@ -269,11 +291,30 @@ class Fleet:
         turn = None
         if prompt is not None:
             turn = await self._enqueue(agent, prompt)
-        return CreateResult(await self.get_agent(agent_id), True, turn)
+        return CreateResult(await self.get_agent(agent_id), True, turn, warnings)
+
+    def model_warnings(self, spec: AgentSpec) -> tuple[str, ...]:
+        """Refuse a model past its end of life (naming the replacement); warn when it is near."""
+        notice = deprecation.check_model(deprecation.effective_model(spec.runner, spec.model), today=self.today())
+        if notice is None:
+            return ()
+        if notice.level == "error":
+            fix = f"pass model={notice.replacement!r}"
+            if spec.template:
+                fix += f" or update the model of template {spec.template!r}"
+            raise InvalidRequest(f"{notice.message} ({fix})")
+        return (notice.message,)
 
     async def command_agent(self, ref: str, prompt: str) -> TurnRow:
         self.validate_prompt(prompt)
         agent = await self.get_agent(ref)
+        notice = deprecation.check_model(deprecation.effective_model(agent.spec.runner, agent.spec.model),
+                                         today=self.today())  # fmt: skip
+        if notice is not None and notice.level == "error":  # every request would fail: say so now
+            raise InvalidRequest(
+                f"{notice.message}; agent {agent.name!r} cannot run: create a new agent with "
+                f"model={notice.replacement!r} (its transcripts stay readable)"
+            )
         running = await self.store.count_turns(agent.id, "running")
         queued = await self.store.count_turns(agent.id, "queued")
         conc = agent.spec.concurrency

@@ -23,7 +23,9 @@ class TaskAgentInfo(Out):
 
 class TaskAgentList(Out):
     agents: list[TaskAgentInfo]
-    problems: list[str] = Field(default_factory=list, description="catalog files that failed to load")
+    problems: list[str] = Field(
+        default_factory=list, description="catalog files that failed to load; models at or near end of life"
+    )
 
 
 class Tokens(Out):
@@ -76,6 +78,7 @@ class CreateOut(Out):
     created: bool = Field(description="false when an identical agent already existed (retry-safe)")
     turn: int | None = None
     note: str
+    warnings: list[str] = Field(default_factory=list, description="e.g. the model nears its end of life")
 
 
 class CommandOut(Out):

@@ -19,7 +19,8 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_fleet_mcp import __version__, logs, prompts, views
+from agent_fleet_mcp import __version__, deprecation, logs, prompts, views
+from agent_fleet_mcp.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import FleetError, NotFound
@@ -128,7 +129,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
                     tg.cancel_scope.cancel()
 
     bus = InMemorySubscriptionBus()
-    mcp: MCPServer[AppState] = MCPServer(
+    mcp: MCPServer[AppState] = ArgumentCheckingServer(
         "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING",
         subscriptions=bus,
     )  # fmt: skip
@@ -155,7 +156,8 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
                 )
                 for d in found
             ],
-            problems=[str(p) for p in cat.problems],
+            problems=[str(p) for p in cat.problems]
+            + [str(n) for n in deprecation.definition_notices(cat.definitions.values(), today=fleet_of(ctx).today())],
         )  # fmt: skip
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
@@ -190,7 +192,12 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
             note = "created idle; use command_agent to give it work"
         else:
             note = f"turn {res.turn.n} {res.turn.status}; wait_for_agents to sleep until it finishes"
-        return CreateOut(agent=row, created=res.created, turn=res.turn.n if res.turn else None, note=note)
+        if res.warnings:
+            note += "; warning: " + "; ".join(res.warnings)
+        return CreateOut(
+            agent=row, created=res.created, turn=res.turn.n if res.turn else None, note=note,
+            warnings=list(res.warnings),
+        )  # fmt: skip
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @edge

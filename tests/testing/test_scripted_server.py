@@ -345,3 +345,31 @@ def test_side_requests_rule_keeps_the_script_for_tool_requests(
     assert side.content[0].type == "text" and "parser" in side.content[0].text  # default policy answered
     assert main.content[0].type == "tool_use"
     srv.assert_complete()
+
+
+def test_standalone_server_says_a_dummy_key_is_needed() -> None:
+    """`agent-fleet scripted-model` tells the user both variables; following it makes a real client request work."""
+    import os
+
+    code = "from agent_fleet_mcp.cli import main; main()"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    with subprocess.Popen(
+        [sys.executable, "-c", code, "scripted-model"], stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any("Ctrl-C" in ln for ln in lines):
+                line = proc.stderr.readline()
+                if not line:
+                    break
+                lines.append(line)
+            [export] = [ln.strip() for ln in lines if ln.strip().startswith("export ")]
+            assert "ANTHROPIC_API_KEY=dummy" in export, lines
+            url = export.split("ANTHROPIC_BASE_URL=", 1)[1].split()[0]
+            with anthropic.Anthropic(base_url=url, api_key="dummy", max_retries=0) as client:
+                reply = client.messages.create(model="claude-sonnet-5-5", max_tokens=50, messages=USER)  # type: ignore[arg-type]
+            assert reply.content
+        finally:
+            proc.terminate()

@@ -33,7 +33,7 @@ async def test_anthropic_agent_reads_edits_and_continues(
         try:
             async with Client(build_server(settings)) as c:
                 ok(await c.call_tool("create_agent", {
-                    "name": "w", "runner": "anthropic", "model": "claude-sonnet-4-5", "permission": "readwrite",
+                    "name": "w", "runner": "anthropic", "model": "claude-sonnet-5-5", "permission": "readwrite",
                     "prompt": 'replace "hello" with "bonjour" in app.py',
                 }))  # fmt: skip
                 done = ok(await c.call_tool("wait_for_agents", {"agents": ["w"], "timeout_s": 45}))

@@ -11,7 +11,7 @@ import pytest
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import dumps, make
 from agent_fleet_mcp.runners import get_runner, process
-from agent_fleet_mcp.runners.anthropic import DEFAULT_MODEL, AnthropicRunner
+from agent_fleet_mcp.runners.anthropic import DEFAULT_MODEL, AnthropicRunner, no_key_message
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer
@@ -44,10 +44,23 @@ def test_check_available_needs_a_key_or_token() -> None:
     r, spec = AnthropicRunner(), AgentSpec()
     r.check_available(spec, {"ANTHROPIC_API_KEY": "k"})
     r.check_available(spec, {"ANTHROPIC_AUTH_TOKEN": "t"})
-    with pytest.raises(RunnerUnavailable, match=r"ANTHROPIC_API_KEY is not set: export it \(or ANTHROPIC_AUTH_TOKEN\)"):
-        r.check_available(spec, {"ANTHROPIC_BASE_URL": "http://x", "ANTHROPIC_API_KEY": ""})
+    with pytest.raises(RunnerUnavailable, match=r"ANTHROPIC_API_KEY is not set: set ANTHROPIC_API_KEY \(or ANTHROP"):
+        r.check_available(spec, {})
     with pytest.raises(RunnerUnavailable, match="no tool"):
         r.check_available(AgentSpec(tools=("Read", "grep")), {"ANTHROPIC_API_KEY": "k"})
+
+
+def test_no_key_message_says_a_base_url_still_needs_a_key() -> None:
+    """A custom ANTHROPIC_BASE_URL does not replace the key: the SDK refuses requests without one."""
+    r, spec = AnthropicRunner(), AgentSpec()
+    with pytest.raises(RunnerUnavailable) as caught:
+        r.check_available(spec, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": ""})
+    msg = str(caught.value)
+    assert "still needs a key" in msg and "ANTHROPIC_API_KEY=dummy" in msg
+    assert "point ANTHROPIC_BASE_URL at a compatible endpoint" not in msg
+    r.check_available(spec, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "dummy"})  # the fix
+    without_url = no_key_message({})
+    assert "agent-fleet scripted-model" in without_url and "ANTHROPIC_API_KEY=dummy" in without_url
 
 
 def test_build_minimal(tmp_path: Path) -> None:

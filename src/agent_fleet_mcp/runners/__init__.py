@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from agent_fleet_mcp.errors import InvalidRequest
+from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.runners.base import Runner
 from agent_fleet_mcp.spec import RUNNER_NAMES
 
@@ -19,7 +20,7 @@ _MODULES = {
 
 def get_runner(name: str) -> Runner:
     if name not in _MODULES:
-        raise InvalidRequest(f"unknown runner {name!r}; use one of: {', '.join(RUNNER_NAMES)}")
+        raise InvalidRequest(f"unknown runner {quote(name)}; use one of: {', '.join(RUNNER_NAMES)}")
     module, cls = _MODULES[name]
     try:
         mod = importlib.import_module(module)

@@ -18,7 +18,7 @@ from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_ex
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.worker.tools import ALL_TOOLS
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 SYSTEM_FILE = "system_prompt.md"
 ENV_PREFIXES: tuple[str, ...] = ("ANTHROPIC_", "AGENT_FLEET_")
 WORKER_ENTRY = "agent_fleet_mcp.worker.__main__:main"  # what argv runs; forked preloaded when possible
@@ -52,10 +52,7 @@ class AnthropicRunner:
 
     def check_available(self, spec: AgentSpec, env: Mapping[str, str]) -> None:
         if not (env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN")):
-            raise RunnerUnavailable(
-                "ANTHROPIC_API_KEY is not set: export it (or ANTHROPIC_AUTH_TOKEN), "
-                "or point ANTHROPIC_BASE_URL at a compatible endpoint"
-            )
+            raise RunnerUnavailable(no_key_message(env))
         unknown = [t for t in spec.tools if t not in ALL_TOOLS]
         if unknown:
             raise RunnerUnavailable(
@@ -85,6 +82,23 @@ class AnthropicRunner:
 
     def new_parser(self, req: TurnRequest) -> AnthropicParser:
         return AnthropicParser()
+
+
+def no_key_message(env: Mapping[str, str]) -> str:
+    """Why the anthropic runner cannot start without a key, and what to set. The SDK refuses every request without
+    an api key or auth token, whatever ANTHROPIC_BASE_URL points at."""
+    base = env.get("ANTHROPIC_BASE_URL", "").strip()
+    if base:
+        return (
+            f"ANTHROPIC_API_KEY is not set: ANTHROPIC_BASE_URL ({base[:100]}) still needs a key. Set "
+            "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) in the server's environment to that endpoint's key, or to "
+            "any placeholder such as ANTHROPIC_API_KEY=dummy if it checks none (agent-fleet scripted-model checks none)"
+        )
+    return (
+        "ANTHROPIC_API_KEY is not set: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) in the server's environment "
+        "(for Claude Code: claude mcp add fleet -e ANTHROPIC_API_KEY=... -- agent-fleet-mcp). For an offline try, run "
+        "agent-fleet scripted-model and set ANTHROPIC_BASE_URL to its URL and ANTHROPIC_API_KEY=dummy (any value)"
+    )
 
 
 def write_system_file(agent_dir: Path, text: str) -> Path:

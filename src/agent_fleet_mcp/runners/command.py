@@ -1,8 +1,10 @@
 """The generic `command` runner: any program named by a catalog file.
 
 The argv comes only from the definition on disk (never from tool arguments). The prompt reaches the program on
-stdin and in ``$AGENT_PROMPT``; each stdout line becomes a `text` event and the whole stdout (tail-capped) the
-turn's result. Exit code 0 is success.
+stdin and in the file ``$AGENT_PROMPT_FILE`` (always, any length), and in ``$AGENT_PROMPT`` only when it is at most
+``ENV_PROMPT_MAX_BYTES`` (Linux refuses to start a program with an environment entry over 128 KiB: "Argument list
+too long"). Each stdout line becomes a `text` event and the whole stdout (tail-capped) the turn's result. Exit code 0
+is success.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Mapping
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import Event, make
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
+from agent_fleet_mcp.runners.process import TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
 
 RESULT_KEEP_CHARS = 200_000
+ENV_PROMPT_MAX_BYTES = 64 * 1024  # larger prompts: stdin and $AGENT_PROMPT_FILE only
 
 
 class CommandParser:
@@ -49,8 +53,10 @@ class CommandRunner:
 
     def build(self, req: TurnRequest) -> LaunchPlan:
         env = scrubbed_env(req.env, prefixes=("AGENT_FLEET_",))
+        if len(req.prompt.encode("utf-8", errors="replace")) <= ENV_PROMPT_MAX_BYTES:
+            env["AGENT_PROMPT"] = req.prompt
         env.update(
-            AGENT_PROMPT=req.prompt,
+            AGENT_PROMPT_FILE=str(TurnFiles.for_turn(req.agent_dir / "turns", req.turn).prompt),  # written by spawn
             AGENT_NAME=req.agent_name,
             AGENT_TURN=str(req.turn),
             AGENT_DIR=str(req.agent_dir),

@@ -388,7 +388,14 @@ def run_standalone(host: str = "127.0.0.1", port: int = 0) -> None:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     server = ScriptedModelServer(host=host, port=port)
     with server:
-        log.info("scripted model server on %s (set ANTHROPIC_BASE_URL to this; Ctrl-C stops it)", server.base_url)
+        log.info(
+            "scripted model server on %s\n"
+            "point the fleet at it (the anthropic client needs a key: any value works, this server checks none):\n"
+            "  export ANTHROPIC_BASE_URL=%s ANTHROPIC_API_KEY=dummy\n"
+            "Ctrl-C stops it",
+            server.base_url,
+            server.base_url,
+        )
         try:
             while True:
                 time.sleep(3600)

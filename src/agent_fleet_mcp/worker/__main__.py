@@ -43,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if not prompt.strip():
         return _fail("config", "empty prompt: the turn's prompt arrives on stdin")
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
-        return _fail("auth", "ANTHROPIC_API_KEY is not set (nor ANTHROPIC_AUTH_TOKEN)")
+        return _fail(
+            "auth",
+            "ANTHROPIC_API_KEY is not set (nor ANTHROPIC_AUTH_TOKEN); a custom ANTHROPIC_BASE_URL needs one too "
+            "(any placeholder value if the endpoint checks none)",
+        )
     if not args.cwd.is_dir():
         return _fail("config", f"cwd {args.cwd} is not a directory")
     system = ""
