@@ -99,3 +99,16 @@ async def test_killed_wrapper_takes_the_program_with_it(
     out = await wait_all(client, ["b"])
     assert out["agents"][0]["turn_status"] in ("failed", "lost"), out
     assert wait_until_none(marker) == []
+
+
+async def test_pgroup_fallback_never_loses_a_turn(client: Any, settings: Any, new_marker: Callable[[], str]) -> None:
+    """Where namespaces are unavailable (forced here) turns still run, bounded by their process group."""
+    from agent_fleet_mcp.runners import containment
+
+    settings.env[containment.MODE_ENV] = "pgroup"
+    marker = new_marker()
+    await call(client, "create_agent", name="b", template="breakout", prompt=f"{marker} stay")
+    await wait_ready(client, "b")
+    await call(client, "delete_agent", agents="all")
+    # the last resort reaches the group and the descendants that left it; only the reparented double fork escapes
+    assert len(wait_until_none(marker, timeout_s=2)) <= 1

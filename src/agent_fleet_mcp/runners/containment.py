@@ -68,22 +68,26 @@ def namespace_prefix(unshare: str, uid: int | None = None, gid: int | None = Non
     ]  # fmt: skip
 
 
-def choose(env: Mapping[str, str] | None = None) -> Containment:
+def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Containment:
     """The containment for a turn whose environment is ``env`` (``AGENT_FLEET_CONTAINMENT=pgroup`` there forces the
-    last resort), else the strongest this process can use."""
-    if (env if env is not None else os.environ).get(MODE_ENV, "").strip().lower() == "pgroup":
+    last resort), else the strongest this process can use (``fresh``: probed now with ``env``'s PATH)."""
+    env = os.environ if env is None else env
+    if env.get(MODE_ENV, "").strip().lower() == "pgroup":
         return Containment("pgroup", None, (f"{MODE_ENV}=pgroup forces the last resort",))
-    return detect()
+    return detect_on(env.get("PATH") or os.defpath) if fresh else detect()
 
 
 @functools.cache
 def detect() -> Containment:
     """The strongest containment this process can use (probed once; never raises)."""
-    unshare = shutil.which("unshare", path=os.environ.get("PATH") or os.defpath) or (
-        "/usr/bin/unshare" if os.access("/usr/bin/unshare", os.X_OK) else None
-    )
+    return detect_on(os.environ.get("PATH") or os.defpath)
+
+
+def detect_on(path: str) -> Containment:
+    """The strongest containment with the programs found on ``path`` (uncached)."""
+    unshare = shutil.which("unshare", path=path)
     if unshare is None:
-        return Containment("pgroup", None, ("pidns: util-linux `unshare` is not installed",))
+        return Containment("pgroup", None, ("pidns: util-linux `unshare` is not on PATH",))
     why = _probe(unshare)
     if why is None:
         return Containment("pidns", unshare)
