@@ -19,8 +19,6 @@ child enters the same namespaces with ``enter_turn_namespaces`` (unshare(2) thro
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import os
 import select
@@ -30,7 +28,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["pidns", "pgroup"]
 MODE_ENV = "AGENT_FLEET_CONTAINMENT"  # "pgroup": use the last resort even where namespaces work
@@ -129,12 +127,16 @@ def userns_blocker() -> str | None:
 # -- inside a forked child (the fork server's) ----------------------------------------------------------------
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)  # the interpreter's own symbols: libc (no ldconfig lookup per turn)
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
