@@ -44,7 +44,9 @@ _WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 # _INNER: the program, then its exit file. The init's exit ends everything left in the namespace; killing the outer
 # pid kills the init (--kill-child) and so the namespace. Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER ...
 _ENTER = 'f=$0; exec "$@"'
-_INNER = _WRAPPER  # runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$
+# Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$ (steps that record the turn's pid
+# belong in _ENTER, which runs as the outer process).
+_INNER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
