@@ -61,7 +61,25 @@ def check_runners(settings: Settings) -> list[Check]:
     return out
 
 
-CHECKS: list[Callable[[Settings], list[Check]]] = [check_python, check_home, check_runners]
+def check_containment(settings: Settings) -> list[Check]:
+    """Which boundary turns get here (runners/containment.py), and why a stronger one is not in use."""
+    from agent_fleet_mcp.runners import containment
+
+    boundary = containment.choose(settings.env, fresh=True)
+    if boundary.mode == "pidns":
+        return [Check("containment", "ok", boundary.describe())]
+    why = "; ".join(boundary.why_not)
+    fix = (
+        "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
+        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`); until then a "
+        "process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
+    )
+    if containment.MODE_ENV in settings.env and "forces" in why:
+        fix = f"unset {containment.MODE_ENV} to use the strongest containment this machine allows"
+    return [Check("containment", "warn", f"{boundary.describe()}; {why}", fix)]
+
+
+CHECKS: list[Callable[[Settings], list[Check]]] = [check_python, check_home, check_runners, check_containment]
 
 
 def run_checks(settings: Settings) -> list[Check]:

@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict
 
+from agent_fleet_mcp import secrets
+
 SECRET_RE = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
     r"|(?i:(?:api[_-]?key|auth[_-]?token|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._\-]{6,})"
@@ -20,6 +22,8 @@ SECRET_RE = re.compile(
 
 
 def redact(text: str) -> str:
+    text = secrets.redact(text)  # the values the fleet knows, whatever their shape
+
     def sub(m: re.Match[str]) -> str:
         s = m.group(0)
         keep = re.match(r"(?i)(bearer\s+|[a-z_\-]+[\"']?\s*[:=]\s*[\"']?|sk-ant-|sk-)", s)

@@ -28,3 +28,26 @@ def test_doctor_fails_when_home_is_a_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["doctor"], env={"AGENT_FLEET_HOME": str(home), "COLUMNS": "200"})
     assert res.exit_code == 1
     assert "not a directory" in res.stdout
+
+
+def test_doctor_names_the_containment_and_why_not_stronger(tmp_path: Path) -> None:
+    from agent_fleet_mcp.runners import containment
+
+    env = {"AGENT_FLEET_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    runner = CliRunner()
+    data = json.loads(runner.invoke(main, ["doctor", "--json"], env=env, catch_exceptions=False).stdout)
+    row = {c["name"]: c for c in data["checks"]}["containment"]
+    assert row["detail"].startswith(containment.detect().mode)
+    forced = {**env, containment.MODE_ENV: "pgroup"}
+    data = json.loads(runner.invoke(main, ["doctor", "--json"], env=forced, catch_exceptions=False).stdout)
+    row = {c["name"]: c for c in data["checks"]}["containment"]
+    assert row["level"] == "warn" and row["detail"].startswith("pgroup") and "forces" in row["detail"]
+    assert f"unset {containment.MODE_ENV}" in row["fix"]
+
+
+def test_containment_without_unshare_falls_back_and_says_why(tmp_path: Path) -> None:
+    from agent_fleet_mcp.runners import containment
+
+    got = containment.detect_on(str(tmp_path))  # an empty PATH: no unshare
+    assert got.mode == "pgroup" and got.unshare is None
+    assert got.why_not == ("pidns: util-linux `unshare` is not on PATH",)

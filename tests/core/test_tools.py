@@ -229,22 +229,21 @@ async def test_resource_change_notifications(client: Any) -> None:
     assert seen >= {"fleet://agents", "fleet://agents/note"}
 
 
-async def test_delete_reaches_descendants_that_left_the_group(client: Any, no_leftover_groups: set[int]) -> None:
-    import anyio
-    import psutil
+async def test_delete_reaches_descendants_that_left_the_group(client: Any) -> None:
+    import uuid
 
-    await call(client, "create_agent", name="esc", template="escaper", prompt="x")
-    escaped = None
+    import anyio
+
+    from .proc_scan import carrying, wait_until_none
+
+    marker = f"esc-{uuid.uuid4().hex}"  # the prompt: in $AGENT_PROMPT of the script and of its escaped grandchild
+    await call(client, "create_agent", name="esc", template="escaper", prompt=marker)
     with anyio.fail_after(10):
-        while escaped is None:
-            text = (await call(client, "get_agent_output", agent="esc", mode="tail"))["text"]
-            if "escaped " in text:
-                escaped = int(text.split("escaped ")[1].split()[0])
+        while "escaped " not in (await call(client, "get_agent_output", agent="esc", mode="tail"))["text"]:
             await anyio.sleep(0.1)
-    no_leftover_groups.add(escaped)  # its own group: the fixture checks it is gone too
-    assert psutil.pid_exists(escaped)
+    assert len(carrying(marker)) >= 2  # the script and the grandchild in a session of its own
     await call(client, "delete_agent", agents=["esc"])
-    assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
+    assert wait_until_none(marker) == []
 
 
 async def test_output_of_deleted_agent_until_purged(client: Any) -> None:

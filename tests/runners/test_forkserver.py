@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners import containment, forkserver, process
 from agent_fleet_mcp.runners.anthropic import AnthropicRunner
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest
 from agent_fleet_mcp.runners.process import Spawned, TurnFiles
@@ -168,7 +168,10 @@ def test_same_transcript_and_exit_code_as_the_plain_path(shared_home: Path, tmp_
     assert forked_by_zygote(shared_home, forked.pid) and not forked_by_zygote(shared_home, plain.pid)
     assert [e["type"] for e in forked.events()] == ["started", "text", "usage", "result"]
     assert normalized(forked.events()) == normalized(plain.events())
-    assert forked.events()[0]["pid"] == forked.pid  # the worker runs in the forked child itself
+    if containment.detect().mode == "pidns":  # the worker runs as init of the turn's PID namespace
+        assert forked.events()[0]["pid"] == 1
+    else:  # the worker runs in the forked child itself
+        assert forked.events()[0]["pid"] == forked.pid
     assert forked.files.exit.read_text() == "0\n"  # the same exit file, readable after a restart (no pid)
     assert process.exit_code(forked.files) == 0
     assert [r.body["messages"] for r in srv.message_requests[:1]] == [

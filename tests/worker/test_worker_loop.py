@@ -9,9 +9,9 @@ import os
 import signal
 import socket
 import time
+import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from agent_fleet_mcp import pricing
@@ -225,19 +225,22 @@ def test_sigterm_mid_stream_cancels_and_leaves_a_loadable_history(tmp_path: Path
 
 
 def test_sigterm_during_a_command_kills_it_and_answers_the_call(tmp_path: Path, project: Path) -> None:
+    from core.proc_scan import wait_until_none
+
     agent = tmp_path / "agent"
-    with ScriptedModelServer([ToolCall("bash", {"command": "echo $$ > pid.txt; sleep 30"})]) as srv:
+    marker = f"cmd-{uuid.uuid4().hex}"  # in the command's environment: found by a /proc scan while it lives
+    command = f"export MARK={marker}; echo go > started.txt; sleep 30"
+    with ScriptedModelServer([ToolCall("bash", {"command": command})]) as srv:
         proc = start_worker(srv.base_url, agent, project, "wait", permission="readwrite")
         deadline = time.monotonic() + 20
-        while not (project / "pid.txt").exists() or not (project / "pid.txt").read_text().strip():
+        while not (project / "started.txt").exists() or not (project / "started.txt").read_text().strip():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
-        bash_pid = int((project / "pid.txt").read_text())
         os.kill(proc.pid, signal.SIGTERM)
         run = finish(proc, timeout=10)
     assert run.result["reason"] == "cancelled"
     assert run.types[-3:] == ["tool_use", "tool_result", "result"] and run.of("tool_result")[0]["ok"] is False
-    assert not psutil.pid_exists(bash_pid) or psutil.Process(bash_pid).status() == psutil.STATUS_ZOMBIE
+    assert wait_until_none(marker) == []
     saved, notes = history.load(agent)
     assert notes == []
     answer = saved[-1]["content"][0]

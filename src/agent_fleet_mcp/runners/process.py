@@ -5,6 +5,12 @@ exit code in a file, so the outcome survives the server. stdout goes straight to
 stderr to a sibling file: the process needs nothing from the server once started, which is what lets agents keep
 running across a server restart. Killing = SIGTERM to the whole group, a grace period, then SIGKILL.
 
+The turn's boundary (runners/containment.py, docs/containment.md): where user namespaces work, the wrapper execs
+`unshare` into a user + PID namespace with its own locked /proc; the program runs under a second sh that is the
+namespace's init and writes the exit file. Whatever the program started, in any session or group, dies when that
+init exits or when the outer pid (still the turn's identity) is killed. Elsewhere the process group is the boundary
+(the last resort; ``kill_group`` also remembers descendants that left the group).
+
 A plan with a ``preload`` entry is forked instead by the fleet home's preloaded fork server (runners/forkserver.py):
 same files, own session, and the fork server writes the same exit file. Whenever it cannot take the turn within
 ~3 s (or ``AGENT_FLEET_FORKSERVER=0`` is in the plan's env), the turn is spawned the plain way.
@@ -27,13 +33,20 @@ import psutil
 import structlog
 
 from agent_fleet_mcp import logs
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import containment, forkserver
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
 
 # `sh -c SCRIPT EXITFILE ARGV...`: run ARGV, then write its exit status atomically next to the transcript.
 _WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# pidns containment: the outer sh (the turn's pid) becomes `unshare` (exec: same pid), whose namespace init runs
+# _INNER: the program, then its exit file. The init's exit ends everything left in the namespace; killing the outer
+# pid kills the init (--kill-child) and so the namespace. Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER ...
+_ENTER = 'f=$0; exec "$@"'
+# Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$ (steps that record the turn's pid
+# belong in _ENTER, which runs as the outer process).
+_INNER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -85,7 +98,7 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
             _forked.add(pid)
         else:
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", _WRAPPER, str(files.exit), *plan.argv],
+                wrapped_argv(plan, files),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
@@ -104,6 +117,29 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     except psutil.Error:  # already gone: still a valid identity for "dead"
         start = 0.0
     return Spawned(pid=pid, start_time=start)
+
+
+def wrapped_argv(plan: LaunchPlan, files: TurnFiles) -> list[str]:
+    """The plain spawn's argv: the program under the sh wrapper, inside the turn's namespaces where possible."""
+    boundary = containment.choose(plan.env)
+    if boundary.mode == "pidns" and boundary.unshare is not None:
+        return [
+            "/bin/sh", "-c", _ENTER, str(files.exit), *containment.namespace_prefix(boundary.unshare),
+            "/bin/sh", "-c", _INNER, str(files.exit), *plan.argv,
+        ]  # fmt: skip
+    _log_weak_containment(boundary)
+    return ["/bin/sh", "-c", _WRAPPER, str(files.exit), *plan.argv]
+
+
+_weak_logged = False
+
+
+def _log_weak_containment(boundary: containment.Containment) -> None:
+    global _weak_logged
+    if not _weak_logged:
+        _weak_logged = True
+        logs.ensure_configured()
+        log.warning("containment_weak", mode=boundary.mode, why=list(boundary.why_not))
 
 
 def _fork_preloaded(plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, int]) -> tuple[int | None, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
 
+from agent_fleet_mcp.runners import containment
 from agent_fleet_mcp.runners.forkserver import (
     DEFAULT_IDLE_S,
     ENTRIES,
@@ -84,6 +85,7 @@ class _Zygote:
         self.retiring = False
         self.terminate = False
         self.last_active = time.monotonic()
+        self.contain = False
 
     # setup / teardown
     def open(self) -> bool:
@@ -115,6 +117,7 @@ class _Zygote:
             if callable(warm):
                 warm()
             self.entries[name] = getattr(module, func)
+        self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -353,6 +356,11 @@ class _Zygote:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+        if self.contain and env.get(containment.MODE_ENV, "").strip().lower() != "pgroup":
+            try:  # from here on this process only waits; the entry runs as init of the turn's namespaces
+                containment.enter_turn_namespaces()
+            except OSError as exc:  # never lose a turn to containment
+                sys.stderr.write(f"agent-fleet: this turn runs without its namespaces: {exc}\n")
         result: object = 1
         try:
             result = entry(args)

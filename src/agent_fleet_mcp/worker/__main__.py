@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from agent_fleet_mcp.runners import containment
 from agent_fleet_mcp.worker import output, signals
 from agent_fleet_mcp.worker.output import emit
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    containment.make_undumpable()  # our API key is in our environ and memory: not for our tools' eyes
     output.capture_stdout()
     signals.install()
     try:

@@ -7,13 +7,25 @@ library cannot corrupt the transcript. A line is written inside ``signals.shield
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sys
 from typing import Any, TextIO
 
+from agent_fleet_mcp import secrets
 from agent_fleet_mcp.events import Event, EventType, dumps, make
 from agent_fleet_mcp.worker.signals import shielded
 
 _out: TextIO = sys.stdout
+_secrets: list[tuple[str, str]] | None = None  # (JSON-escaped value, name) of the keys in our environment
+
+
+def redact_line(line: str) -> str:
+    """An event line without any secret of the worker's environment (its API key echoed by a tool, say)."""
+    global _secrets
+    if _secrets is None:
+        _secrets = [(json.dumps(v)[1:-1], n) for v, n in secrets.from_env(os.environ).items()]
+    return secrets.redact(line, _secrets) if _secrets else line
 
 
 def capture_stdout() -> None:
@@ -30,7 +42,7 @@ def emit(type_: EventType, /, **fields: Any) -> Event:
     event = make(type_, **fields)
     if "cost_usd" in fields:
         event["cost_usd"] = fields["cost_usd"]
-    line = dumps(event)
+    line = redact_line(dumps(event))
     with shielded():
         _out.write(line)
         _out.flush()

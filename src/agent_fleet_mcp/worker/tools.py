@@ -3,7 +3,10 @@
 File tools are confined to the agent's cwd (paths.Sandbox). Every failure the model can fix becomes a ``ToolError``
 and an ``is_error`` tool_result with a message saying what to do; a tool never crashes the worker. Outputs are
 capped so one call cannot flood the context. ``bash`` is NOT a sandbox: it runs any command in cwd, which is why
-only readwrite agents get it; its process group is killed on timeout and when the call ends.
+only readwrite agents get it. Where the machine allows it each command runs in its own user + PID namespace with
+its own locked /proc (runners/containment.py): everything it starts ends when the command returns, and it cannot
+see the worker (nor read its API key through /proc). Elsewhere its process group is killed on timeout and when the
+call ends (a double-forked child that left the group escapes that).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_fleet_mcp.runners import containment
 from agent_fleet_mcp.worker.paths import Sandbox, ToolError, glob_to_regex
 
 READ_TOOLS: tuple[str, ...] = ("read_file", "list_files", "grep")
@@ -202,6 +206,13 @@ class Toolbox:
         self.names = names
         base_env = os.environ if env is None else env
         self.bash_env = {k: v for k, v in base_env.items() if not k.startswith(BASH_ENV_DROP_PREFIXES)}
+        self._mode_env = {containment.MODE_ENV: base_env.get(containment.MODE_ENV, "")}
+
+    def bash_argv(self, command: str) -> list[str]:
+        """``bash -c command``, inside a namespace of its own when the machine allows it."""
+        boundary = containment.choose(self._mode_env)
+        prefix = containment.namespace_prefix(boundary.unshare) if boundary.unshare else []
+        return [*prefix, "/bin/bash", "-c", command]
 
     def definitions(self) -> list[dict[str, Any]]:
         return tool_definitions(self.names)
@@ -431,7 +442,7 @@ class Toolbox:
         started = time.monotonic()
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(
-                ["/bin/bash", "-c", command],
+                self.bash_argv(command),
                 cwd=self.sandbox.root,
                 env=self.bash_env,
                 stdin=subprocess.DEVNULL,
