@@ -27,13 +27,18 @@ import psutil
 import structlog
 
 from agent_fleet_mcp import logs
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import forkserver, started
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
 
-# `sh -c SCRIPT EXITFILE ARGV...`: run ARGV, then write its exit status atomically next to the transcript.
-_WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# `sh -c SCRIPT EXITFILE ARGV...`: first claim the turn's `.started` marker (exclusive create, holding the wrapper's
+# pid; if it exists the turn already started: run nothing, exit 75, see runners/started.py), then run ARGV, then
+# write its exit status atomically next to the transcript.
+_WRAPPER = (
+    'f=$0; m="${f%.exit}.started"; { set -C; echo $$ > "$m"; } 2>/dev/null || exit 75; set +C; '
+    '"$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+)
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -71,10 +76,13 @@ class Spawned:
 
 
 def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
-    """Start the plan in a new session (own process group), stdout/stderr to files, stdin from the prompt file."""
+    """Start the plan in a new session (own process group), stdout/stderr to files, stdin from the prompt file.
+    A turn that already started (its ``.started`` marker exists) is adopted, never started again."""
+    if (already := started.wait_read(files.exit)) is not None and already.pid is not None:
+        return Spawned(pid=already.pid, start_time=already.proc_start)
     files.out.parent.mkdir(parents=True, exist_ok=True)
     files.prompt.write_text(plan.stdin_text or "", encoding="utf-8")
-    files.exit.unlink(missing_ok=True)
+    files.exit.unlink(missing_ok=True)  # no marker: no run of this turn began, so any exit file is stale
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
         open(files.out, "ab") as stdout,

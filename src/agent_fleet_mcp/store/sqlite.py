@@ -256,17 +256,18 @@ class SqliteStore:
         )
         return int(r["c"])
 
-    async def claim_turn(self, agent_id: str, n: int, *, max_running: int) -> bool:
+    async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:
         """Atomically move a queued turn to running if its agent has no running turn and the fleet-wide number of
-        running turns is below ``max_running``. Safe across processes sharing the database."""
+        running turns is below ``max_running``. Safe across processes sharing the database. ``claimer`` names the
+        claiming server (runners/started.py) until the turn's pid is recorded."""
         now = time.time()
         async with self._tx() as db:
             cur = await db.execute(
-                "UPDATE turns SET status = 'running', started_at = ? WHERE agent_id = ? AND n = ?"
+                "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
                 " AND status = 'queued'"
                 " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
                 " AND (SELECT COUNT(*) FROM turns WHERE status = 'running') < ?",
-                (now, agent_id, n, agent_id, max_running),
+                (now, claimer, agent_id, n, agent_id, max_running),
             )
             ok = cur.rowcount == 1
             await cur.close()
@@ -286,6 +287,21 @@ class SqliteStore:
                 " WHERE agent_id = ? AND n = ?",
                 (pid, proc_start, out_path, model, time.time(), agent_id, n),
             )
+
+    async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
+        """Record the process a running turn's started marker names: the run that really started (runners/started.py),
+        when the server that spawned it died before recording it or its own spawn found the turn already started.
+        True when the row changed."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE turns SET pid = ?, proc_start = ?, out_path = COALESCE(out_path, ?),"
+                " last_event_at = COALESCE(last_event_at, ?) WHERE agent_id = ? AND n = ? AND status = 'running'"
+                " AND (pid IS NULL OR pid != ?)",
+                (pid, proc_start, out_path, time.time(), agent_id, n, pid),
+            )
+            ok = cur.rowcount == 1
+            await cur.close()
+        return ok
 
     async def requeue_turn(self, agent_id: str, n: int) -> None:
         async with self._tx() as db:
