@@ -187,8 +187,8 @@ def status_cell(r: AgentStatus) -> Text:
     text = Text(r.status, style=STATUS_STYLE.get(r.status, ""))
     if r.queued and r.status == "running":
         text.append(f" +{r.queued} queued", style="yellow")
-    if r.process_gone:
-        text.append(" ⚠ process gone", style="bold red")
+    if r.process_gone:  # ended while no server was up: the outcome shown is read from its files
+        text.append(" · unrecorded", style="yellow")
     elif r.stalled:
         text.append(f" ⚠ stalled {fmt_duration(r.idle_s)}", style="bold yellow")
     return text
@@ -221,9 +221,12 @@ def fleet_line(report: StatusReport) -> Text:
     if report.unpriced_agents:
         n = report.unpriced_agents
         line.append(f" ({n} unpriced agent{'s' if n > 1 else ''})", style="dim")
-    stalled = [a.name for a in report.agents if a.stalled or a.process_gone]
+    stalled = [a.name for a in report.agents if a.stalled]
     if stalled:
         line.append(f"   stuck: {', '.join(stalled)}", style="bold yellow")
+    unrecorded = [a.name for a in report.agents if a.process_gone]
+    if unrecorded:
+        line.append(f"   unrecorded: {', '.join(unrecorded)} (ended with no server up)", style="yellow")
     return line
 
 

@@ -406,8 +406,10 @@ class Fleet:
         last_flush = 0.0
         session_saved = agent.session_id
         pid = turn.pid
+        seen_alive = False
         while True:
             alive = proc.is_alive(pid, turn.proc_start)
+            seen_alive = seen_alive or alive
             events = await anyio.to_thread.run_sync(reader.read_new)
             for ev in events:
                 stats.apply(ev)
@@ -440,18 +442,13 @@ class Fleet:
         await self.store.update_turn_stats(agent_id, n, stats.db_fields())
         if stats.session_id and stats.session_id != session_saved:
             await self.store.set_session_id(agent_id, stats.session_id)
-        if stats.has_result and (stream_result or code is not None):
-            status = "failed" if stats.is_error else "succeeded"
-            reason = stats.reason if stats.is_error else None
-        else:
-            status, reason = "lost", "the process ended without a result and its exit status is unknown"
-        if status == "lost":
-            error = reason
-        else:
-            error = (stats.error_text() or reason or "failed") if status != "succeeded" else None
+        status, reason, error = turn_outcome(stats, stream_result=stream_result, exit_code=code)
+        # a process that ended while no server watched ended when its files say, not when this server noticed
+        ended = None if seen_alive else await anyio.to_thread.run_sync(ended_on_disk, files)
         closed = await self.store.finish_turn(
             agent_id, n, status=status, reason=reason, exit_code=code, result_text=stats.result_text,
             is_error=status != "succeeded", error=error, agent_status="idle" if status == "succeeded" else "failed",
+            ended_at=None if ended is None else max(ended, turn.started_at or ended),
         )  # fmt: skip
         if closed:
             log.info("turn_finished", agent=agent.name, turn=n, status=status, reason=reason, exit_code=code)
@@ -536,6 +533,30 @@ class Fleet:
         finish: the agent is busy exactly while that turn is not done."""
         latest = await self.store.latest_turns(agent_ids)
         return {aid for aid, t in latest.items() if not t.done}
+
+
+def turn_outcome(stats: TurnStats, *, stream_result: bool, exit_code: int | None) -> tuple[str, str | None, str | None]:
+    """(status, reason, error) of a turn whose process has ended, from its transcript (``stream_result``: the
+    stream itself carried a result) and its exit code. The server records it; the CLI shows it when none is up."""
+    if stats.has_result and (stream_result or exit_code is not None):
+        status = "failed" if stats.is_error else "succeeded"
+        reason = stats.reason if stats.is_error else None
+    else:
+        status, reason = "lost", "the process ended without a result and its exit status is unknown"
+    if status == "lost":
+        return status, reason, reason
+    return status, reason, (stats.error_text() or reason or "failed") if status != "succeeded" else None
+
+
+def ended_on_disk(files: proc.TurnFiles) -> float | None:
+    """When a turn's process ended, as its files say: the exit file's mtime (written as it exits), else the
+    transcript's last write. None when neither exists. Blocking (stat)."""
+    for path in (files.exit, files.out):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            continue
+    return None
 
 
 def _limit_breach(spec: AgentSpec, turn: TurnRow, stats: TurnStats, now: float) -> tuple[str, str] | None:

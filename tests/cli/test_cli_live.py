@@ -4,6 +4,7 @@ until Ctrl-C, and a turn whose process ended while no server was recording it.""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -78,6 +79,8 @@ async def test_follow_ends_when_the_process_dies_unrecorded(
         fleet = Fleet(settings, store)
         async with fleet.running():
             await fleet.create_agent(name="orphan", template="sleeper", prompt="0.6")
+            [turn] = await store.turns_with_status("running")
+            files = fleet.turn_files(turn.agent_id, turn.n)
         # no supervisor any more: the process runs on, and nobody records its end
 
     def cli(*args: str) -> tuple[int, str]:
@@ -88,11 +91,28 @@ async def test_follow_ends_when_the_process_dies_unrecorded(
     assert code == 0
     assert "text: done" in out and "RESULT: (the text above" in out
     assert "no server has recorded it yet" in out
+    # the turn ran ~0.6 s; let a few seconds pass with no server before anyone looks
+    assert turn.started_at is not None
+    ran_s = files.exit.stat().st_mtime - turn.started_at
+    while time.time() - files.exit.stat().st_mtime < 3.0:
+        await anyio.sleep(0.1)
     code, out = await anyio.to_thread.run_sync(lambda: cli("status"))
-    assert code == 0 and "running ⚠ process gone" in out
+    assert code == 0 and "process gone" not in out and "0 running" in out, out
+    assert re.search(r"orphan\s+command\s+-\s+idle · unrecorded", out), out
+    assert "unrecorded: orphan (ended with no server up)" in out
+    code, out = await anyio.to_thread.run_sync(lambda: cli("status", "--json"))
+    [row] = json.loads(out)["agents"]
+    assert (row["status"], row["turn_status"], row["process_gone"]) == ("idle", "succeeded", True)
+    assert abs(row["elapsed_s"] - ran_s) < 0.2, (row["elapsed_s"], ran_s)  # the real duration, not "until now"
+    code, out = await anyio.to_thread.run_sync(lambda: cli("status", "orphan", "--json"))
+    assert json.loads(out)["turns"][0]["status"] == "succeeded"
     async with SqliteStore(settings.db_path) as store:
         fleet = Fleet(settings, store)
         async with fleet.running():  # a server starting up closes the turn from its transcript
             assert (await wait_for(fleet, agents=["orphan"], timeout_s=10)).done
     code, out = await anyio.to_thread.run_sync(lambda: cli("status"))
-    assert "process gone" not in out and re.search(r"orphan\s+command\s+-\s+idle", out)
+    assert "process gone" not in out and "unrecorded" not in out and re.search(r"orphan\s+command\s+-\s+idle", out)
+    code, out = await anyio.to_thread.run_sync(lambda: cli("status", "--json"))
+    [row] = json.loads(out)["agents"]
+    assert row["turn_status"] == "succeeded" and not row["process_gone"]
+    assert abs(row["elapsed_s"] - ran_s) < 0.2, (row["elapsed_s"], ran_s)  # recorded with its real end time

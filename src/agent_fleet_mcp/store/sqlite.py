@@ -333,14 +333,16 @@ class SqliteStore:
         is_error: bool | None = None,
         error: str | None = None,
         agent_status: str | None = None,
+        ended_at: float | None = None,
     ) -> bool:
-        """Close a queued/running turn (first closer wins, across processes) and set the agent's status."""
+        """Close a queued/running turn (first closer wins, across processes) and set the agent's status.
+        ``ended_at``: when it really ended, if earlier than now (a process that ended while no server was up)."""
         now = time.time()
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
                 " ended_at = ? WHERE agent_id = ? AND n = ? AND status IN ('queued', 'running')",
-                (status, reason, exit_code, result_text, is_error, error, now, agent_id, n),
+                (status, reason, exit_code, result_text, is_error, error, ended_at or now, agent_id, n),
             )
             ok = cur.rowcount == 1
             await cur.close()
