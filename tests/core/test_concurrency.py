@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,14 +45,16 @@ async def test_replace_strategy_cancels_running_turn(client: Any) -> None:
     assert second["turn_status"] == "succeeded"
 
 
-async def test_global_cap_queues_beyond_max_concurrent(client: Any) -> None:
-    # settings fixture: max_concurrent = 4
+async def test_global_cap_queues_beyond_max_concurrent(client: Any, tmp_path: Path) -> None:
+    # settings fixture: max_concurrent = 4. The turns run until the test opens their gate, however slow the machine.
+    gate = tmp_path / "gate-open"
     for i in range(6):
-        await call(client, "create_agent", name=f"g{i}", template="sleeper", prompt="2")
+        await call(client, "create_agent", name=f"g{i}", template="gate", prompt=str(gate))
     status = await call(client, "get_agent_status")
     assert status["fleet"]["running"] == 4
     assert sum(1 for r in status["agents"] if r["status"] == "queued") == 2
-    await wait_all(client, timeout_s=30)
+    gate.touch()
+    await wait_all(client, timeout_s=40)
     rows = (await call(client, "get_agent_status"))["agents"]
     assert all(r["turn_status"] == "succeeded" for r in rows)
 
