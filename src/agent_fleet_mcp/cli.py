@@ -26,12 +26,30 @@ def _serve(http: bool, host: str, port: int) -> None:
     from agent_fleet_mcp.server import build_server
 
     settings = Settings.from_env()
+    _refuse_damaged_store(settings)
     logs.configure(settings.logs_dir, stderr_level=os.environ.get("AGENT_FLEET_LOG_LEVEL", "WARNING"))
     server = build_server(settings)
     if http:
         server.run("streamable-http", host=host, port=port, streamable_http_path="/mcp")
     else:
         server.run("stdio")
+
+
+def _refuse_damaged_store(settings: Settings) -> None:
+    """A damaged fleet.db: exit 1 at once with the file and the repair, before any MCP traffic (stderr only)."""
+    from agent_fleet_mcp.errors import StoreDamaged
+    from agent_fleet_mcp.store.sqlite import SqliteStore
+
+    async def check() -> None:
+        await SqliteStore(settings.db_path).check_intact()
+
+    import anyio
+
+    try:
+        anyio.run(check)
+    except StoreDamaged as exc:
+        click.echo(f"agent-fleet-mcp: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 _http_opt = click.option("--http", is_flag=True, help="Serve streamable HTTP at /mcp instead of stdio.")
@@ -83,11 +101,23 @@ def agents(as_json: bool) -> None:
 
 @main.command()
 @_json_opt
-def doctor(as_json: bool) -> None:
+@click.option(
+    "--repair", is_flag=True,
+    help="Keep a damaged fleet.db aside (fleet.db.damaged-<time>) and rebuild it from the turn files on disk.",
+)  # fmt: skip
+def doctor(as_json: bool, repair: bool) -> None:
     """Check this machine and the fleet home: containment, permissions, store, runners. Exit code 1 on a failure."""
     from agent_fleet_mcp import cli_views
     from agent_fleet_mcp.doctor import run_checks
 
+    if repair:
+        from agent_fleet_mcp.repair import repair_store
+
+        report = repair_store(_settings())
+        cli_views.show_repair(report, as_json=as_json)
+        if not report.repaired and "nothing to repair" not in report.message:
+            raise SystemExit(1)
+        return
     checks = run_checks(_settings())
     cli_views.show_checks(checks, as_json=as_json)
     if any(c.level == "fail" for c in checks):

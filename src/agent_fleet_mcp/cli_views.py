@@ -32,6 +32,7 @@ from agent_fleet_mcp.errors import NotFound
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
 from agent_fleet_mcp.render import render_event
+from agent_fleet_mcp.repair import RepairReport
 from agent_fleet_mcp.schemas import Tokens
 from agent_fleet_mcp.views import STALL_AFTER_S
 
@@ -593,3 +594,20 @@ def show_checks(checks: Sequence[Check], *, as_json: bool) -> None:
             detail.append(f"\n→ {c.fix}", style="dim")
         table.add_row(Text(c.name), Text(c.level, style=_LEVEL_STYLE[c.level]), detail)
     console.print(table)
+
+
+def show_repair(report: RepairReport, *, as_json: bool) -> None:
+    console = make_console()
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(report)))
+        return
+    console.print(Text(report.message, style="bold" if report.repaired else ""))
+    for path in report.kept:
+        console.print(f"  kept aside: {path}")
+    if report.repaired:
+        by = ", ".join(f"{n} {s}" for s, n in sorted(report.turns.items())) or "none"
+        console.print(f"  agents: {report.agents} ({report.agents_from_db} with name and spec from the damaged file)")
+        console.print(f"  turns: {sum(report.turns.values())} ({by})")
+        for item in report.lost:
+            console.print(Text(f"  not recoverable: {item}", style="yellow"))
+        console.print("  next: start the server; `agent-fleet status` shows the rebuilt fleet")
