@@ -21,12 +21,13 @@ if TYPE_CHECKING:
 
 
 def _serve(http: bool, host: str, port: int) -> None:
-    from agent_fleet_mcp import logs
     from agent_fleet_mcp.config import Settings
-    from agent_fleet_mcp.server import build_server
 
     settings = Settings.from_env()
-    _refuse_damaged_store(settings)
+    _refuse_damaged_store(settings)  # before importing the server: a damaged store exits at once
+    from agent_fleet_mcp import logs
+    from agent_fleet_mcp.server import build_server
+
     logs.configure(settings.logs_dir, stderr_level=os.environ.get("AGENT_FLEET_LOG_LEVEL", "WARNING"))
     server = build_server(settings)
     if http:
