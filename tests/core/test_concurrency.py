@@ -12,13 +12,15 @@ from .helpers import call, err, wait_all
 pytestmark = pytest.mark.anyio
 
 
-async def test_queue_strategy_runs_turns_in_order(client: Any) -> None:
-    await call(client, "create_agent", name="q", template="sleeper", prompt="0.6")
-    second = await call(client, "command_agent", agent="q", prompt="0.1")
-    third = await call(client, "command_agent", agent="q", prompt="0.1")
+async def test_queue_strategy_runs_turns_in_order(client: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "gate-open"  # the first turn runs until the test opens it, however slow the machine
+    await call(client, "create_agent", name="q", template="gate", prompt=str(gate))
+    second = await call(client, "command_agent", agent="q", prompt=str(gate))
+    third = await call(client, "command_agent", agent="q", prompt=str(gate))
     assert (second["status"], third["status"]) == ("queued", "queued")
     msg = err(await client.call_tool("command_agent", {"agent": "q", "prompt": "0.1"}))
     assert "max_queued 2" in msg
+    gate.touch()
     await wait_all(client, ["q"])
     rows = (await call(client, "get_agent_status", agents=["q"]))["agents"]
     assert rows[0]["turns"] == 3 and rows[0]["turn_status"] == "succeeded"

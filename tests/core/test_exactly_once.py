@@ -132,6 +132,10 @@ def test_a_second_spawn_of_a_started_turn_runs_nothing(tmp_path: Path) -> None:
         stdin_text="x",
     )  # fmt: skip
     first = proc.spawn(plan, files)
+    deadline = time.monotonic() + 30
+    while started.read(files.exit, now=time.time()) is None:  # the wrapper's first act
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     second = proc.spawn(plan, files)
     assert second.pid == first.pid
     mark = started.read(files.exit, now=0.0)
