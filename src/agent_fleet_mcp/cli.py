@@ -21,20 +21,25 @@ if TYPE_CHECKING:
 
 
 def _serve(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...] = (), allow_remote: bool = False) -> None:
-    from agent_fleet_mcp import http_auth, logs
     from agent_fleet_mcp.config import Settings
-    from agent_fleet_mcp.server import build_server
 
     if not http and (allowed_hosts or allow_remote):
         raise click.UsageError("--allowed-host and --allow-remote only apply with --http")
     try:
         settings = Settings.from_env()
-        token = None
-        if http:  # refuse before anything listens
-            http_auth.check_bind(host, allow_remote=allow_remote)
-            token = http_auth.load_or_create_token(settings.home, settings.env)
     except FleetError as exc:
         raise click.ClickException(str(exc)) from None
+    _refuse_damaged_store(settings)  # before importing the server: a damaged store exits at once
+    from agent_fleet_mcp import http_auth, logs
+    from agent_fleet_mcp.server import build_server
+
+    token = None
+    if http:  # refuse before anything listens
+        try:
+            http_auth.check_bind(host, allow_remote=allow_remote)
+            token = http_auth.load_or_create_token(settings.home, settings.env)
+        except FleetError as exc:
+            raise click.ClickException(str(exc)) from None
     logs.configure(settings.logs_dir, stderr_level=os.environ.get("AGENT_FLEET_LOG_LEVEL", "WARNING"))
     server = build_server(settings)
     if token is None:
@@ -42,6 +47,23 @@ def _serve(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...] = ()
     else:
         click.echo(http_auth.startup_line(host, port, token), err=True)
         http_auth.serve_http(server, host=host, port=port, token=token, allowed_hosts=allowed_hosts)
+
+
+def _refuse_damaged_store(settings: Settings) -> None:
+    """A damaged fleet.db: exit 1 at once with the file and the repair, before any MCP traffic (stderr only)."""
+    from agent_fleet_mcp.errors import StoreDamaged
+    from agent_fleet_mcp.store.sqlite import SqliteStore
+
+    async def check() -> None:
+        await SqliteStore(settings.db_path).check_intact()
+
+    import anyio
+
+    try:
+        anyio.run(check)
+    except StoreDamaged as exc:
+        click.echo(f"agent-fleet-mcp: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 def _serve_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -130,11 +152,23 @@ def agents(as_json: bool) -> None:
 
 @main.command()
 @_json_opt
-def doctor(as_json: bool) -> None:
+@click.option(
+    "--repair", is_flag=True,
+    help="Keep a damaged fleet.db aside (fleet.db.damaged-<time>) and rebuild it from the turn files on disk.",
+)  # fmt: skip
+def doctor(as_json: bool, repair: bool) -> None:
     """Check this machine and the fleet home: containment, permissions, store, runners. Exit code 1 on a failure."""
     from agent_fleet_mcp import cli_views
     from agent_fleet_mcp.doctor import run_checks
 
+    if repair:
+        from agent_fleet_mcp.repair import repair_store
+
+        report = repair_store(_settings())
+        cli_views.show_repair(report, as_json=as_json)
+        if not report.repaired and "nothing to repair" not in report.message:
+            raise SystemExit(1)
+        return
     checks = run_checks(_settings())
     cli_views.show_checks(checks, as_json=as_json)
     if any(c.level == "fail" for c in checks):

@@ -32,6 +32,7 @@ from agent_fleet_mcp.errors import NotFound
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
 from agent_fleet_mcp.render import render_event
+from agent_fleet_mcp.repair import RepairReport
 from agent_fleet_mcp.schemas import Tokens
 from agent_fleet_mcp.views import STALL_AFTER_S
 
@@ -187,8 +188,8 @@ def status_cell(r: AgentStatus) -> Text:
     text = Text(r.status, style=STATUS_STYLE.get(r.status, ""))
     if r.queued and r.status == "running":
         text.append(f" +{r.queued} queued", style="yellow")
-    if r.process_gone:
-        text.append(" ⚠ process gone", style="bold red")
+    if r.process_gone:  # ended while no server was up: the outcome shown is read from its files
+        text.append(" · unrecorded", style="yellow")
     elif r.stalled:
         text.append(f" ⚠ stalled {fmt_duration(r.idle_s)}", style="bold yellow")
     return text
@@ -221,9 +222,12 @@ def fleet_line(report: StatusReport) -> Text:
     if report.unpriced_agents:
         n = report.unpriced_agents
         line.append(f" ({n} unpriced agent{'s' if n > 1 else ''})", style="dim")
-    stalled = [a.name for a in report.agents if a.stalled or a.process_gone]
+    stalled = [a.name for a in report.agents if a.stalled]
     if stalled:
         line.append(f"   stuck: {', '.join(stalled)}", style="bold yellow")
+    unrecorded = [a.name for a in report.agents if a.process_gone]
+    if unrecorded:
+        line.append(f"   unrecorded: {', '.join(unrecorded)} (ended with no server up)", style="yellow")
     return line
 
 
@@ -597,3 +601,20 @@ def show_checks(checks: Sequence[Check], *, as_json: bool) -> None:
             detail.append(f"\n→ {c.fix}", style="dim")
         table.add_row(Text(c.name), Text(c.level, style=_LEVEL_STYLE[c.level]), detail)
     console.print(table)
+
+
+def show_repair(report: RepairReport, *, as_json: bool) -> None:
+    console = make_console()
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(report)))
+        return
+    console.print(Text(report.message, style="bold" if report.repaired else ""))
+    for path in report.kept:
+        console.print(f"  kept aside: {path}")
+    if report.repaired:
+        by = ", ".join(f"{n} {s}" for s, n in sorted(report.turns.items())) or "none"
+        console.print(f"  agents: {report.agents} ({report.agents_from_db} with name and spec from the damaged file)")
+        console.print(f"  turns: {sum(report.turns.values())} ({by})")
+        for item in report.lost:
+            console.print(Text(f"  not recoverable: {item}", style="yellow"))
+        console.print("  next: start the server; `agent-fleet status` shows the rebuilt fleet")

@@ -79,7 +79,31 @@ def check_containment(settings: Settings) -> list[Check]:
     return [Check("containment", "warn", f"{boundary.describe()}; {why}", fix)]
 
 
-CHECKS: list[Callable[[Settings], list[Check]]] = [check_python, check_home, check_runners, check_containment]
+STORE_CHECK_S = 5.0
+
+
+def check_store(settings: Settings) -> list[Check]:
+    """fleet.db's integrity (SQLite quick_check, bounded in time)."""
+    from agent_fleet_mcp.store.sqlite import quick_check
+
+    db = settings.db_path
+    if not db.exists():
+        return [Check("store", "ok", f"{db} (not created yet)")]
+    got = quick_check(db, time_budget_s=STORE_CHECK_S) if db.is_file() else None
+    if got is None:
+        return [Check("store", "fail", f"{db} is not a file", "move it away; the next server start creates the store")]
+    if got.ok is None:
+        return [Check("store", "warn", f"{db}: integrity check {'; '.join(got.problems)}", "run doctor again later")]
+    if not got.ok:
+        detail = f"{db} is damaged: {'; '.join(got.problems)[:300]}"
+        fix = "stop the servers on this home, then `agent-fleet doctor --repair` (keeps the file aside, rebuilds)"
+        return [Check("store", "fail", detail, fix)]
+    return [Check("store", "ok", f"{db} (integrity ok)")]
+
+
+CHECKS: list[Callable[[Settings], list[Check]]] = [
+    check_python, check_home, check_store, check_runners, check_containment,
+]
 
 
 def run_checks(settings: Settings) -> list[Check]:

@@ -37,3 +37,15 @@ class DefinitionError(FleetError):
         self.message = message
         where = f"{path}: {field}" if field else path
         super().__init__(f"{where}: {message}")
+
+
+class StoreDamaged(FleetError):
+    """The fleet database cannot be read (not SQLite, truncated, corrupt pages). Names the file and the repair."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"the fleet database {path} is damaged ({detail}); run `agent-fleet doctor --repair` to keep it aside "
+            "and rebuild the fleet from the turn files on disk (stop every agent-fleet server on this home first)"
+        )

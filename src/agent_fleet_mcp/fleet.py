@@ -33,6 +33,7 @@ from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
 from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
+from agent_fleet_mcp.runners import started as started_mod
 from agent_fleet_mcp.runners.base import Runner, TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.models import AgentRow, TurnRow
@@ -80,6 +81,7 @@ class Fleet:
         self._dispatch_lock = anyio.Lock()
         self._followed: set[tuple[str, int]] = set()
         self.today: Callable[[], date] = deprecation.utc_today  # model end-of-life checks; tests fake the date
+        self._claimer = started_mod.claimer_identity()
         from agent_fleet_mcp.batches import BatchEngine  # local: batches imports Fleet types
 
         self.batches = BatchEngine(self)
@@ -101,15 +103,43 @@ class Fleet:
 
     async def reconcile(self) -> None:
         """Adopt running turns (follow them; dead ones are closed from their transcript) and start queued ones."""
-        now = time.time()
-        for turn in await self.store.turns_with_status("running"):
-            if turn.pid is None:
-                if now - (turn.started_at or now) > ORPHAN_CLAIM_S:
-                    await self.store.requeue_turn(turn.agent_id, turn.n)
-                continue
-            self._start_follower(turn.agent_id, turn.n)
+        await self._adopt_running()
         await self.batches.advance()
         await self.dispatch()
+
+    async def _adopt_running(self) -> None:
+        """Follow every running turn; recover the claimed ones whose pid was never recorded."""
+        for turn in await self.store.turns_with_status("running"):
+            if turn.pid is None:
+                await self._recover_unrecorded(turn)
+            else:
+                self._start_follower(turn.agent_id, turn.n)
+
+    async def _recover_unrecorded(self, turn: TurnRow) -> None:
+        """A claimed turn without a recorded pid: its claimer is spawning it now, or died in the spawn window. The
+        turn's started marker tells whether it ran (runners/started.py): adopt its process (followed, or closed
+        from its exit file if gone); no marker and a dead claimer (or an old claim) means it never started:
+        queue it again. A late spawn of the old claim cannot run it twice: the marker is taken exclusively."""
+        files = self.turn_files(turn.agent_id, turn.n)
+        now = time.time()
+        mark = await anyio.to_thread.run_sync(lambda: started_mod.read(files.exit, now=now))
+        if mark is not None and mark.pid is not None:
+            if await self.store.adopt_turn_process(
+                turn.agent_id, turn.n, pid=mark.pid, proc_start=mark.proc_start, out_path=str(files.out)
+            ):
+                log.info("turn_adopted", agent_id=turn.agent_id, turn=turn.n, pid=mark.pid, alive=mark.alive)
+            self._start_follower(turn.agent_id, turn.n)
+        elif mark is not None:
+            if mark.stale:
+                await self.store.finish_turn(
+                    turn.agent_id, turn.n, status="lost", reason="started, but its process could not be identified",
+                    error="the turn started but its process could not be identified; command the agent again",
+                    is_error=True, agent_status="failed",
+                )  # fmt: skip
+        elif not started_mod.claimer_alive(turn.claimed_by) or now - (turn.started_at or now) > ORPHAN_CLAIM_S:
+            await self.store.requeue_turn(turn.agent_id, turn.n)
+            log.info("turn_requeued", agent_id=turn.agent_id, turn=turn.n, claimed_by=turn.claimed_by)
+            self.notify()
 
     async def _ticker(self) -> None:
         """Periodic pass for what other processes sharing the home may have changed."""
@@ -117,9 +147,7 @@ class Fleet:
             with anyio.move_on_after(TICK_S):
                 await self._changed.wait()
             try:
-                for turn in await self.store.turns_with_status("running"):
-                    if turn.pid is not None:
-                        self._start_follower(turn.agent_id, turn.n)
+                await self._adopt_running()
                 await self.batches.advance()
                 await self.dispatch()
             except Exception:  # keep the supervisor alive; the next tick retries
@@ -354,7 +382,9 @@ class Fleet:
                 if agent is None:  # deleted meanwhile
                     await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
                     continue
-                if not await self.store.claim_turn(agent.id, turn.n, max_running=self.settings.max_concurrent):
+                if not await self.store.claim_turn(
+                    agent.id, turn.n, max_running=self.settings.max_concurrent, claimer=self._claimer
+                ):
                     continue
                 await self._spawn(agent, turn)
 
@@ -416,8 +446,11 @@ class Fleet:
         spec = agent.spec
         last_flush = 0.0
         session_saved = agent.session_id
+        pid = turn.pid
+        seen_alive = False
         while True:
-            alive = proc.is_alive(turn.pid, turn.proc_start)
+            alive = proc.is_alive(pid, turn.proc_start)
+            seen_alive = seen_alive or alive
             events = await anyio.to_thread.run_sync(reader.read_new)
             for ev in events:
                 stats.apply(ev)
@@ -430,14 +463,18 @@ class Fleet:
                 last_flush = now
                 self.notify()
             if not alive:
-                break
+                moved = await self._adopt_started(agent_id, turn, files)
+                if moved is None or moved.pid is None:
+                    break
+                turn, pid = moved, moved.pid
+                continue
             stop = _limit_breach(spec, turn, stats, now)
             if stop is not None:
                 await self._stop_turn(agent, turn, status="failed", reason=stop[0], error=stop[1], stats=stats)
                 await self.dispatch()  # the agent's next queued turn may start now
                 return
             await anyio.sleep(self.settings.poll_interval_s)
-        code = await anyio.to_thread.run_sync(proc.exit_code, files, turn.pid)
+        code = await anyio.to_thread.run_sync(proc.exit_code, files, pid)
         for ev in await anyio.to_thread.run_sync(reader.read_new):
             stats.apply(ev)
         stream_result = stats.has_result
@@ -446,22 +483,31 @@ class Fleet:
         await self.store.update_turn_stats(agent_id, n, stats.db_fields())
         if stats.session_id and stats.session_id != session_saved:
             await self.store.set_session_id(agent_id, stats.session_id)
-        if stats.has_result and (stream_result or code is not None):
-            status = "failed" if stats.is_error else "succeeded"
-            reason = stats.reason if stats.is_error else None
-        else:
-            status, reason = "lost", "the process ended without a result and its exit status is unknown"
-        if status == "lost":
-            error = reason
-        else:
-            error = (stats.error_text() or reason or "failed") if status != "succeeded" else None
+        status, reason, error = turn_outcome(stats, stream_result=stream_result, exit_code=code)
+        # a process that ended while no server watched ended when its files say, not when this server noticed
+        ended = None if seen_alive else await anyio.to_thread.run_sync(ended_on_disk, files)
         closed = await self.store.finish_turn(
             agent_id, n, status=status, reason=reason, exit_code=code, result_text=stats.result_text,
             is_error=status != "succeeded", error=error, agent_status="idle" if status == "succeeded" else "failed",
+            ended_at=None if ended is None else max(ended, turn.started_at or ended),
         )  # fmt: skip
         if closed:
             log.info("turn_finished", agent=agent.name, turn=n, status=status, reason=reason, exit_code=code)
         await self.dispatch()
+
+    async def _adopt_started(self, agent_id: str, turn: TurnRow, files: proc.TurnFiles) -> TurnRow | None:
+        """The followed pid is gone: if the turn's started marker names another process (this spawn found the turn
+        already started and ran nothing), follow that one instead. None: the followed process was the turn's."""
+        now = time.time()
+        mark = await anyio.to_thread.run_sync(lambda: started_mod.read(files.exit, now=now))
+        if mark is None or mark.pid is None or mark.pid == turn.pid:
+            return None
+        await self.store.adopt_turn_process(
+            agent_id, turn.n, pid=mark.pid, proc_start=mark.proc_start, out_path=str(files.out)
+        )
+        log.info("turn_adopted", agent_id=agent_id, turn=turn.n, pid=mark.pid, was=turn.pid, alive=mark.alive)
+        got = await self.store.get_turn(agent_id, turn.n)
+        return got if got is not None and got.status == "running" and got.pid == mark.pid else None
 
     async def _stop_turn(
         self, agent: AgentRow, turn: TurnRow, *, status: str, reason: str, error: str | None = None,
@@ -528,6 +574,30 @@ class Fleet:
         finish: the agent is busy exactly while that turn is not done."""
         latest = await self.store.latest_turns(agent_ids)
         return {aid for aid, t in latest.items() if not t.done}
+
+
+def turn_outcome(stats: TurnStats, *, stream_result: bool, exit_code: int | None) -> tuple[str, str | None, str | None]:
+    """(status, reason, error) of a turn whose process has ended, from its transcript (``stream_result``: the
+    stream itself carried a result) and its exit code. The server records it; the CLI shows it when none is up."""
+    if stats.has_result and (stream_result or exit_code is not None):
+        status = "failed" if stats.is_error else "succeeded"
+        reason = stats.reason if stats.is_error else None
+    else:
+        status, reason = "lost", "the process ended without a result and its exit status is unknown"
+    if status == "lost":
+        return status, reason, reason
+    return status, reason, (stats.error_text() or reason or "failed") if status != "succeeded" else None
+
+
+def ended_on_disk(files: proc.TurnFiles) -> float | None:
+    """When a turn's process ended, as its files say: the exit file's mtime (written as it exits), else the
+    transcript's last write. None when neither exists. Blocking (stat)."""
+    for path in (files.exit, files.out):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            continue
+    return None
 
 
 def _limit_breach(spec: AgentSpec, turn: TurnRow, stats: TurnStats, now: float) -> tuple[str, str] | None:

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from pydantic import Field
 
+from agent_fleet_mcp import fleet as fleet_mod
 from agent_fleet_mcp import views
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import InvalidRequest, NotFound
@@ -29,6 +30,7 @@ from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, Out, Tokens
 from agent_fleet_mcp.store.models import AgentRow, BatchRow, TurnRow
 from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
 
 EMPTY_FLEET = "No agents yet. Start the MCP server and create some, or run `agent-fleet demo`."
@@ -47,7 +49,9 @@ AGENTS_IN_HINT = 30
 class AgentStatus(AgentRowOut):
     id: str
     process_gone: bool = Field(
-        default=False, description="the turn is 'running' but its process has exited and no server has recorded it yet"
+        default=False,
+        description="the turn's process has exited and no server has recorded it yet: turn_status, elapsed_s and "
+        "last_error are its real outcome, read from its exit file and transcript",
     )
 
 
@@ -183,29 +187,63 @@ async def status_report(fleet: Fleet, *, include_all: bool = False) -> StatusRep
 
 
 async def agent_statuses(fleet: Fleet, agents: list[AgentRow]) -> list[AgentStatus]:
+    """Rows as get_agent_status shows them, except a turn whose process ended while no server recorded it: that
+    one shows its real outcome and duration, read from its files (``process_gone``)."""
     rows = await views.agent_rows(fleet, agents)
     latest = await fleet.store.latest_turns([a.id for a in agents])
-    running = [t for t in latest.values() if t.status == "running" and t.pid is not None]
-    gone = await anyio.to_thread.run_sync(_gone_turns, fleet, running, time.time())
-    return [
-        AgentStatus(**row.model_dump(), id=a.id, process_gone=a.id in gone) for a, row in zip(agents, rows, strict=True)
-    ]
+    by_id = {a.id: a for a in agents}
+    running = [(by_id[t.agent_id], t) for t in latest.values() if t.status == "running" and t.pid is not None]
+    ended = await anyio.to_thread.run_sync(_ended_turns, fleet, running, time.time())
+    out: list[AgentStatus] = []
+    for a, row in zip(agents, rows, strict=True):
+        status = AgentStatus(**row.model_dump(), id=a.id)
+        if (end := ended.get(a.id)) is not None:
+            status = status.model_copy(
+                update={
+                    "process_gone": True, "status": "idle" if end.status == "succeeded" else "failed",
+                    "turn_status": end.status, "elapsed_s": end.elapsed_s, "idle_s": None, "stalled": False,
+                    "last_error": end.error or row.last_error,
+                }
+            )  # fmt: skip
+        out.append(status)
+    return out
 
 
-def _gone_turns(fleet: Fleet, turns: Iterable[TurnRow], now: float) -> set[str]:
-    """Agent ids whose running turn's process has exited more than GONE_GRACE_S ago (a following server would
-    have closed the turn by then). Blocking (psutil, stat): call from a thread."""
-    gone: set[str] = set()
-    for t in turns:
+@dataclass(frozen=True)
+class EndedOnDisk:
+    """The outcome of a turn whose process ended while no server recorded it, as the server will record it."""
+
+    status: str
+    error: str | None
+    exit_code: int | None
+    ended_at: float
+    elapsed_s: float | None
+
+
+def _ended_turns(fleet: Fleet, turns: Iterable[tuple[AgentRow, TurnRow]], now: float) -> dict[str, EndedOnDisk]:
+    """Agent id -> the real outcome of its running turn whose process has exited (from the exit file and the
+    transcript, exactly as a following server closes it). Blocking (psutil, files): call from a thread."""
+    out: dict[str, EndedOnDisk] = {}
+    for agent, t in turns:
         if t.pid is None or proc.is_alive(t.pid, t.proc_start):
             continue
-        try:
-            ended = fleet.turn_files(t.agent_id, t.n).exit.stat().st_mtime
-        except OSError:  # killed with its wrapper: the last sign of life is the last event
-            ended = t.last_event_at or t.started_at or now
-        if now - ended > GONE_GRACE_S:
-            gone.add(t.agent_id)
-    return gone
+        files = fleet.turn_files(t.agent_id, t.n)
+        code = proc.exit_code(files)
+        ended = fleet_mod.ended_on_disk(files) or t.last_event_at or t.started_at or now
+        if code is None and now - ended <= GONE_GRACE_S:
+            continue  # just died: its exit file may be on its way
+        reader = TranscriptReader(files.out, fleet.runner(agent.spec.runner).new_parser(fleet.turn_request(agent, t)))
+        stats = TurnStats()
+        for ev in reader.read_new():
+            stats.apply(ev)
+        stream_result = stats.has_result
+        for ev in reader.close(code, files.err):
+            stats.apply(ev)
+        status, _reason, error = fleet_mod.turn_outcome(stats, stream_result=stream_result, exit_code=code)
+        ended = max(ended, t.started_at or ended)
+        elapsed = round(ended - t.started_at, 1) if t.started_at is not None else None
+        out[t.agent_id] = EndedOnDisk(status=status, error=error, exit_code=code, ended_at=ended, elapsed_s=elapsed)
+    return out
 
 
 def _unpriced(row: AgentRowOut) -> bool:
@@ -267,13 +305,18 @@ async def agent_detail(fleet: Fleet, ref: str) -> AgentDetail:
     agent = await find_agent(fleet, ref)
     [row] = await agent_statuses(fleet, [agent])
     turns = await fleet.store.turns_of(agent.id)
+    infos = [_turn_info(t) for t in turns]
+    if row.process_gone and infos:  # the latest turn ended while no server was up: its real outcome
+        infos[-1] = infos[-1].model_copy(
+            update={"status": row.turn_status, "duration_s": row.elapsed_s, "error": row.last_error}
+        )
     reads = _union(t.reads for t in turns)
     writes = _union(t.writes for t in turns)
     finished = [t for t in turns if t.done and t.result_text]
     last = finished[-1] if finished else None
     return AgentDetail(
         agent=row, cwd=agent.cwd, template=agent.spec.template, session_id=agent.session_id,
-        created_at=agent.created_at, turns=[_turn_info(t) for t in turns],
+        created_at=agent.created_at, turns=infos,
         reads=FileList(total=len(reads), shown=reads[:FILES_SHOWN]),
         writes=FileList(total=len(writes), shown=writes[:FILES_SHOWN]),
         last_error=row.last_error, result_turn=last.n if last else None,

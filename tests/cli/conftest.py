@@ -13,6 +13,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,16 @@ def subprocess_env(home: Path, base: dict[str, str]) -> dict[str, str]:
 
 
 def run_in_pty(
-    argv: list[str], env: dict[str, str], *, seconds: float, rows: int = 40, cols: int = 160
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    seconds: float,
+    rows: int = 40,
+    cols: int = 160,
+    until: Callable[[str], bool] | None = None,
 ) -> tuple[int, str]:
-    """Run argv on a pseudo-terminal for ``seconds``, then SIGINT it. Returns (exit code, everything it drew)."""
+    """Run argv on a pseudo-terminal until what it drew satisfies ``until`` (at most ``seconds``; without
+    ``until``, for ``seconds``), then SIGINT it. Returns (exit code, everything it drew)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {**env, "COLUMNS": str(cols), "LINES": str(rows), "TERM": "xterm-256color"}
@@ -71,8 +79,10 @@ def run_in_pty(
     os.close(slave)
     screen = bytearray()
 
-    def pump(until: float) -> None:
-        while time.monotonic() < until:
+    def pump(deadline: float, done: Callable[[str], bool] | None = None) -> None:
+        while time.monotonic() < deadline:
+            if done is not None and done(screen.decode("utf-8", errors="replace")):
+                return
             ready, _, _ = select.select([master], [], [], 0.05)
             if not ready:
                 continue
@@ -85,7 +95,7 @@ def run_in_pty(
             screen.extend(chunk)
 
     try:
-        pump(time.monotonic() + seconds)
+        pump(time.monotonic() + seconds, until)
         proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:

@@ -157,5 +157,5 @@ def test_stalled_and_gone_agents_are_flagged() -> None:
     base = {"name": "x", "status": "running", "runner": "command", "model": None, "turn": 1, "turn_status": "running"}
     stalled = AgentStatus(**base, id="ag_1", stalled=True, idle_s=300.0)
     assert status_cell(stalled).plain == "running ⚠ stalled 5m 00s"
-    gone = AgentStatus(**base, id="ag_2", process_gone=True)
-    assert status_cell(gone).plain == "running ⚠ process gone"
+    gone = AgentStatus(**{**base, "status": "idle", "turn_status": "succeeded"}, id="ag_2", process_gone=True)
+    assert status_cell(gone).plain == "idle · unrecorded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +12,15 @@ from .helpers import call, err, wait_all
 pytestmark = pytest.mark.anyio
 
 
-async def test_queue_strategy_runs_turns_in_order(client: Any) -> None:
-    await call(client, "create_agent", name="q", template="sleeper", prompt="0.6")
-    second = await call(client, "command_agent", agent="q", prompt="0.1")
-    third = await call(client, "command_agent", agent="q", prompt="0.1")
+async def test_queue_strategy_runs_turns_in_order(client: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "gate-open"  # the first turn runs until the test opens it, however slow the machine
+    await call(client, "create_agent", name="q", template="gate", prompt=str(gate))
+    second = await call(client, "command_agent", agent="q", prompt=str(gate))
+    third = await call(client, "command_agent", agent="q", prompt=str(gate))
     assert (second["status"], third["status"]) == ("queued", "queued")
     msg = err(await client.call_tool("command_agent", {"agent": "q", "prompt": "0.1"}))
     assert "max_queued 2" in msg
+    gate.touch()
     await wait_all(client, ["q"])
     rows = (await call(client, "get_agent_status", agents=["q"]))["agents"]
     assert rows[0]["turns"] == 3 and rows[0]["turn_status"] == "succeeded"
@@ -44,14 +47,16 @@ async def test_replace_strategy_cancels_running_turn(client: Any) -> None:
     assert second["turn_status"] == "succeeded"
 
 
-async def test_global_cap_queues_beyond_max_concurrent(client: Any) -> None:
-    # settings fixture: max_concurrent = 4
+async def test_global_cap_queues_beyond_max_concurrent(client: Any, tmp_path: Path) -> None:
+    # settings fixture: max_concurrent = 4. The turns run until the test opens their gate, however slow the machine.
+    gate = tmp_path / "gate-open"
     for i in range(6):
-        await call(client, "create_agent", name=f"g{i}", template="sleeper", prompt="2")
+        await call(client, "create_agent", name=f"g{i}", template="gate", prompt=str(gate))
     status = await call(client, "get_agent_status")
     assert status["fleet"]["running"] == 4
     assert sum(1 for r in status["agents"] if r["status"] == "queued") == 2
-    await wait_all(client, timeout_s=30)
+    gate.touch()
+    await wait_all(client, timeout_s=40)
     rows = (await call(client, "get_agent_status"))["agents"]
     assert all(r["turn_status"] == "succeeded" for r in rows)
 

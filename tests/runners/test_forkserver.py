@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
-from agent_fleet_mcp.runners import containment, forkserver, process
+from agent_fleet_mcp.runners import containment, forkserver, process, started
 from agent_fleet_mcp.runners.anthropic import AnthropicRunner
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest
 from agent_fleet_mcp.runners.process import Spawned, TurnFiles
@@ -201,6 +201,30 @@ def test_child_gets_its_own_session_cwd_env_and_stdio(
         process.kill_group(turn.pid, turn.spawned.start_time, grace_s=5)
 
 
+def test_forked_child_of_an_already_started_turn_runs_nothing(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    """A second spawn of a turn whose started marker exists (runners/started.py): the forked child exits 75 before
+    the entry runs; no model request, no transcript, and the zygote leaves the first run's exit file alone."""
+    files = TurnFiles.for_turn(tmp_path / "dup" / "turns", 1)
+    files.out.parent.mkdir(parents=True)
+    started.marker_path(files.exit).write_text(f"{os.getpid()}\n")  # the first run (alive: this process)
+    plan = plan_for(shared_home, srv, tmp_path, "dup")
+    assert plan.preload is not None
+    with open(os.devnull, "rb") as i, open(files.out, "ab") as o, open(files.err, "ab") as e:
+        pid = forkserver.spawn(
+            shared_home, entry=plan.preload, args=plan.argv[3:], env=plan.env, cwd=plan.cwd, exit_file=files.exit,
+            stdio=(i.fileno(), o.fileno(), e.fileno()),
+        )  # fmt: skip
+    log = shared_home / "logs" / forkserver.LOG_NAME
+    deadline = time.monotonic() + 30
+    while f"reaped pid={pid} code={started.DUPLICATE_EXIT}" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    assert not files.exit.exists() and files.out.read_text() == "" and srv.message_requests == []
+    assert process.spawn(plan, files).pid == os.getpid()  # the spawn path adopts the marker's process instead
+
+
 # -- exit files and kills -------------------------------------------------------------------------------------
 
 
@@ -319,7 +343,7 @@ STARTER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from agent_fleet_mcp.runners import forkserver, process
+    from agent_fleet_mcp.runners import forkserver, process, started
     from agent_fleet_mcp.runners.anthropic import AnthropicRunner
     from agent_fleet_mcp.runners.base import TurnRequest
     from agent_fleet_mcp.spec import AgentSpec

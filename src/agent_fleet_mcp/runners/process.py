@@ -33,19 +33,24 @@ import psutil
 import structlog
 
 from agent_fleet_mcp import logs
-from agent_fleet_mcp.runners import containment, forkserver
+from agent_fleet_mcp.runners import containment, forkserver, started
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
 
-# `sh -c SCRIPT EXITFILE ARGV...`: run ARGV, then write its exit status atomically next to the transcript.
-_WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
-# pidns containment: the outer sh (the turn's pid) becomes `unshare` (exec: same pid), whose namespace init runs
-# _INNER: the program, then its exit file. The init's exit ends everything left in the namespace; killing the outer
-# pid kills the init (--kill-child) and so the namespace. Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER ...
-_ENTER = 'f=$0; exec "$@"'
-# Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$ (steps that record the turn's pid
-# belong in _ENTER, which runs as the outer process).
+# The first step of every turn claims its `.started` marker (exclusive create, holding the outer pid; if it exists
+# the turn already started: run nothing, exit 75, see runners/started.py). It runs in the outer process, never as
+# PID 1 of a namespace.
+_CLAIM = 'f=$0; m="${f%.exit}.started"; { set -C; echo $$ > "$m"; } 2>/dev/null || exit 75; set +C; '
+# `sh -c SCRIPT EXITFILE ARGV...`: claim the marker, run ARGV, then write its exit status atomically next to the
+# transcript.
+_WRAPPER = _CLAIM + '"$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# pidns containment: the outer sh (the turn's pid) claims the marker, then becomes `unshare` (exec: same pid), whose
+# namespace init runs _INNER: the program, then its exit file. The init's exit ends everything left in the
+# namespace; killing the outer pid kills the init (--kill-child) and so the namespace.
+# Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER EXITFILE ARGV...
+_ENTER = _CLAIM + 'exec "$@"'
+# Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$.
 _INNER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
@@ -84,10 +89,13 @@ class Spawned:
 
 
 def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
-    """Start the plan in a new session (own process group), stdout/stderr to files, stdin from the prompt file."""
+    """Start the plan in a new session (own process group), stdout/stderr to files, stdin from the prompt file.
+    A turn that already started (its ``.started`` marker exists) is adopted, never started again."""
+    if (already := started.wait_read(files.exit)) is not None and already.pid is not None:
+        return Spawned(pid=already.pid, start_time=already.proc_start)
     files.out.parent.mkdir(parents=True, exist_ok=True)
     files.prompt.write_text(plan.stdin_text or "", encoding="utf-8")
-    files.exit.unlink(missing_ok=True)
+    files.exit.unlink(missing_ok=True)  # no marker: no run of this turn began, so any exit file is stale
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
         open(files.out, "ab") as stdout,

@@ -38,6 +38,8 @@ from agent_fleet_mcp.runners.forkserver import (
     status,
     write_exit_file,
 )
+from agent_fleet_mcp.runners.started import DUPLICATE_EXIT
+from agent_fleet_mcp.runners.started import create as create_started_marker
 
 # -- daemon ---------------------------------------------------------------------------------------------------
 
@@ -229,7 +231,8 @@ class _Zygote:
             code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, as sh reports it
             exit_file = self.children.pop(pid, None)
             self.last_active = time.monotonic()
-            if exit_file is not None and not exit_file.exists():  # the child writes its own on a normal exit
+            # the child writes its own on a normal exit; a duplicate spawn ran nothing and the turn's file is not its
+            if exit_file is not None and code != DUPLICATE_EXIT and not exit_file.exists():
                 try:
                     write_exit_file(exit_file, code)
                 except OSError as exc:
@@ -347,6 +350,8 @@ class _Zygote:
         if _read_pipe(go_r, timeout_s=None) != b"go":
             os._exit(125)  # the zygote or the client gave up before the go: nothing ran
         os.close(go_r)
+        if not create_started_marker(exit_file, os.getpid()):
+            os._exit(DUPLICATE_EXIT)  # the turn already started (runners/started.py): never run it twice
         os.environ.clear()
         os.environ.update(env)
         time.tzset()

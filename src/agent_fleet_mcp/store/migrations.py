@@ -88,4 +88,10 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE UNIQUE INDEX batches_idem ON batches(idempotency_key) WHERE idempotency_key IS NOT NULL",
         ],
     ),
+    (
+        "0004_turn_claims",
+        # who claimed a running turn (``pid@create_time`` of the server): a claim whose server died before it
+        # recorded the turn's pid is recovered at once (runners/started.py), not after a timeout
+        ["ALTER TABLE turns ADD COLUMN claimed_by TEXT"],
+    ),
 ]

@@ -78,6 +78,7 @@ class TurnRow:
     result_text: str | None
     is_error: bool | None
     error: str | None
+    claimed_by: str | None = None  # the server that claimed the turn (pid@create_time), see runners/started.py
 
     @property
     def done(self) -> bool:

@@ -14,23 +14,95 @@ import sqlite3
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import anyio
 
+from agent_fleet_mcp.errors import StoreDamaged
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
 
 BUSY_TIMEOUT_MS = 10_000
+OPEN_CHECK_S = 2.0  # the integrity check at open; a bigger database is checked as far as this allows
 _TURN_STAT_COLUMNS = frozenset(
     (
         "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "context_tokens",
         "tool_calls", "activity", "last_event_at", "reads_json", "writes_json", "model",
     )
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What ``PRAGMA quick_check`` said about a database file: ``ok`` None when it could not finish in time."""
+
+    ok: bool | None
+    problems: list[str]
+
+
+def quick_check(path: Path, *, time_budget_s: float = 2.0) -> Integrity:
+    """Integrity of the database at ``path`` (read-only, never creates it), within ``time_budget_s``: a damaged
+    header, truncation or garbage in a page is a problem; a check that runs out of time says ``ok=None``."""
+    deadline = time.monotonic() + time_budget_s
+    try:
+        db = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=min(2.0, time_budget_s))
+    except sqlite3.Error as exc:
+        return Integrity(False, [f"cannot open: {exc}"])
+    try:
+        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        rows = [str(r[0]) for r in db.execute("PRAGMA quick_check(20)").fetchall()]
+        db.execute("SELECT name FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            return Integrity(None, [f"not finished within {time_budget_s:g} s"])
+        if "locked" in str(exc) or "busy" in str(exc):
+            return Integrity(None, [f"busy: {exc}"])
+        return Integrity(False, [str(exc)])
+    except sqlite3.DatabaseError as exc:
+        return Integrity(False, [str(exc)])
+    finally:
+        db.close()
+    return Integrity(True, []) if rows == ["ok"] else Integrity(False, rows)
+
+
+def salvage_agents(path: Path) -> list[dict[str, Any]]:
+    """The agent rows still readable from a damaged database (best effort: [] when none can be read)."""
+    try:
+        db = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return []
+    db.row_factory = sqlite3.Row
+    out: list[dict[str, Any]] = []
+    try:
+        ids = [r[0] for r in db.execute("SELECT id FROM agents").fetchall()]
+        for agent_id in ids:
+            with contextlib.suppress(sqlite3.Error):
+                row = db.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
+                if row is not None:
+                    out.append(dict(row))
+    except sqlite3.Error:
+        pass
+    finally:
+        db.close()
+    return out
+
+
+_AGENT_COLUMNS = (
+    "id", "name", "status", "spec_json", "spec_hash", "cwd", "idempotency_key", "session_id", "last_error",
+    "created_at", "updated_at", "deleted_at",
+)  # fmt: skip
+_TURN_RESTORE_COLUMNS = (
+    "agent_id", "n", "status", "reason", "prompt", "runner", "model", "pid", "proc_start", "out_path", "queued_at",
+    "started_at", "ended_at", "exit_code", "result_text", "is_error", "error",
+)  # fmt: skip
+
+
+def _damage_message(text: str) -> bool:
+    return any(k in text for k in ("malformed", "not a database", "corrupt", "disk image"))
 
 
 class SqliteStore:
@@ -41,32 +113,67 @@ class SqliteStore:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
+        """Open (creating it if needed) and migrate. A damaged file raises ``StoreDamaged`` (nothing left open)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-        db.row_factory = aiosqlite.Row
-        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        self._db = db
-        await self.migrate()
+        await self.check_intact()
+        async with self._closing_on_damage():
+            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            self._db = db
+            db.row_factory = aiosqlite.Row
+            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await self.migrate()
+
+    async def check_intact(self) -> None:
+        """Refuse a damaged existing file up front (bounded ``quick_check``), naming it and the repair."""
+        if not self.path.exists():
+            return
+        if not self.path.is_file():
+            raise StoreDamaged(str(self.path), "it is not a file")
+        got = await anyio.to_thread.run_sync(lambda: quick_check(self.path, time_budget_s=OPEN_CHECK_S))
+        if got.ok is False:
+            raise StoreDamaged(str(self.path), "; ".join(got.problems)[:300])
+
+    @asynccontextmanager
+    async def _closing_on_damage(self) -> AsyncGenerator[None]:
+        """Any "not a database" / "malformed" error while opening: close the connection (its thread would keep
+        the process alive) and raise ``StoreDamaged``."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _damage_message(str(exc)):
+                await self.close()
+                raise
+            await self.close()
+            raise StoreDamaged(str(self.path), str(exc)) from None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise
 
     async def open_existing(self) -> bool:
         """Open an existing database for reading (the CLI): never creates the file, and refuses writes afterwards
         (``query_only``). Returns False when there is no database. A schema older than this version is migrated
-        first, exactly as a starting server would."""
+        first, exactly as a starting server would. A damaged file raises ``StoreDamaged`` (nothing left open)."""
         if not self.path.is_file():
             return False
+        await self.check_intact()
+        async with self._closing_on_damage():
+            return await self._open_existing()
+
+    async def _open_existing(self) -> bool:
         try:
             db = await aiosqlite.connect(
                 self.path.as_uri() + "?mode=rw", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
             )
         except sqlite3.OperationalError:  # removed between the check and the open
             return False
+        self._db = db
         db.row_factory = aiosqlite.Row
         await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         await db.execute("PRAGMA foreign_keys=ON")
-        self._db = db
         done: set[str] = set()
         with contextlib.suppress(sqlite3.OperationalError):  # no migrations table: a server is creating the db now
             done.update(await self.applied_migrations())
@@ -256,17 +363,18 @@ class SqliteStore:
         )
         return int(r["c"])
 
-    async def claim_turn(self, agent_id: str, n: int, *, max_running: int) -> bool:
+    async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:
         """Atomically move a queued turn to running if its agent has no running turn and the fleet-wide number of
-        running turns is below ``max_running``. Safe across processes sharing the database."""
+        running turns is below ``max_running``. Safe across processes sharing the database. ``claimer`` names the
+        claiming server (runners/started.py) until the turn's pid is recorded."""
         now = time.time()
         async with self._tx() as db:
             cur = await db.execute(
-                "UPDATE turns SET status = 'running', started_at = ? WHERE agent_id = ? AND n = ?"
+                "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
                 " AND status = 'queued'"
                 " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
                 " AND (SELECT COUNT(*) FROM turns WHERE status = 'running') < ?",
-                (now, agent_id, n, agent_id, max_running),
+                (now, claimer, agent_id, n, agent_id, max_running),
             )
             ok = cur.rowcount == 1
             await cur.close()
@@ -285,6 +393,37 @@ class SqliteStore:
                 "UPDATE turns SET pid = ?, proc_start = ?, out_path = ?, model = COALESCE(?, model), last_event_at = ?"
                 " WHERE agent_id = ? AND n = ?",
                 (pid, proc_start, out_path, model, time.time(), agent_id, n),
+            )
+
+    async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
+        """Record the process a running turn's started marker names: the run that really started (runners/started.py),
+        when the server that spawned it died before recording it or its own spawn found the turn already started.
+        True when the row changed."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE turns SET pid = ?, proc_start = ?, out_path = COALESCE(out_path, ?),"
+                " last_event_at = COALESCE(last_event_at, ?) WHERE agent_id = ? AND n = ? AND status = 'running'"
+                " AND (pid IS NULL OR pid != ?)",
+                (pid, proc_start, out_path, time.time(), agent_id, n, pid),
+            )
+            ok = cur.rowcount == 1
+            await cur.close()
+        return ok
+
+    async def restore_agent(self, row: dict[str, Any]) -> None:
+        """Insert an agent rebuilt by ``doctor --repair`` (columns of ``agents``; unknown keys are ignored)."""
+        cols = [c for c in _AGENT_COLUMNS if c in row]
+        async with self._tx() as db:
+            await db.execute(
+                f"INSERT INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
+            )
+
+    async def restore_turn(self, row: dict[str, Any]) -> None:
+        """Insert a turn rebuilt from its files by ``doctor --repair`` (columns of ``turns``)."""
+        cols = [c for c in _TURN_RESTORE_COLUMNS if c in row]
+        async with self._tx() as db:
+            await db.execute(
+                f"INSERT INTO turns ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
             )
 
     async def requeue_turn(self, agent_id: str, n: int) -> None:
@@ -317,14 +456,16 @@ class SqliteStore:
         is_error: bool | None = None,
         error: str | None = None,
         agent_status: str | None = None,
+        ended_at: float | None = None,
     ) -> bool:
-        """Close a queued/running turn (first closer wins, across processes) and set the agent's status."""
+        """Close a queued/running turn (first closer wins, across processes) and set the agent's status.
+        ``ended_at``: when it really ended, if earlier than now (a process that ended while no server was up)."""
         now = time.time()
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
                 " ended_at = ? WHERE agent_id = ? AND n = ? AND status IN ('queued', 'running')",
-                (status, reason, exit_code, result_text, is_error, error, now, agent_id, n),
+                (status, reason, exit_code, result_text, is_error, error, ended_at or now, agent_id, n),
             )
             ok = cur.rowcount == 1
             await cur.close()
