@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_AGENTS = REPO / "tests" / "agents"
 BUILTINS = ("builder", "code-reviewer", "planner", "researcher", "scout", "test-writer")
 FIXTURES = (
-    "echo", "failer", "hanger", "hanger-timeout", "sleeper", "sleeper-reject", "sleeper-replace", "spawner",
+    "delegator", "echo", "failer", "hanger", "hanger-timeout", "sleeper", "sleeper-reject", "sleeper-replace", "spawner",
     "stubborn",
 )  # fmt: skip
 
