@@ -24,6 +24,11 @@ from agent_fleet_mcp.spec import UNMETERED_RUNNERS, AgentSpec
 from agent_fleet_mcp.store.models import AgentRow
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
+# Runners handed the figures left at spawn that stop themselves on them (our worker; claude --max-budget-usd): the
+# supervisor waits this long after seeing a budget reached before killing one (its final answer may be on its way).
+SELF_LIMITING: frozenset[str] = frozenset(("anthropic", "claude-code"))
+SELF_STOP_GRACE_S = 2.0
+
 
 @dataclass(frozen=True)
 class Limits:

@@ -453,6 +453,8 @@ class Fleet:
         stats = TurnStats()
         limits = budgets.Limits.of(agent.spec, self.settings)
         spent_before = await budgets.agent_spent(self.store, agent_id, exclude_turn=n)
+        shared: budgets.Stop | None = None  # the fleet's or the batch's budget, seen spent
+        breach_at: float | None = None
         last_flush = 0.0
         session_saved = agent.session_id
         while True:
@@ -464,17 +466,22 @@ class Fleet:
                 await self.store.set_session_id(agent_id, stats.session_id)
                 session_saved = stats.session_id
             now = time.time()
-            stop: budgets.Stop | None = None
             if events and now - last_flush >= STATS_FLUSH_S:
                 await self.store.update_turn_stats(agent_id, n, stats.db_fields())
                 last_flush = now
                 self.notify()
-                stop = await self._shared_budget_breach(agent)
+                shared = shared or await self._shared_budget_breach(agent)
             if not alive:
                 break
             elapsed = None if turn.started_at is None else now - turn.started_at
-            stop = stop or budgets.running_breach(limits, spent_before, stats.cost_usd, _tokens(stats), elapsed)
+            stop = budgets.running_breach(limits, spent_before, stats.cost_usd, _tokens(stats), elapsed) or shared
+            if stop is not None and stop.reason != "timeout" and agent.spec.runner in budgets.SELF_LIMITING:
+                # the runner stops itself on its budget (and its answer may be on its way): give it a moment
+                breach_at = breach_at or now
+                if now - breach_at < budgets.SELF_STOP_GRACE_S:
+                    stop = None
             if stop is not None:
+                await self.store.update_turn_stats(agent_id, n, stats.db_fields())  # what it spent, for the budgets
                 await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message,
                                       stats=stats)  # fmt: skip
                 await self.dispatch()  # the agent's next queued turn may start now
@@ -541,6 +548,8 @@ class Fleet:
             agent = await self.store.get_agent(turn.agent_id)
             if agent is None or (self.settings.budget_usd is None and agent.batch_id is None):
                 continue
+            if agent.spec.runner in budgets.SELF_LIMITING and turn.pid is not None:
+                continue  # its follower stops it, after giving it a moment to stop itself
             stop = await self._shared_budget_breach(agent, cache)
             if stop is not None:
                 await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message)

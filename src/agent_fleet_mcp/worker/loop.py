@@ -232,6 +232,7 @@ class Turn:
             reason, why = budget
             self._close_pending(f"not run: the turn stopped ({reason} reached) before this tool ran")
             self._save()
+            emit("error", kind=reason, message=why)  # the supervisor records it as the turn's error
             return self._finish(is_error=True, reason=reason, note=why)
         for i, call in enumerate(calls):
             args = parse_tool_input(call.input)
