@@ -137,6 +137,7 @@ def _run(fn: Callable[..., Awaitable[None]], /, *, interruptible: bool = False, 
         sys.exit(1)
 
 
+
 @main.command()
 @click.argument("agent", required=False)
 @_json_opt
