@@ -15,6 +15,7 @@ before its next model request; the supervisor's follower is the bound for the ot
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,3 +167,29 @@ def running_breach(
         return Stop("max_tokens", f"stopped at {total_tokens:,} tokens over the agent's life: max_tokens "
                     f"{limits.max_tokens:,} reached")  # fmt: skip
     return None
+
+
+async def shared_breach(
+    store: SqliteStore, settings: Settings, agent: AgentRow, cache: dict[str, Stop | None] | None = None
+) -> Stop | None:
+    """The fleet's daily budget or the agent's batch budget is spent (every turn's flushed usage counts). ``cache``
+    keeps the answers of one pass over many turns ("" for the fleet, batch ids)."""
+    cache = {} if cache is None else cache
+    if settings.budget_usd is not None:
+        if "" not in cache:
+            spent = await fleet_spent_today(store, time.time())
+            over = spent >= settings.budget_usd
+            cache[""] = Stop("fleet_budget", fleet_budget_message(settings.budget_usd, spent)) if over else None
+        if cache[""] is not None:
+            return cache[""]
+    if agent.batch_id is None:
+        return None
+    if agent.batch_id not in cache:
+        cache[agent.batch_id] = None
+        batch = await store.get_batch(agent.batch_id)
+        if batch is not None and batch.budget_usd is not None:
+            spent = await store.batch_spend(agent.batch_id)
+            if spent >= batch.budget_usd:
+                cache[agent.batch_id] = Stop("batch_budget", f"stopped: batch {agent.batch_id} has spent "
+                                             f"${spent:.4f} of its budget_usd ${batch.budget_usd:g}")  # fmt: skip
+    return cache[agent.batch_id]

@@ -51,6 +51,23 @@ class Settings:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    def child_env(self, agent_id: str, root_id: str | None, depth: int) -> dict[str, str]:
+        """What a server started inside an agent's turn must know: the same home and limits, and where the agent
+        sits in its delegation tree (read back by ``from_env``)."""
+        env = {
+            "AGENT_FLEET_HOME": str(self.home), "AGENT_FLEET_DEPTH": str(depth),
+            "AGENT_FLEET_ROOT": root_id or agent_id, "AGENT_FLEET_AGENT_ID": agent_id,
+            "AGENT_FLEET_MAX_DEPTH": str(self.max_depth), "AGENT_FLEET_MAX_TREE_AGENTS": str(self.max_tree_agents),
+            "AGENT_FLEET_MAX_CONCURRENT": str(self.max_concurrent),
+            "AGENT_FLEET_DEFAULT_MAX_TURNS": str(self.default_max_turns),
+            "AGENT_FLEET_DEFAULT_TIMEOUT_S": repr(self.default_timeout_s),
+            "AGENT_FLEET_DEFAULT_MAX_COST_USD": repr(self.default_max_cost_usd),
+            "AGENT_FLEET_DEFAULT_MAX_TOKENS": str(self.default_max_tokens),
+        }  # fmt: skip
+        if self.budget_usd is not None:
+            env["AGENT_FLEET_BUDGET_USD"] = repr(self.budget_usd)
+        return env
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, project_dir: Path | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

@@ -405,26 +405,9 @@ class Fleet:
         return TurnRequest(
             agent_id=agent.id, agent_name=agent.name, turn=turn.n, prompt=turn.prompt, spec=agent.spec,
             cwd=Path(agent.cwd), agent_dir=self.agent_dir(agent.id), session_id=agent.session_id,
-            env={**self.settings.env, **self.child_fleet_env(agent)}, limits=limits or TurnLimits(),
+            env={**self.settings.env, **self.settings.child_env(agent.id, agent.root_id, agent.depth)},
+            limits=limits or TurnLimits(),
         )  # fmt: skip
-
-    def child_fleet_env(self, agent: AgentRow) -> dict[str, str]:
-        """What a server started inside the agent's turn needs to know: the same home and limits, and where the
-        agent sits in its delegation tree (read back by ``Settings.from_env``)."""
-        s = self.settings
-        env = {
-            "AGENT_FLEET_HOME": str(s.home), "AGENT_FLEET_DEPTH": str(agent.depth),
-            "AGENT_FLEET_ROOT": agent.root_id or agent.id, "AGENT_FLEET_AGENT_ID": agent.id,
-            "AGENT_FLEET_MAX_DEPTH": str(s.max_depth), "AGENT_FLEET_MAX_TREE_AGENTS": str(s.max_tree_agents),
-            "AGENT_FLEET_MAX_CONCURRENT": str(s.max_concurrent),
-            "AGENT_FLEET_DEFAULT_MAX_TURNS": str(s.default_max_turns),
-            "AGENT_FLEET_DEFAULT_TIMEOUT_S": repr(s.default_timeout_s),
-            "AGENT_FLEET_DEFAULT_MAX_COST_USD": repr(s.default_max_cost_usd),
-            "AGENT_FLEET_DEFAULT_MAX_TOKENS": str(s.default_max_tokens),
-        }  # fmt: skip
-        if s.budget_usd is not None:
-            env["AGENT_FLEET_BUDGET_USD"] = repr(s.budget_usd)
-        return env
 
     def _start_follower(self, agent_id: str, n: int) -> None:
         key = (agent_id, n)
@@ -470,7 +453,7 @@ class Fleet:
                 await self.store.update_turn_stats(agent_id, n, stats.db_fields())
                 last_flush = now
                 self.notify()
-                shared = shared or await self._shared_budget_breach(agent)
+                shared = shared or await budgets.shared_breach(self.store, self.settings, agent)
             if not alive:
                 break
             elapsed = None if turn.started_at is None else now - turn.started_at
@@ -513,33 +496,6 @@ class Fleet:
             log.info("turn_finished", agent=agent.name, turn=n, status=status, reason=reason, exit_code=code)
         await self.dispatch()
 
-    async def _shared_budget_breach(
-        self, agent: AgentRow, cache: dict[str, budgets.Stop | None] | None = None
-    ) -> budgets.Stop | None:
-        """The fleet's daily budget or the agent's batch budget is spent (every turn's flushed usage counts)."""
-        cache = {} if cache is None else cache
-        if self.settings.budget_usd is not None:
-            if "" not in cache:
-                spent = await budgets.fleet_spent_today(self.store, time.time())
-                cache[""] = None
-                if spent >= self.settings.budget_usd:
-                    cache[""] = budgets.Stop("fleet_budget", budgets.fleet_budget_message(self.settings.budget_usd,
-                                                                                          spent))  # fmt: skip
-            if cache[""] is not None:
-                return cache[""]
-        if agent.batch_id is not None:
-            if agent.batch_id not in cache:
-                cache[agent.batch_id] = None
-                batch = await self.store.get_batch(agent.batch_id)
-                if batch is not None and batch.budget_usd is not None:
-                    spent = await self.store.batch_spend(agent.batch_id)
-                    if spent >= batch.budget_usd:
-                        cache[agent.batch_id] = budgets.Stop("batch_budget", f"stopped: batch {agent.batch_id} has "
-                                                             f"spent ${spent:.4f} of its budget_usd "
-                                                             f"${batch.budget_usd:g}")  # fmt: skip
-            return cache[agent.batch_id]
-        return None
-
     async def enforce_shared_budgets(self) -> None:
         """Stop every running turn once the fleet's daily budget or its batch's budget is spent (a turn that
         reports no usage of its own is stopped too: the budget is shared)."""
@@ -550,7 +506,7 @@ class Fleet:
                 continue
             if agent.spec.runner in budgets.SELF_LIMITING and turn.pid is not None:
                 continue  # its follower stops it, after giving it a moment to stop itself
-            stop = await self._shared_budget_breach(agent, cache)
+            stop = await budgets.shared_breach(self.store, self.settings, agent, cache)
             if stop is not None:
                 await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message)
 
