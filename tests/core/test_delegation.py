@@ -95,3 +95,14 @@ async def test_waiting_parents_do_not_deadlock_the_cap(project: Path, fleet_env:
         # with nothing of the tree running, an unrelated agent is back under the plain cap
         await call(c, "create_agent", name="after", template="echo", prompt="hi")
         assert (await call(c, "wait_for_agents", agents=["after"], timeout_s=30))["done"]
+
+
+async def test_a_server_at_the_deepest_level_creates_nothing(project: Path, fleet_env: dict[str, str]) -> None:
+    """A server whose environment says it runs inside a depth-2 agent refuses create_agent and run_agents."""
+    env = {**fleet_env, "AGENT_FLEET_DEPTH": "2", "AGENT_FLEET_ROOT": "ag_root", "AGENT_FLEET_AGENT_ID": "ag_mid"}
+    async with fleet(project, env) as c:
+        made = await c.call_tool("create_agent", {"name": "deep", "template": "echo", "prompt": "hi"})
+        ran = await c.call_tool("run_agents", {"runs": [{"agent": "echo", "input": "hi"}], "wait_s": 0})
+        for res in (made, ran):
+            assert res.is_error and "delegation depth limit" in " ".join(getattr(b, "text", "") for b in res.content)
+        assert (await call(c, "get_agent_status"))["agents"] == []
