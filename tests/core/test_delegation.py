@@ -43,6 +43,10 @@ async def wait_tree(c: Any, root: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     while time.monotonic() < deadline:
         out = await call(c, "wait_for_agents", timeout_s=10)
+        if not out["done"]:
+            continue
+        # the agents of a wait are those that existed when it began: check again over all of them now
+        out = await call(c, "wait_for_agents", timeout_s=0)
         if out["done"] and {r["name"] for r in out["agents"]} >= {root}:
             return out
     raise AssertionError(f"the tree did not finish in {TREE_DEADLINE_S:g} s: {status_summary(out)}")
@@ -63,7 +67,7 @@ async def test_depth_is_bounded(project: Path, fleet_env: dict[str, str]) -> Non
         await call(c, "create_agent", name="chain", template="delegator", prompt="fanout=1 levels=4")
         out = await wait_tree(c, "chain")
         names = sorted(r["name"] for r in out["agents"])
-        assert names == ["chain", "chain.0"], status_summary(out)
+        assert names == ["chain", "chain.0"], (status_summary(out), await result_of(c, "chain"))
         root_id = (await call(c, "get_agent_status", agents=["chain"]))["agents"][0]
         child = await result_of(c, "chain.0")
         assert "depth 2 root ag_" in child and "delegation depth limit" in child, child
