@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURE_AGENTS = REPO / "tests" / "agents"
 BUILTINS = ("builder", "code-reviewer", "planner", "researcher", "scout", "test-writer")
 FIXTURES = (
-    "echo", "failer", "gate", "hanger", "hanger-timeout", "sleeper", "sleeper-reject", "sleeper-replace", "spawner",
-    "stubborn", "tally",
+    "delegator", "echo", "failer", "gate", "hanger", "hanger-timeout", "sleeper", "sleeper-reject", "sleeper-replace",
+    "spawner", "stubborn", "tally",
 )  # fmt: skip
 
 

@@ -127,11 +127,19 @@ class BatchEngine:
             for rid, r in zip(ids, runs, strict=True)
         ]  # fmt: skip
 
-    async def start(self, runs: Sequence[RunRequest], *, idempotency_key: str | None = None) -> str:
+    async def start(
+        self, runs: Sequence[RunRequest], *, idempotency_key: str | None = None, budget_usd: float | None = None
+    ) -> str:
         """Validate and start a batch; returns its id. With an idempotency key, a retry of the same request
-        returns the batch already started (a different request under the same key is a Conflict)."""
+        returns the batch already started (a different request under the same key is a Conflict). ``budget_usd``
+        bounds the cost of all the batch's runs together: once spent, running ones are stopped and waiting ones
+        fail, each with the reason ``batch_budget``."""
+        self.fleet.check_depth()
         rows = self.validate(runs)
-        request_hash = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:32]
+        if budget_usd is not None and not (0 < budget_usd < float("inf")):
+            raise InvalidRequest(f"budget_usd must be a number greater than 0, got {budget_usd!r}")
+        hashed: object = rows if budget_usd is None else {"runs": rows, "budget_usd": budget_usd}
+        request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:32]
         if idempotency_key is not None:
             existing = await self.fleet.store.find_batch_by_key(idempotency_key)
             if existing is not None:
@@ -144,7 +152,7 @@ class BatchEngine:
         batch_id = "b_" + uuid.uuid4().hex[:8]
         try:
             await self.fleet.store.insert_batch(
-                batch_id, rows, idempotency_key=idempotency_key, request_hash=request_hash
+                batch_id, rows, idempotency_key=idempotency_key, request_hash=request_hash, budget_usd=budget_usd
             )
         except sqlite3.IntegrityError:  # a concurrent retry with the same key won
             if idempotency_key is not None and (again := await self.fleet.store.find_batch_by_key(idempotency_key)):
@@ -212,7 +220,9 @@ class BatchEngine:
         prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
         name = f"{run.run_id}-{batch_id[2:]}"
         try:
-            created = await self.fleet.create_agent(name=name, template=run.template, prompt=prompt, cwd=run.cwd)
+            created = await self.fleet.create_agent(
+                name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id
+            )
         except FleetError as exc:
             await store.update_run(batch_id, run.run_id, status="failed", reason=str(exc), ended_at=time.time())
             return

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 
 from agent_fleet_mcp.errors import DefinitionError, NotFound
 from agent_fleet_mcp.inputs import quote
-from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition
+from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition, inapplicable_limits
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PERMISSIONS: tuple[str, ...] = ("readonly", "readwrite")
@@ -43,7 +43,7 @@ STRATEGIES: tuple[str, ...] = ("queue", "reject", "replace")
 VISIBILITIES: tuple[str, ...] = ("public", "private")
 FIELDS: tuple[str, ...] = (
     "name", "description", "tags", "runner", "model", "permission", "tools", "concurrency",
-    "max_turns", "max_cost_usd", "timeout_s", "visibility", "command",
+    "max_turns", "max_cost_usd", "max_tokens", "timeout_s", "visibility", "command",
 )  # fmt: skip
 # Claude Code subagent keys we have no use for: ignored in .claude/agents files only (elsewhere: typos).
 CLAUDE_CODE_IGNORED: frozenset[str] = frozenset(
@@ -379,6 +379,7 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
         "concurrency": _concurrency(fail, meta.get("concurrency")),
         "max_turns": max_turns,
         "max_cost_usd": _number(fail, "max_cost_usd", meta.get("max_cost_usd")),
+        "max_tokens": _number(fail, "max_tokens", meta.get("max_tokens"), integer=True),
         "timeout_s": _number(fail, "timeout_s", meta.get("timeout_s")),
         "command": _command(fail, meta.get("command"), runner=runner, definition_dir=_real(path.parent)),
         "template": name,
@@ -387,6 +388,9 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
         spec = AgentSpec.model_validate(spec_fields)
     except ValidationError as e:
         raise _from_validation(fail, e) from None
+    if bad := inapplicable_limits(spec):
+        raise fail(bad[0], f"does not apply to runner {spec.runner!r} (it reports no cost or tokens); remove it "
+                   "and bound the agent with max_turns and timeout_s")  # fmt: skip
     return TaskAgentDefinition.model_validate(
         {
             "name": name,

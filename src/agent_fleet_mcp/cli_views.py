@@ -395,10 +395,25 @@ async def show_logs(settings: Settings, *, agent: str, turn: int | None, follow:
 # -- cost ------------------------------------------------------------------------------------------------------
 
 
+def budget_line(report: CostReport) -> Text:
+    b = report.budget
+    if b is None:
+        return Text("")
+    if b.budget_usd is None:
+        spent = fmt_cost(b.spent_today_usd)
+        return Text(f"fleet budget: none (AGENT_FLEET_BUDGET_USD unset) · spent today (UTC) {spent}", style="dim")
+    line = Text("fleet budget: ", style="bold")
+    line.append(
+        f"{fmt_cost(b.left_usd)} left of {fmt_cost(b.budget_usd)} today (UTC) · spent {fmt_cost(b.spent_today_usd)}"
+        f" · resets {fmt_clock(b.resets_at)}"
+    )
+    return line
+
+
 def cost_view(report: CostReport) -> RenderableType:
     if report.total.turns == 0:
         when = "" if report.since is None else f" since {_since(report.since)}"
-        return Text(f"No turns{when}.")
+        return Group(Text(f"No turns{when}."), budget_line(report))
     title = Text("cost", style="bold")
     title.append(" (all time)" if report.since is None else f" since {_since(report.since)}", style="bold")
     total = report.total
@@ -407,7 +422,7 @@ def cost_view(report: CostReport) -> RenderableType:
         f" · cache {fmt_tokens(total.tokens.cache_read)} read / {fmt_tokens(total.tokens.cache_write)} written"
     )
     title.append(f" · {fmt_cost(total.cost_usd, unpriced=total.unpriced_turns)}", style="bold")
-    parts: list[RenderableType] = [title]
+    parts: list[RenderableType] = [title, budget_line(report)]
     parts.append(_cost_table("by agent", report.by_agent, extra=("runner", "model")))
     parts.append(_cost_table("by runner", report.by_runner, extra=()))
     parts.append(_cost_table("by model", report.by_model, extra=("runner",)))
@@ -478,7 +493,7 @@ async def show_cost(settings: Settings, *, since: float | None, as_json: bool) -
             else:
                 make_console().print(Text(observe.EMPTY_FLEET))
             return
-        report = await observe.cost_report(fleet.store, since=since)
+        report = await observe.cost_report(fleet.store, since=since, settings=settings)
     if as_json:
         echo_json(report.model_dump_json(indent=2))
     else:

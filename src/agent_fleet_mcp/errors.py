@@ -24,6 +24,21 @@ class Conflict(FleetError):
     """The request clashes with the current state (busy agent under `reject`, name taken by another spec ...)."""
 
 
+class AlreadyExists(Conflict):
+    """The store refused a new agent: a live agent already holds this name or idempotency key (possibly created
+    by another server a moment ago). ``field`` is ``"name"`` or ``"idempotency_key"``."""
+
+    def __init__(self, field: str, value: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"a live agent already has this {field} ({value[:100]!r})")
+
+
+class LimitReached(Conflict):
+    """A budget or bound stops this: an agent's, the fleet's daily or a batch's budget, the delegation depth, or
+    the size of a delegation tree. The message says which, how much is left, and what to change."""
+
+
 class RunnerUnavailable(FleetError):
     """The runner cannot start here (CLI not installed, API key missing)."""
 

@@ -26,16 +26,16 @@ import anyio
 import anyio.abc
 import structlog
 
+from agent_fleet_mcp import budgets, deprecation
 from agent_fleet_mcp import catalog as catalog_mod
-from agent_fleet_mcp import deprecation
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
+from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached, NotFound
 from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
-from agent_fleet_mcp.runners.base import Runner, TurnRequest
-from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
+from agent_fleet_mcp.spec import AgentSpec, inapplicable_limits
 from agent_fleet_mcp.store.models import AgentRow, TurnRow
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
@@ -148,6 +148,7 @@ class Fleet:
                 await self._changed.wait()
             try:
                 await self._adopt_running()
+                await self.enforce_shared_budgets()
                 await self.batches.advance()
                 await self.dispatch()
             except Exception:  # keep the supervisor alive; the next tick retries
@@ -199,6 +200,7 @@ class Fleet:
         max_cost_usd: float | None,
         timeout_s: float | None,
         cwd: str,
+        max_tokens: int | None = None,
     ) -> AgentSpec:
         if template:
             base = self.catalog().get(template).spec
@@ -215,13 +217,20 @@ class Fleet:
         for key, value in (
             ("runner", runner), ("model", model), ("system_prompt", system_prompt), ("permission", permission),
             ("max_turns", max_turns), ("max_cost_usd", max_cost_usd), ("timeout_s", timeout_s),
+            ("max_tokens", max_tokens),
         ):  # fmt: skip
             if value is not None:
                 overrides[key] = value
         try:
-            return AgentSpec.model_validate({**base.model_dump(), **overrides})
+            spec = AgentSpec.model_validate({**base.model_dump(), **overrides})
         except ValueError as exc:
             raise InvalidRequest(f"invalid agent settings: {exc}") from None
+        if bad := inapplicable_limits(spec):
+            raise InvalidRequest(
+                f"{' and '.join(bad)} cannot apply to runner {spec.runner!r}: it reports no cost or tokens; leave "
+                "it out and bound the agent with max_turns (turns over its life) and timeout_s"
+            )
+        return spec
 
     def validate_cwd(self, cwd: str | None) -> str:
         path = Path(cwd).expanduser() if cwd else self.settings.project_dir
@@ -281,6 +290,8 @@ class Fleet:
         max_cost_usd: float | None = None,
         timeout_s: float | None = None,
         idempotency_key: str | None = None,
+        max_tokens: int | None = None,
+        batch_id: str | None = None,
     ) -> CreateResult:
         self.validate_name(name)
         if prompt is not None:
@@ -288,32 +299,30 @@ class Fleet:
         real_cwd = self.validate_cwd(cwd)
         spec = self.resolve_spec(
             template=template, runner=runner, model=model, system_prompt=system_prompt, permission=permission,
-            max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd,
+            max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd, max_tokens=max_tokens,
         )  # fmt: skip
         warnings = self.model_warnings(spec)
         fingerprint = spec_fingerprint(spec, real_cwd, prompt)
-        existing = await self.store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
-        existing = existing or await self.store.get_agent(name)
-        if existing is not None:
-            if existing.spec_hash == fingerprint and existing.name == name:
-                turns = await self.store.latest_turns([existing.id])
-                return CreateResult(existing, False, turns.get(existing.id), warnings)
-            what = "idempotency key" if existing.name != name else "name"
-            raise Conflict(
-                f"an agent with this {what} already exists ({existing.name!r}, status {existing.status}) with a "
-                "different spec, cwd or prompt; use command_agent to give it a new prompt, pick another name, "
-                "or delete_agent it first"
-            )
+        found = await self._existing(name, idempotency_key, fingerprint, warnings)
+        if found is not None:
+            return found
+        self.check_depth()
         self._runner_for(spec.runner).check_available(spec, self.settings.env)
+        if prompt is not None:
+            await self._refuse_over_budget(None, spec, batch_id)
         agent_id = "ag_" + uuid.uuid4().hex[:10]
+        s = self.settings
         try:
             agent = await self.store.insert_agent(
-                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=real_cwd, idempotency_key=idempotency_key
-            )
-        except Exception as exc:  # a concurrent create of the same name won the race
-            if "UNIQUE" in str(exc):
-                raise Conflict(f"agent {name!r} was just created by another call; call get_agent_status") from None
-            raise
+                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=real_cwd,
+                idempotency_key=idempotency_key, parent_id=s.parent_id, root_id=s.root_id, depth=s.depth + 1,
+                batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None,
+            )  # fmt: skip
+        except AlreadyExists:  # another call (maybe another server) created it a moment ago
+            found = await self._existing(name, idempotency_key, fingerprint, warnings)
+            if found is not None:
+                return found
+            raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
         await anyio.to_thread.run_sync(lambda: (self.agent_dir(agent_id) / "turns").mkdir(parents=True, exist_ok=True))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None
@@ -333,6 +342,47 @@ class Fleet:
             raise InvalidRequest(f"{notice.message} ({fix})")
         return (notice.message,)
 
+    async def _existing(
+        self, name: str, idempotency_key: str | None, fingerprint: str, warnings: tuple[str, ...]
+    ) -> CreateResult | None:
+        """The live agent this create is a retry of (same name, spec, cwd and prompt), None when there is none;
+        Conflict when the name or key is taken by a different agent."""
+        existing = await self.store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
+        existing = existing or await self.store.get_agent(name)
+        if existing is None:
+            return None
+        if existing.spec_hash == fingerprint and existing.name == name:
+            turns = await self.store.latest_turns([existing.id])
+            return CreateResult(existing, False, turns.get(existing.id), warnings)
+        what = "idempotency key" if existing.name != name else "name"
+        raise Conflict(
+            f"an agent with this {what} already exists ({existing.name!r}, status {existing.status}) with a "
+            "different spec, cwd or prompt; use command_agent to give it a new prompt, pick another name, "
+            "or delete_agent it first"
+        )
+
+    def check_depth(self) -> None:
+        """Refuse to create agents from a server that runs inside an agent already at the deepest level."""
+        s = self.settings
+        if s.depth + 1 > s.max_depth:
+            raise LimitReached(
+                f"delegation depth limit: this server runs inside an agent at depth {s.depth} and "
+                f"AGENT_FLEET_MAX_DEPTH is {s.max_depth}, so it cannot create agents; do the work yourself "
+                "(or ask the orchestrator above you to delegate it)"
+            )
+
+    async def _refuse_over_budget(self, agent: AgentRow | None, spec: AgentSpec, batch_id: str | None) -> None:
+        """Raise LimitReached when a new turn could not start (budget spent), with the figure left."""
+        probe = agent or AgentRow(
+            id="", name="(new)", status="idle", spec=spec, spec_hash="", cwd="", idempotency_key=None,
+            session_id=None, last_error=None, created_at=0.0, updated_at=0.0, deleted_at=None, batch_id=batch_id,
+        )  # fmt: skip
+        tl = await budgets.turn_limits(self.store, self.settings, probe, now=time.time())
+        turns_before = await self.store.count_turns(probe.id, "queued", "running", "succeeded", "failed", "lost")
+        stop = budgets.refusal(probe, self.settings, tl, turns_before=turns_before)
+        if stop is not None:
+            raise LimitReached(stop.message)
+
     async def command_agent(self, ref: str, prompt: str) -> TurnRow:
         self.validate_prompt(prompt)
         agent = await self.get_agent(ref)
@@ -343,6 +393,7 @@ class Fleet:
                 f"{notice.message}; agent {agent.name!r} cannot run: create a new agent with "
                 f"model={notice.replacement!r} (its transcripts stay readable)"
             )
+        await self._refuse_over_budget(agent, agent.spec, agent.batch_id)
         running = await self.store.count_turns(agent.id, "running")
         queued = await self.store.count_turns(agent.id, "queued")
         conc = agent.spec.concurrency
@@ -386,10 +437,21 @@ class Fleet:
                     agent.id, turn.n, max_running=self.settings.max_concurrent, claimer=self._claimer
                 ):
                     continue
-                await self._spawn(agent, turn)
+                limits = await budgets.turn_limits(self.store, self.settings, agent, now=time.time())
+                before = await self.store.count_turns(agent.id, "succeeded", "failed", "lost")
+                stop = budgets.refusal(agent, self.settings, limits, turns_before=before)
+                if stop is not None:  # a budget ran out while the turn was queued: it never starts
+                    await self.store.finish_turn(
+                        agent.id, turn.n, status="failed", reason=stop.reason, error=stop.message, is_error=True,
+                        agent_status="failed",
+                    )  # fmt: skip
+                    log.info("turn_refused", agent=agent.name, turn=turn.n, reason=stop.reason)
+                    self.notify()
+                    continue
+                await self._spawn(agent, turn, limits)
 
-    async def _spawn(self, agent: AgentRow, turn: TurnRow) -> None:
-        req = self.turn_request(agent, turn)
+    async def _spawn(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
+        req = self.turn_request(agent, turn, limits)
         files = self.turn_files(agent.id, turn.n)
         try:
             runner = self._runner_for(agent.spec.runner)
@@ -411,11 +473,12 @@ class Fleet:
         log.info("turn_started", agent=agent.name, turn=turn.n, pid=spawned.pid, runner=agent.spec.runner)
         self._start_follower(agent.id, turn.n)
 
-    def turn_request(self, agent: AgentRow, turn: TurnRow) -> TurnRequest:
+    def turn_request(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits | None = None) -> TurnRequest:
         return TurnRequest(
             agent_id=agent.id, agent_name=agent.name, turn=turn.n, prompt=turn.prompt, spec=agent.spec,
             cwd=Path(agent.cwd), agent_dir=self.agent_dir(agent.id), session_id=agent.session_id,
-            env={**self.settings.env, "AGENT_FLEET_HOME": str(self.settings.home)},
+            env={**self.settings.env, **self.settings.child_env(agent.id, agent.root_id, agent.depth)},
+            limits=limits or TurnLimits(),
         )  # fmt: skip
 
     def _start_follower(self, agent_id: str, n: int) -> None:
@@ -443,7 +506,10 @@ class Fleet:
         req = self.turn_request(agent, turn)
         reader = TranscriptReader(files.out, self._runner_for(agent.spec.runner).new_parser(req))
         stats = TurnStats()
-        spec = agent.spec
+        limits = budgets.Limits.of(agent.spec, self.settings)
+        spent_before = await budgets.agent_spent(self.store, agent_id, exclude_turn=n)
+        shared: budgets.Stop | None = None  # the fleet's or the batch's budget, seen spent
+        breach_at: float | None = None
         last_flush = 0.0
         session_saved = agent.session_id
         pid = turn.pid
@@ -462,15 +528,24 @@ class Fleet:
                 await self.store.update_turn_stats(agent_id, n, stats.db_fields())
                 last_flush = now
                 self.notify()
+                shared = shared or await budgets.shared_breach(self.store, self.settings, agent)
             if not alive:
                 moved = await self._adopt_started(agent_id, turn, files)
                 if moved is None or moved.pid is None:
                     break
                 turn, pid = moved, moved.pid
                 continue
-            stop = _limit_breach(spec, turn, stats, now)
+            elapsed = None if turn.started_at is None else now - turn.started_at
+            stop = budgets.running_breach(limits, spent_before, stats.cost_usd, _tokens(stats), elapsed) or shared
+            if stop is not None and stop.reason != "timeout" and agent.spec.runner in budgets.SELF_LIMITING:
+                # the runner stops itself on its budget (and its answer may be on its way): give it a moment
+                breach_at = breach_at or now
+                if now - breach_at < budgets.SELF_STOP_GRACE_S:
+                    stop = None
             if stop is not None:
-                await self._stop_turn(agent, turn, status="failed", reason=stop[0], error=stop[1], stats=stats)
+                await self.store.update_turn_stats(agent_id, n, stats.db_fields())  # what it spent, for the budgets
+                await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message,
+                                      stats=stats)  # fmt: skip
                 await self.dispatch()  # the agent's next queued turn may start now
                 return
             await anyio.sleep(self.settings.poll_interval_s)
@@ -508,6 +583,20 @@ class Fleet:
         log.info("turn_adopted", agent_id=agent_id, turn=turn.n, pid=mark.pid, was=turn.pid, alive=mark.alive)
         got = await self.store.get_turn(agent_id, turn.n)
         return got if got is not None and got.status == "running" and got.pid == mark.pid else None
+
+    async def enforce_shared_budgets(self) -> None:
+        """Stop every running turn once the fleet's daily budget or its batch's budget is spent (a turn that
+        reports no usage of its own is stopped too: the budget is shared)."""
+        cache: dict[str, budgets.Stop | None] = {}
+        for turn in await self.store.turns_with_status("running"):
+            agent = await self.store.get_agent(turn.agent_id)
+            if agent is None or (self.settings.budget_usd is None and agent.batch_id is None):
+                continue
+            if agent.spec.runner in budgets.SELF_LIMITING and turn.pid is not None:
+                continue  # its follower stops it, after giving it a moment to stop itself
+            stop = await budgets.shared_breach(self.store, self.settings, agent, cache)
+            if stop is not None:
+                await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message)
 
     async def _stop_turn(
         self, agent: AgentRow, turn: TurnRow, *, status: str, reason: str, error: str | None = None,
@@ -600,9 +689,5 @@ def ended_on_disk(files: proc.TurnFiles) -> float | None:
     return None
 
 
-def _limit_breach(spec: AgentSpec, turn: TurnRow, stats: TurnStats, now: float) -> tuple[str, str] | None:
-    if spec.timeout_s is not None and turn.started_at is not None and now - turn.started_at > spec.timeout_s:
-        return "timeout", f"timed out after {spec.timeout_s:g} s (timeout_s); raise it or split the task"
-    if spec.max_cost_usd is not None and stats.cost_usd is not None and stats.cost_usd >= spec.max_cost_usd:
-        return "max_cost", f"stopped at ${stats.cost_usd:.4f}: max_cost_usd {spec.max_cost_usd:g} reached"
-    return None
+def _tokens(stats: TurnStats) -> int:
+    return stats.input_tokens + stats.output_tokens + stats.cache_read_tokens + stats.cache_write_tokens

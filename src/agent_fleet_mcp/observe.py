@@ -20,8 +20,8 @@ from typing import Any
 import anyio
 from pydantic import Field
 
+from agent_fleet_mcp import budgets, views
 from agent_fleet_mcp import fleet as fleet_mod
-from agent_fleet_mcp import views
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import InvalidRequest, NotFound
 from agent_fleet_mcp.events import Event
@@ -125,8 +125,16 @@ class CostGroup(Out):
     )
 
 
+class FleetBudget(Out):
+    budget_usd: float | None = Field(description="AGENT_FLEET_BUDGET_USD (per UTC day); None when unset")
+    spent_today_usd: float = Field(description="cost of the turns started today (UTC), deleted agents included")
+    left_usd: float | None = None
+    resets_at: float = Field(description="next 00:00 UTC")
+
+
 class CostReport(Out):
     since: float | None
+    budget: FleetBudget | None = None
     total: CostGroup
     by_agent: list[CostGroup]
     by_runner: list[CostGroup]
@@ -445,7 +453,19 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
 
 
-async def cost_report(store: SqliteStore, *, since: float | None = None) -> CostReport:
+async def fleet_budget(store: SqliteStore, settings: Settings) -> FleetBudget:
+    now = time.time()
+    spent = await budgets.fleet_spent_today(store, now)
+    left = None if settings.budget_usd is None else round(max(0.0, settings.budget_usd - spent), 6)
+    return FleetBudget(
+        budget_usd=settings.budget_usd, spent_today_usd=round(spent, 6), left_usd=left,
+        resets_at=budgets.day_start(now) + 86_400,
+    )  # fmt: skip
+
+
+async def cost_report(
+    store: SqliteStore, *, since: float | None = None, settings: Settings | None = None
+) -> CostReport:
     rows = await store.turn_usage(since=since)
     total = CostGroup(name="total")
     by_agent: dict[str, CostGroup] = {}
@@ -463,9 +483,10 @@ async def cost_report(store: SqliteStore, *, since: float | None = None) -> Cost
             model.runner = None  # the same model name under several runners
         for group in (total, agent, runner, model):
             _add_turn(group, r)
+    budget = None if settings is None else await fleet_budget(store, settings)
     return CostReport(
-        since=since, total=total, by_agent=list(by_agent.values()), by_runner=_by_cost(by_runner.values()),
-        by_model=_by_cost(by_model.values()),
+        since=since, budget=budget, total=total, by_agent=list(by_agent.values()),
+        by_runner=_by_cost(by_runner.values()), by_model=_by_cost(by_model.values()),
     )  # fmt: skip
 
 

@@ -35,6 +35,17 @@ class Tokens(Out):
     cache_write: int = 0
 
 
+class LimitsOut(Out):
+    """The agent's effective limits (its own, else the fleet's defaults) and what is left of its budgets."""
+
+    max_turns: int = Field(description="model requests per turn (command agents: turns over the agent's life)")
+    timeout_s: float = Field(description="wall-clock limit of one turn")
+    max_cost_usd: float | None = Field(None, description="cost limit of the agent's whole life (None: unmetered)")
+    max_tokens: int | None = Field(None, description="token limit (input+output+cache) of the agent's whole life")
+    cost_left_usd: float | None = None
+    tokens_left: int | None = None
+
+
 class AgentRowOut(Out):
     name: str
     status: str = Field(description="queued | running | idle | failed | stopped | deleted")
@@ -55,6 +66,7 @@ class AgentRowOut(Out):
     reads: int = 0
     writes: int = 0
     last_error: str | None = None
+    limits: LimitsOut | None = None
 
 
 class FleetSummary(Out):

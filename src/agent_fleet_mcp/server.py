@@ -173,9 +173,14 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         cwd: Annotated[str | None, Field(description="working directory (default: server's project)")] = None,
         permission: Literal["readonly", "readwrite"] | None = None,
         max_turns: Annotated[int | None, Field(ge=1, le=1000)] = None,
-        max_cost_usd: Annotated[float | None, Field(gt=0)] = None,
-        timeout_s: Annotated[float | None, Field(gt=0)] = None,
+        max_cost_usd: Annotated[
+            float | None, Field(gt=0, description="cost limit of the agent's whole life (default: the fleet's)")
+        ] = None,
+        timeout_s: Annotated[float | None, Field(gt=0, description="wall-clock limit of one turn")] = None,
         idempotency_key: str | None = None,
+        max_tokens: Annotated[
+            int | None, Field(ge=1, description="token limit (input+output+cache) of the agent's whole life")
+        ] = None,
     ) -> CreateOut:
         """Create an agent (from a template or ad hoc) and, with a prompt, start it. Retry-safe: the same name and
         spec returns the existing agent."""
@@ -183,7 +188,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         res = await fleet.create_agent(
             name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
             cwd=cwd, permission=permission, max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, max_tokens=max_tokens,
         )  # fmt: skip
         [row] = await views.agent_rows(fleet, [res.agent])
         if not res.created:
@@ -301,6 +306,9 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         runs: list[RunIn],
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30.0,
         idempotency_key: Annotated[str | None, Field(description="retry-safe: same key + runs -> same batch")] = None,
+        budget_usd: Annotated[
+            float | None, Field(gt=0, description="cost limit of the whole batch; runs stop once it is spent")
+        ] = None,
     ) -> RunAgentsOut:
         """Delegate tasks to catalog task agents in parallel; depends_on orders them in waves and {{id}} passes a
         finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
@@ -308,6 +316,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         batch_id = await fleet.batches.start(
             [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
             idempotency_key=idempotency_key,
+            budget_usd=budget_usd,
         )
         res = await wait_for(fleet, batch=batch_id, timeout_s=wait_s, progress=ctx.report_progress)
         view = await views.batch_view(fleet, batch_id)

@@ -36,13 +36,28 @@ class AgentSpec(BaseModel):
     permission: Permission = "readonly"
     tools: tuple[str, ...] = ()
     concurrency: Concurrency = Concurrency()
+    # Limits; None = the fleet's default (config.py, README "Budgets"). max_turns: model requests per turn (for
+    # runner=command, whose turn is one step: turns per life); max_cost_usd and max_tokens: the agent's whole life.
     max_turns: int | None = Field(default=None, ge=1, le=1000)
     max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, ge=1)
     timeout_s: float | None = Field(default=None, gt=0)
     # Only for runner=command, and only ever from a catalog file on disk: never from tool arguments.
     command: tuple[str, ...] = ()
     template: str | None = None
     cwd: str = "."
+
+
+# Runners that report neither cost nor tokens: a cost or token limit cannot bound them, so asking for one is an
+# error (max_turns and timeout_s bound them instead).
+UNMETERED_RUNNERS: frozenset[str] = frozenset(("command",))
+
+
+def inapplicable_limits(spec: AgentSpec) -> list[str]:
+    """The limits set on ``spec`` that its runner cannot enforce."""
+    if spec.runner in UNMETERED_RUNNERS:
+        return [f for f in ("max_cost_usd", "max_tokens") if getattr(spec, f) is not None]
+    return []
 
 
 class TaskAgentDefinition(BaseModel):

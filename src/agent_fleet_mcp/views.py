@@ -7,11 +7,12 @@ from typing import Any
 
 import anyio
 
+from agent_fleet_mcp import budgets
 from agent_fleet_mcp.batches import waves
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.render import render_events
-from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, RunOut, Tokens
+from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, LimitsOut, RunOut, Tokens
 from agent_fleet_mcp.store.models import AgentRow, TurnRow
 from agent_fleet_mcp.transcript import TranscriptReader
 
@@ -26,10 +27,25 @@ async def agent_rows(fleet: Fleet, agents: list[AgentRow]) -> list[AgentRowOut]:
     latest = await fleet.store.latest_turns(ids)
     totals = await fleet.store.agent_totals(ids)
     now = time.time()
-    return [agent_row(a, latest.get(a.id), totals.get(a.id, {}), now) for a in agents]
+    return [
+        agent_row(a, latest.get(a.id), totals.get(a.id, {}), now, budgets.Limits.of(a.spec, fleet.settings))
+        for a in agents
+    ]
 
 
-def agent_row(agent: AgentRow, turn: TurnRow | None, tot: dict[str, Any], now: float) -> AgentRowOut:
+def limits_out(limits: budgets.Limits, tot: dict[str, Any]) -> LimitsOut:
+    spent = budgets.Spent.from_totals(tot)
+    return LimitsOut(
+        max_turns=limits.max_turns, timeout_s=limits.timeout_s, max_cost_usd=limits.max_cost_usd,
+        max_tokens=limits.max_tokens,
+        cost_left_usd=None if limits.max_cost_usd is None else round(max(0.0, limits.max_cost_usd - spent.cost_usd), 6),
+        tokens_left=None if limits.max_tokens is None else max(0, limits.max_tokens - spent.tokens),
+    )  # fmt: skip
+
+
+def agent_row(
+    agent: AgentRow, turn: TurnRow | None, tot: dict[str, Any], now: float, limits: budgets.Limits | None = None
+) -> AgentRowOut:
     running = turn is not None and turn.status == "running"
     idle_s = round(now - turn.last_event_at, 1) if running and turn and turn.last_event_at else None
     elapsed = None
@@ -64,6 +80,7 @@ def agent_row(agent: AgentRow, turn: TurnRow | None, tot: dict[str, Any], now: f
         reads=len(turn.reads) if turn else 0,
         writes=len(turn.writes) if turn else 0,
         last_error=(turn.error if turn and turn.error else agent.last_error),
+        limits=None if limits is None else limits_out(limits, tot),
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_fleet_mcp.errors import AlreadyExists, LimitReached
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.sqlite import SqliteStore
@@ -96,11 +97,83 @@ async def test_upgrades_from_the_oldest_schema(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", MIGRATIONS[:1])
     async with SqliteStore(db) as old:
         assert await old.applied_migrations() == ["0001_initial"]
-        await old.insert_agent(id="a1", name="keep", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key=None)
+        # as the first release wrote them (its columns only); two live agents share a key (the old race)
+        for aid, name, key, t in (("a1", "keep", None, 1.0), ("a2", "dup1", "k", 2.0), ("a3", "dup2", "k", 3.0)):
+            await old.db.execute(
+                "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
+                " updated_at) VALUES (?, ?, 'idle', ?, 'h', '/', ?, ?, ?)",
+                (aid, name, AgentSpec().model_dump_json(), key, t, t),
+            )
         await old.db.execute("INSERT INTO batches (id, created_at, status) VALUES ('b_old', 1.0, 'succeeded')")
     monkeypatch.undo()
     async with SqliteStore(db) as new:
         assert await new.applied_migrations() == [name for name, _ in MIGRATIONS]
-        assert (await new.get_agent("keep")) is not None
+        keep = await new.get_agent("keep")
+        assert keep is not None and keep.root_id == "a1" and keep.depth == 1 and keep.parent_id is None
+        # 0003: both agents survive, only the oldest keeps the key, and the key is unique from now on
+        assert [a.name for a in await new.list_agents()] == ["keep", "dup1", "dup2"]
+        found = await new.find_by_idempotency_key("k")
+        assert found is not None and found.name == "dup1"
+        with pytest.raises(AlreadyExists):
+            await new.insert_agent(id="a4", name="dup3", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key="k")
         old_batch = await new.get_batch("b_old")
         assert old_batch is not None and old_batch.status == "succeeded" and old_batch.idempotency_key is None
+
+
+async def test_one_live_agent_per_key_and_name_is_a_constraint(tmp_path: Path) -> None:
+    """The database itself refuses a second live agent with the same idempotency key or name (any process), maps
+    the violation to AlreadyExists, and frees both once the holder is deleted."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec()
+        await store.insert_agent(id="a1", name="n1", spec=spec, spec_hash="h", cwd="/", idempotency_key="k")
+        with pytest.raises(AlreadyExists) as by_key:
+            await store.insert_agent(id="a2", name="n2", spec=spec, spec_hash="h", cwd="/", idempotency_key="k")
+        assert by_key.value.field == "idempotency_key"
+        with pytest.raises(AlreadyExists) as by_name:
+            await store.insert_agent(id="a3", name="n1", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        assert by_name.value.field == "name"
+        assert [a.id for a in await store.list_agents()] == ["a1"]
+        await store.mark_deleted("a1")
+        again = await store.insert_agent(id="a4", name="n1", spec=spec, spec_hash="h", cwd="/", idempotency_key="k")
+        assert again.id == "a4"
+
+
+async def test_tree_size_is_bounded_atomically(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec()
+        root = await store.insert_agent(id="r", name="r", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        assert root.root_id == "r" and root.depth == 1
+        for i in range(2):
+            await store.insert_agent(id=f"c{i}", name=f"c{i}", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                     parent_id="r", root_id="r", depth=2, max_tree_agents=3)  # fmt: skip
+        with pytest.raises(LimitReached, match="already has 3 agents"):
+            await store.insert_agent(id="c9", name="c9", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                     parent_id="r", root_id="r", depth=2, max_tree_agents=3)  # fmt: skip
+        await store.mark_deleted("c0")  # deleting does not give the tree its quota back
+        with pytest.raises(LimitReached):
+            await store.insert_agent(id="c8", name="c8", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                     parent_id="r", root_id="r", depth=2, max_tree_agents=3)  # fmt: skip
+
+
+async def test_descendants_of_a_running_turn_start_beyond_the_cap(tmp_path: Path) -> None:
+    """Cap 1: the parent's turn holds the only slot; its child's turn still starts (the parent waits on it), an
+    unrelated agent's turn does not."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        await store.insert_agent(id="p", name="p", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        await store.insert_agent(id="c", name="c", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                 parent_id="p", root_id="p", depth=2)  # fmt: skip
+        await store.insert_agent(id="g", name="g", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                 parent_id="c", root_id="p", depth=3)  # fmt: skip
+        await store.insert_agent(id="o", name="o", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        for aid in ("p", "c", "g", "o"):
+            await store.insert_turn(agent_id=aid, prompt="x", runner="command", model=None)
+        assert await store.claim_turn("p", 1, max_running=1)
+        assert not await store.claim_turn("o", 1, max_running=1)
+        assert await store.claim_turn("c", 1, max_running=1)
+        assert await store.claim_turn("g", 1, max_running=1)  # grandparent and parent both running
+        await store.finish_turn("p", 1, status="succeeded")
+        await store.finish_turn("c", 1, status="succeeded")
+        assert not await store.claim_turn("o", 1, max_running=1)  # g still holds... its own slot under the cap
+        await store.finish_turn("g", 1, status="succeeded")
+        assert await store.claim_turn("o", 1, max_running=1)

@@ -69,10 +69,20 @@ class AnthropicRunner:
             "--model", spec.model or DEFAULT_MODEL,
             "--permission", spec.permission,
         ]  # fmt: skip
-        if spec.max_turns is not None:
-            argv += ["--max-turns", str(spec.max_turns)]
-        if spec.max_cost_usd is not None:
-            argv += ["--max-cost-usd", repr(float(spec.max_cost_usd))]
+        lim = req.limits
+        max_turns = lim.max_turns or spec.max_turns
+        if max_turns is not None:
+            argv += ["--max-turns", str(max_turns)]
+        # what is left of each budget when the turn starts: the worker stops before its next model request once
+        # this turn's own usage reaches one of them
+        cost = lim.cost_usd if lim.cost_usd is not None else spec.max_cost_usd
+        for flag, value in (("--max-cost-usd", cost), ("--fleet-budget-usd", lim.fleet_usd),
+                            ("--batch-budget-usd", lim.batch_usd)):  # fmt: skip
+            if value is not None:
+                argv += [flag, repr(round(float(value), 6))]
+        tokens = lim.tokens if lim.tokens is not None else spec.max_tokens
+        if tokens is not None:
+            argv += ["--max-total-tokens", str(tokens)]
         if spec.system_prompt.strip():
             argv += ["--system-file", str(write_system_file(req.agent_dir, spec.system_prompt))]
         if spec.tools:

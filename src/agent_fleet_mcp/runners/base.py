@@ -19,6 +19,24 @@ from agent_fleet_mcp.spec import AgentSpec
 
 
 @dataclass(frozen=True)
+class TurnLimits:
+    """What one turn may use, computed by the supervisor when it starts the turn (None: no bound). Cost and tokens
+    are what is *left* of the agent's whole-life budget, the fleet's daily budget and the batch's budget."""
+
+    max_turns: int | None = None  # model requests within this turn
+    cost_usd: float | None = None  # left of the agent's max_cost_usd
+    tokens: int | None = None  # left of the agent's max_tokens
+    fleet_usd: float | None = None  # left of AGENT_FLEET_BUDGET_USD today (UTC)
+    batch_usd: float | None = None  # left of the run_agents batch's budget_usd
+
+    @property
+    def cost_cap(self) -> float | None:
+        """The smallest of the cost figures: what this turn may spend at most."""
+        caps = [c for c in (self.cost_usd, self.fleet_usd, self.batch_usd) if c is not None]
+        return min(caps) if caps else None
+
+
+@dataclass(frozen=True)
 class TurnRequest:
     """One turn to launch."""
 
@@ -31,6 +49,7 @@ class TurnRequest:
     agent_dir: Path  # the agent's private folder under the fleet home (history, scratch)
     session_id: str | None = None  # from the previous turn's `session` event: resume it
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))  # the server's environment
+    limits: TurnLimits = TurnLimits()
 
 
 @dataclass(frozen=True)

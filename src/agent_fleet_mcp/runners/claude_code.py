@@ -62,7 +62,7 @@ MAX_DENIALS_REPORTED = 10
 
 def build_argv(exe: str, req: TurnRequest) -> list[str]:
     spec = req.spec
-    max_turns = spec.max_turns if spec.max_turns is not None else DEFAULT_MAX_TURNS
+    max_turns = req.limits.max_turns or spec.max_turns or DEFAULT_MAX_TURNS
     argv = [exe, "-p", "--output-format", "stream-json", "--verbose", "--max-turns", str(max_turns)]
     if spec.permission == "readonly":
         allowed = spec.tools or READONLY_TOOLS
@@ -77,8 +77,11 @@ def build_argv(exe: str, req: TurnRequest) -> list[str]:
         argv += ["--model", spec.model]
     if spec.system_prompt.strip():
         argv += ["--append-system-prompt", spec.system_prompt]
-    if spec.max_cost_usd is not None:
-        argv += ["--max-budget-usd", str(spec.max_cost_usd)]
+    # what is left of the agent's, the fleet's and the batch's budgets when the turn starts (the CLI applies it
+    # to this run: docs/runners.md)
+    budget = req.limits.cost_cap if req.limits.cost_cap is not None else spec.max_cost_usd
+    if budget is not None:
+        argv += ["--max-budget-usd", str(round(max(budget, 0.0), 6))]
     if req.session_id:
         argv += ["--resume", req.session_id]
     return argv

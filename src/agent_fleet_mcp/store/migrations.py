@@ -89,6 +89,30 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
+        "0003_budgets_trees_atomic_idempotency",
+        [
+            # Delegation trees: who created an agent (an agent's turn running a nested server), its tree's root and
+            # its depth (1 = created by a host). The batch a run_agents agent belongs to (for the batch budget).
+            "ALTER TABLE agents ADD COLUMN parent_id TEXT",
+            "ALTER TABLE agents ADD COLUMN root_id TEXT",
+            "ALTER TABLE agents ADD COLUMN depth INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE agents ADD COLUMN batch_id TEXT",
+            "UPDATE agents SET root_id = id WHERE root_id IS NULL",
+            "CREATE INDEX agents_root ON agents(root_id)",
+            "CREATE INDEX agents_batch ON agents(batch_id) WHERE batch_id IS NOT NULL",
+            "ALTER TABLE batches ADD COLUMN budget_usd REAL",
+            # One live agent per idempotency key, enforced by the database across servers. Duplicates made before
+            # this constraint existed keep their agent; only the oldest keeps the key.
+            "UPDATE agents SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND status != 'deleted'"
+            " AND id != (SELECT a2.id FROM agents a2 WHERE a2.idempotency_key = agents.idempotency_key"
+            " AND a2.status != 'deleted' ORDER BY a2.created_at, a2.id LIMIT 1)",
+            "DROP INDEX agents_idem",
+            "CREATE UNIQUE INDEX agents_live_idem ON agents(idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL AND status != 'deleted'",
+            "CREATE INDEX turns_started ON turns(started_at)",
+        ],
+    ),
+    (
         "0004_turn_claims",
         # who claimed a running turn (``pid@create_time`` of the server): a claim whose server died before it
         # recorded the turn's pid is recovered at once (runners/started.py), not after a timeout

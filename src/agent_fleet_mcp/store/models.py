@@ -29,9 +29,14 @@ class AgentRow:
     created_at: float
     updated_at: float
     deleted_at: float | None
+    parent_id: str | None = None  # the agent whose turn created this one (through a nested server)
+    root_id: str | None = None  # the first agent of its delegation tree (itself when a host created it)
+    depth: int = 1  # 1 = created by a host; a child of a depth-d agent has depth d + 1
+    batch_id: str | None = None  # the run_agents batch it was created for
 
     @classmethod
     def from_row(cls, r: Any) -> AgentRow:
+        keys = r.keys()
         return cls(
             id=r["id"],
             name=r["name"],
@@ -45,6 +50,10 @@ class AgentRow:
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             deleted_at=r["deleted_at"],
+            parent_id=r["parent_id"] if "parent_id" in keys else None,
+            root_id=r["root_id"] if "root_id" in keys else None,
+            depth=int(r["depth"]) if "depth" in keys else 1,
+            batch_id=r["batch_id"] if "batch_id" in keys else None,
         )
 
 
@@ -123,6 +132,7 @@ class BatchRow:
     status: str
     idempotency_key: str | None = None
     request_hash: str | None = None
+    budget_usd: float | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> BatchRow:

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from agent_fleet_mcp.errors import StoreDamaged
+from agent_fleet_mcp.errors import AlreadyExists, LimitReached, StoreDamaged
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
@@ -249,15 +249,53 @@ class SqliteStore:
 
     # -- agents ----------------------------------------------------------------------------------------------
     async def insert_agent(
-        self, *, id: str, name: str, spec: AgentSpec, spec_hash: str, cwd: str, idempotency_key: str | None
+        self,
+        *,
+        id: str,
+        name: str,
+        spec: AgentSpec,
+        spec_hash: str,
+        cwd: str,
+        idempotency_key: str | None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
+        depth: int = 1,
+        batch_id: str | None = None,
+        max_tree_agents: int | None = None,
     ) -> AgentRow:
+        """Insert a live agent. The database enforces one live agent per name and per idempotency key (across
+        processes): a clash raises ``AlreadyExists``. With ``root_id`` and ``max_tree_agents``, a tree that already
+        holds that many agents (deleted ones count: a tree cannot recycle its quota) raises ``LimitReached``."""
         now = time.time()
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
-                " updated_at) VALUES (?, ?, 'idle', ?, ?, ?, ?, ?, ?)",
-                (id, name, spec.model_dump_json(), spec_hash, cwd, idempotency_key, now, now),
-            )
+            if root_id is not None and max_tree_agents is not None:
+                cur = await db.execute("SELECT COUNT(*) FROM agents WHERE root_id = ?", (root_id,))
+                row = await cur.fetchone()
+                await cur.close()
+                if row is not None and int(row[0]) >= max_tree_agents:
+                    raise LimitReached(
+                        f"this delegation tree (root {root_id}) already has {int(row[0])} agents, the most "
+                        f"AGENT_FLEET_MAX_TREE_AGENTS ({max_tree_agents}) allows; reuse an agent with command_agent, "
+                        "or finish the task yourself"
+                    )
+            try:
+                await db.execute(
+                    "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
+                    " updated_at, parent_id, root_id, depth, batch_id) VALUES (?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?)",
+                    (id, name, spec.model_dump_json(), spec_hash, cwd, idempotency_key, now, now, parent_id,
+                     root_id or id, depth, batch_id),
+                )  # fmt: skip
+            except sqlite3.IntegrityError:
+                if idempotency_key is not None:
+                    cur = await db.execute(
+                        "SELECT 1 FROM agents WHERE idempotency_key = ? AND status != 'deleted'", (idempotency_key,)
+                    )
+                    taken = await cur.fetchone()
+                    await cur.close()
+                    if taken:
+                        raise AlreadyExists("idempotency_key", idempotency_key) from None
+                raise AlreadyExists("name", name) from None
         row = await self.get_agent(id)
         assert row is not None
         return row
@@ -365,16 +403,23 @@ class SqliteStore:
 
     async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:
         """Atomically move a queued turn to running if its agent has no running turn and the fleet-wide number of
-        running turns is below ``max_running``. Safe across processes sharing the database. ``claimer`` names the
-        claiming server (runners/started.py) until the turn's pid is recorded."""
+        running turns is below ``max_running`` -- or, whatever the count, while an ancestor of the agent (the agent
+        that created it through a nested server, its creator ...) has a running turn: that turn's slot covers the
+        descendants it waits on, so a tree of waiting parents never deadlocks on the cap (the tree's size is bounded
+        separately). Safe across processes sharing the database. ``claimer`` names the claiming server
+        (runners/started.py) until the turn's pid is recorded."""
         now = time.time()
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
                 " AND status = 'queued'"
                 " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
-                " AND (SELECT COUNT(*) FROM turns WHERE status = 'running') < ?",
-                (now, claimer, agent_id, n, agent_id, max_running),
+                " AND ((SELECT COUNT(*) FROM turns WHERE status = 'running') < ?"
+                "  OR EXISTS (WITH RECURSIVE anc(id) AS ("
+                "   SELECT parent_id FROM agents WHERE id = ? AND parent_id IS NOT NULL"
+                "   UNION SELECT a.parent_id FROM agents a JOIN anc ON a.id = anc.id WHERE a.parent_id IS NOT NULL)"
+                "   SELECT 1 FROM turns t JOIN anc ON t.agent_id = anc.id WHERE t.status = 'running'))",
+                (now, claimer, agent_id, n, agent_id, max_running, agent_id),
             )
             ok = cur.rowcount == 1
             await cur.close()
@@ -495,6 +540,22 @@ class SqliteStore:
         )
         return {r["agent_id"]: dict(r) for r in rows}
 
+    async def spend_since(self, since: float) -> float:
+        """Cost of every turn (deleted agents included) started at or after ``since``; unpriced turns count 0."""
+        r = await self._one(
+            "SELECT COALESCE(SUM(cost_usd), 0) AS c FROM turns WHERE COALESCE(started_at, queued_at) >= ?", (since,)
+        )
+        return float(r["c"])
+
+    async def batch_spend(self, batch_id: str) -> float:
+        """Cost of every turn of the agents created for a batch."""
+        r = await self._one(
+            "SELECT COALESCE(SUM(t.cost_usd), 0) AS c FROM turns t JOIN agents a ON a.id = t.agent_id"
+            " WHERE a.batch_id = ?",
+            (batch_id,),
+        )
+        return float(r["c"])
+
     async def turn_usage(self, *, since: float | None = None) -> list[dict[str, Any]]:
         """Tokens and cost of every turn (deleted agents included) queued or started at or after ``since``, with
         the agent's name and status, oldest first. For the CLI's cost report."""
@@ -517,13 +578,14 @@ class SqliteStore:
         *,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        budget_usd: float | None = None,
     ) -> None:
         now = time.time()
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash)"
-                " VALUES (?, ?, 'running', ?, ?)",
-                (batch_id, now, idempotency_key, request_hash),
+                "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash, budget_usd)"
+                " VALUES (?, ?, 'running', ?, ?, ?)",
+                (batch_id, now, idempotency_key, request_hash, budget_usd),
             )
             for seq, run in enumerate(runs):
                 await db.execute(

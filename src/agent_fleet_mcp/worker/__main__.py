@@ -25,7 +25,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", required=True)
     p.add_argument("--permission", required=True, choices=("readonly", "readwrite"))
     p.add_argument("--max-turns", type=int, default=None, help="max model requests in this turn")
-    p.add_argument("--max-cost-usd", type=float, default=None, help="stop once this turn costs this much")
+    p.add_argument(
+        "--max-cost-usd",
+        type=float,
+        default=None,
+        help="stop before the next request once this turn cost this much (what is left of the agent's)",
+    )
+    p.add_argument(
+        "--max-total-tokens",
+        type=int,
+        default=None,
+        help="stop before the next request once this turn used this many tokens (input+output+cache)",
+    )
+    p.add_argument("--fleet-budget-usd", type=float, default=None, help="what is left of the fleet's daily budget")
+    p.add_argument("--batch-budget-usd", type=float, default=None, help="what is left of the batch's budget")
     p.add_argument("--system-file", type=Path, default=None, help="file holding the agent's system prompt")
     p.add_argument("--tools", default=None, help="comma-separated subset of the built-in tools")
     p.add_argument("--max-tokens", type=int, default=None, help="max output tokens per request")
@@ -73,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         permission=args.permission,
         max_turns=args.max_turns,
         max_cost_usd=args.max_cost_usd,
+        max_total_tokens=args.max_total_tokens,
+        fleet_budget_usd=args.fleet_budget_usd,
+        batch_budget_usd=args.batch_budget_usd,
         system=system,
         tools=tools,
         max_tokens=args.max_tokens or DEFAULT_MAX_TOKENS,

@@ -48,7 +48,10 @@ class Options:
     model: str
     permission: str
     max_turns: int | None = None
-    max_cost_usd: float | None = None
+    max_cost_usd: float | None = None  # what is left of the agent's budget when the turn started
+    max_total_tokens: int | None = None  # likewise, tokens (input + output + cache read + cache write)
+    fleet_budget_usd: float | None = None  # what is left of the fleet's daily budget
+    batch_budget_usd: float | None = None  # what is left of the run_agents batch's budget
     system: str = ""
     tools: list[str] | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
@@ -140,6 +143,7 @@ class Turn:
             note(f"history repaired: {n}")
         self.requests = 0
         self.cost = 0.0
+        self.tokens = 0
         self.cost_unknown = False
         self.last_text = ""
         self.completed_request = False  # history is only saved once this turn got an answer
@@ -203,6 +207,7 @@ class Turn:
             model = getattr(message, "model", None) or self.opts.model
             usage = usage_fields(message.usage, model)
             emit("usage", **usage)
+            self.tokens += usage["input"] + usage["output"] + usage["cache_read"] + usage["cache_write"]
             if usage["cost_usd"] is None:
                 self.cost_unknown = True
             else:
@@ -227,6 +232,7 @@ class Turn:
             reason, why = budget
             self._close_pending(f"not run: the turn stopped ({reason} reached) before this tool ran")
             self._save()
+            emit("error", kind=reason, message=why)  # the supervisor records it as the turn's error
             return self._finish(is_error=True, reason=reason, note=why)
         for i, call in enumerate(calls):
             args = parse_tool_input(call.input)
@@ -254,15 +260,28 @@ class Turn:
         return None
 
     def _budget_exhausted(self) -> tuple[str, str] | None:  # (reason, note)
+        """Checked after every response that asks for tools, i.e. before the next request: a budget reached here
+        is overshot by at most the request that reached it."""
         o = self.opts
         if o.max_turns is not None and self.requests >= o.max_turns:
             return ("max_turns", f"stopped: reached max_turns ({o.max_turns} model requests) before finishing; "
                     "command the agent again to continue")  # fmt: skip
+        left = "left when the turn started"
         if o.max_cost_usd is not None and self.cost >= o.max_cost_usd:
-            return ("max_cost", f"stopped: this turn's cost ${self.cost:.4f} reached max_cost_usd "
-                    f"(${o.max_cost_usd:g}); command the agent again to continue")  # fmt: skip
-        if o.max_cost_usd is not None and self.cost_unknown and self.requests == 1:
-            note(f"max_cost_usd cannot be enforced: no price known for model {self.opts.model!r}")
+            return ("max_cost", f"stopped: reached max_cost_usd: this turn cost ${self.cost:.4f}, the agent had "
+                    f"${o.max_cost_usd:.4f} {left} (the budget covers its whole life)")  # fmt: skip
+        if o.max_total_tokens is not None and self.tokens >= o.max_total_tokens:
+            return ("max_tokens", f"stopped: reached max_tokens: this turn used {self.tokens:,} tokens, the agent had "
+                    f"{o.max_total_tokens:,} {left} (input + output + cache, whole life)")  # fmt: skip
+        if o.fleet_budget_usd is not None and self.cost >= o.fleet_budget_usd:
+            return ("fleet_budget", f"stopped: reached the fleet's daily budget (AGENT_FLEET_BUDGET_USD): this turn "
+                    f"cost ${self.cost:.4f}, the fleet had ${o.fleet_budget_usd:.4f} {left}")  # fmt: skip
+        if o.batch_budget_usd is not None and self.cost >= o.batch_budget_usd:
+            return ("batch_budget", f"stopped: reached the batch's budget_usd: this turn cost ${self.cost:.4f}, the "
+                    f"batch had ${o.batch_budget_usd:.4f} {left}")  # fmt: skip
+        priced = (o.max_cost_usd, o.fleet_budget_usd, o.batch_budget_usd)
+        if any(b is not None for b in priced) and self.cost_unknown and self.requests == 1:
+            note(f"cost budgets cannot be enforced: no price known for model {self.opts.model!r} (max_tokens is)")
         return None
 
     # -- state --------------------------------------------------------------------------------------------------
