@@ -219,7 +219,7 @@ def test_defaults(tmp_path: Path) -> None:
     ],
 )
 def test_tools_as_list_or_comma_string(tmp_path: Path, tools: object, expected: tuple[str, ...]) -> None:
-    d = parse_definition(write_def(tmp_path, "t.md", name="t", tools=tools))
+    d = parse_definition(write_def(tmp_path, "t.md", name="t", permission="readwrite", tools=tools))
     assert d.spec.tools == expected
 
 

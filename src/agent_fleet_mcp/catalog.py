@@ -34,6 +34,7 @@ from frontmatter.default_handlers import YAMLHandler
 from pydantic import ValidationError
 
 from agent_fleet_mcp.errors import DefinitionError, NotFound
+from agent_fleet_mcp.permissions import readonly_problem
 from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -386,6 +387,8 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
         spec = AgentSpec.model_validate(spec_fields)
     except ValidationError as e:
         raise _from_validation(fail, e) from None
+    if (problem := readonly_problem(spec)) is not None:
+        raise fail("tools", problem)
     return TaskAgentDefinition.model_validate(
         {
             "name": name,

@@ -28,6 +28,7 @@ import structlog
 from agent_fleet_mcp import catalog as catalog_mod
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
+from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnRequest
@@ -186,9 +187,11 @@ class Fleet:
             if value is not None:
                 overrides[key] = value
         try:
-            return AgentSpec.model_validate({**base.model_dump(), **overrides})
+            spec = AgentSpec.model_validate({**base.model_dump(), **overrides})
         except ValueError as exc:
             raise InvalidRequest(f"invalid agent settings: {exc}") from None
+        check_readonly(spec)  # e.g. permission="readonly" over a template whose tools include bash
+        return spec
 
     def validate_cwd(self, cwd: str | None) -> str:
         path = Path(cwd).expanduser() if cwd else self.settings.project_dir

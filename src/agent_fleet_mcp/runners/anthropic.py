@@ -14,6 +14,7 @@ from pathlib import Path
 
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import Event, loads
+from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.worker.tools import ALL_TOOLS
@@ -65,6 +66,7 @@ class AnthropicRunner:
 
     def build(self, req: TurnRequest) -> LaunchPlan:
         spec = req.spec
+        check_readonly(spec)  # a readonly agent never asks for write_file/edit_file/bash
         argv = [
             sys.executable, "-m", "agent_fleet_mcp.worker",
             "--agent-dir", str(req.agent_dir),
