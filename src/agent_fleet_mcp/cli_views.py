@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent_fleet_mcp import observe
-from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog
+from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.errors import NotFound
@@ -521,6 +521,8 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
                 for d in defs
             ],
             "problems": [str(p) for p in cat.problems],
+            "untrusted": [{"path": u.path, "name": u.name, "changed": u.changed, "trust": trust_command(u.path)}
+                          for u in cat.untrusted],
             "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
             "dirs": [str(d) for d in cat.dirs],
         }  # fmt: skip
@@ -557,10 +559,28 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         line = Text("shadowed ", style="bold yellow")
         line.append(f"{name}: {short(hidden)} is hidden by {short(used)}")
         console.print(line)
+    untrusted = cat.untrusted
     for p in cat.problems:
+        if p in untrusted:
+            continue
         line = Text("definition error ", style="bold red")
         line.append(str(p))
         console.print(line)
+    for u in untrusted:
+        line = Text("not trusted ", style="bold yellow")
+        line.append(
+            f"{short(u.path)}"
+            + (f" ({u.name})" if u.name else "")
+            + (": changed since trusted" if u.changed else ": new file")
+        )
+        line.append(f"\n  review it, then: {trust_command(u.path)}", style="dim")
+        console.print(line)
+    if untrusted:
+        console.print(Text(
+            f"{len(untrusted)} definition file(s) are not used until you trust them: a file outside the built-ins "
+            "could have been written by an agent. `agent-fleet trust --all` trusts every one that no agent turn "
+            "wrote.", style="yellow",
+        ))  # fmt: skip
 
     def folder(d: Path) -> str:
         if str(d) == builtin:

@@ -31,9 +31,19 @@ class RunnerUnavailable(FleetError):
 class DefinitionError(FleetError):
     """A catalog file is malformed; carries the file and field so the user can fix it."""
 
-    def __init__(self, path: str, field: str | None, message: str) -> None:
+    def __init__(self, path: str, field: str | None, message: str, *, name: str | None = None) -> None:
         self.path = path
         self.field = field
         self.message = message
+        self.name = name  # the definition's name when the file got that far
         where = f"{path}: {field}" if field else path
         super().__init__(f"{where}: {message}")
+
+
+class UntrustedDefinition(DefinitionError):
+    """A catalog file no person has trusted in its current content (new or changed): it is not used."""
+
+    def __init__(self, path: str, message: str, *, name: str | None, sha256: str, changed: bool) -> None:
+        super().__init__(path, None, message, name=name)
+        self.sha256 = sha256
+        self.changed = changed
