@@ -4,15 +4,18 @@ is built, with an error naming the tools; catalog files and create_agent refuse 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from agent_fleet_mcp.catalog import parse_definition
+from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import DefinitionError, InvalidRequest
 from agent_fleet_mcp.runners import _cli, get_runner
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.trust import trust_files
 
 
 def fake_exe(folder: Path, name: str) -> None:
@@ -100,3 +103,32 @@ def test_catalog_file_with_readonly_bash_is_a_definition_error(tmp_path: Path) -
     assert info.value.field == "tools"
     assert "does not allow tool(s) Bash" in str(info.value)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_create_agent_and_run_agents_refuse_readonly_with_shell(
+    client: Any, project: Path, settings: Settings
+) -> None:
+    folder = project / "agents"
+    folder.mkdir()
+    defs = {
+        "shell-rw": {
+            "name": "shell-rw",
+            "runner": "anthropic",
+            "permission": "readwrite",
+            "tools": ["read_file", "bash"],
+        },
+        "shell-ro": {"name": "shell-ro", "runner": "gemini", "permission": "readonly", "tools": ["run_shell_command"]},
+    }
+    for name, meta in defs.items():
+        (folder / f"{name}.md").write_text(f"---\n{yaml.safe_dump(meta)}---\nbody\n", encoding="utf-8")
+    trust_files(settings.home, sorted(folder.glob("*.md")))  # a person trusted them: the readonly rule still holds
+    res = await client.call_tool(
+        "create_agent", {"name": "a", "template": "shell-rw", "permission": "readonly", "prompt": "look"}
+    )
+    assert res.is_error and "does not allow tool(s) bash" in res.content[0].text
+    res = await client.call_tool("run_agents", {"runs": [{"agent": "shell-ro", "input": "look"}]})
+    assert res.is_error and "does not allow tool(s) run_shell_command" in res.content[0].text
+    assert str(folder / "shell-ro.md") in res.content[0].text
+    status = await client.call_tool("get_agent_status", {})
+    assert status.structured_content is not None and status.structured_content["agents"] == []
