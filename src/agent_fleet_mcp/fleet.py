@@ -29,6 +29,7 @@ from agent_fleet_mcp import catalog as catalog_mod
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict, InvalidRequest, NotFound
 from agent_fleet_mcp.permissions import check_readonly
+from agent_fleet_mcp.private import private_dirs
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnRequest
@@ -267,7 +268,7 @@ class Fleet:
             if "UNIQUE" in str(exc):
                 raise Conflict(f"agent {name!r} was just created by another call; call get_agent_status") from None
             raise
-        await anyio.to_thread.run_sync(lambda: (self.agent_dir(agent_id) / "turns").mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(lambda: private_dirs(self.agent_dir(agent_id) / "turns"))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None
         if prompt is not None:

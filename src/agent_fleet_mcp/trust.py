@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent_fleet_mcp.errors import InvalidRequest
+from agent_fleet_mcp.private import FILE_MODE, private_dirs
 
 TRUST_FILE = "trusted-agents.json"
 _LOCK_FILE = ".trusted-agents.lock"
@@ -120,18 +121,10 @@ def is_trusted(trusted: Mapping[str, Trusted], key: str, sha256: str) -> bool:
     return entry is not None and entry.sha256 == sha256
 
 
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) as 0700 whatever the umask; an existing folder is left as it is."""
-    if path.is_dir():
-        return
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
 @contextlib.contextmanager
 def _locked(home: Path) -> Generator[None]:
-    ensure_private_dir(home)
-    fd = os.open(home / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    private_dirs(home)
+    fd = os.open(home / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -149,7 +142,7 @@ def _write(home: Path, entries: Mapping[str, Trusted]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, trust_file(home))
     except BaseException:
         with contextlib.suppress(OSError):

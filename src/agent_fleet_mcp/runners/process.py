@@ -27,13 +27,15 @@ import psutil
 import structlog
 
 from agent_fleet_mcp import logs
+from agent_fleet_mcp.private import open_private, private_dirs, write_private
 from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
 
 # `sh -c SCRIPT EXITFILE ARGV...`: run ARGV, then write its exit status atomically next to the transcript.
-_WRAPPER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# (umask 077 once the program is done: the exit file is private like the rest of the fleet home)
+_WRAPPER = 'f=$0; "$@"; c=$?; umask 077; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -72,13 +74,13 @@ class Spawned:
 
 def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     """Start the plan in a new session (own process group), stdout/stderr to files, stdin from the prompt file."""
-    files.out.parent.mkdir(parents=True, exist_ok=True)
-    files.prompt.write_text(plan.stdin_text or "", encoding="utf-8")
+    private_dirs(files.out.parent)
+    write_private(files.prompt, plan.stdin_text or "")
     files.exit.unlink(missing_ok=True)
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
-        open(files.out, "ab") as stdout,
-        open(files.err, "ab") as stderr,
+        open_private(files.out, "ab") as stdout,
+        open_private(files.err, "ab") as stderr,
     ):
         pid, reason = _fork_preloaded(plan, files, (stdin.fileno(), stdout.fileno(), stderr.fileno()))
         if pid is not None:

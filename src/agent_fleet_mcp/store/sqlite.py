@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from agent_fleet_mcp.private import private_dirs, touch_private
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
@@ -41,7 +42,8 @@ class SqliteStore:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
+        touch_private(self.path)  # 0600 before SQLite opens it: its -wal and -shm files take its mode
         db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         db.row_factory = aiosqlite.Row
         await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
