@@ -76,7 +76,8 @@ def check_home_private(settings: Settings) -> list[Check]:
     return [
         Check(
             "home permissions", "warn",
-            f"{len(open_)} entries under {home} are readable by other users: {shown}{more}",
+            f"{len(open_)} {'entry' if len(open_) == 1 else 'entries'} under {home} are readable by other users: "
+            f"{shown}{more}",
             CHMOD_FIX.format(home=home),
         )
     ]  # fmt: skip
