@@ -86,10 +86,16 @@ def open_to_others(home: Path, *, limit: int = 100_000) -> Iterator[Path]:
 
 
 def secure_home(home: Path) -> list[Path]:
-    """Create the home 0700, or tighten an existing one: remove the group/other bits of everything in it that we
-    own. Returns what was changed (the caller logs it)."""
+    """Create the home 0700, or tighten an existing one that others can enter: remove the group/other bits of
+    everything in it that we own. A 0700 home is not walked (nothing in it is reachable by others; `agent-fleet
+    doctor` still lists stray modes). Returns what was changed (the caller logs it)."""
     if not home.exists():
         private_dirs(home)
+        return []
+    try:
+        if not home.stat().st_mode & OPEN_TO_OTHERS:
+            return []
+    except OSError:
         return []
     changed: list[Path] = []
     for p in list(open_to_others(home)):
