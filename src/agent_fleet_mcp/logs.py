@@ -73,9 +73,7 @@ def configure(logs_dir: Path | None, *, stderr_level: str = "WARNING", file_leve
     root.addHandler(err)
     if logs_dir is not None:
         private_dirs(logs_dir)
-        fh = _PrivateRotatingFileHandler(
-            logs_dir / "fleet.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-        )
+        fh = _PrivateRotatingFileHandler(logs_dir / "fleet.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         fh.setLevel(file_level.upper())
         fh.setFormatter(fmt)
         fh._agent_fleet = True  # type: ignore[attr-defined]
