@@ -26,6 +26,7 @@ from rich.text import Text
 
 from agent_fleet_mcp import observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
+from agent_fleet_mcp.cli_trust import untrusted_lines
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.errors import NotFound
@@ -566,21 +567,8 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         line = Text("definition error ", style="bold red")
         line.append(str(p))
         console.print(line)
-    for u in untrusted:
-        line = Text("not trusted ", style="bold yellow")
-        line.append(
-            f"{short(u.path)}"
-            + (f" ({u.name})" if u.name else "")
-            + (": changed since trusted" if u.changed else ": new file")
-        )
-        line.append(f"\n  review it, then: {trust_command(u.path)}", style="dim")
-        console.print(line)
-    if untrusted:
-        console.print(Text(
-            f"{len(untrusted)} definition file(s) are not used until you trust them: a file outside the built-ins "
-            "could have been written by an agent. `agent-fleet trust --all` trusts every one that no agent turn "
-            "wrote.", style="yellow",
-        ))  # fmt: skip
+    for text in untrusted_lines(untrusted, short):
+        console.print(text)
 
     def folder(d: Path) -> str:
         if str(d) == builtin:
