@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.trust import trust_files
 
 TESTS = Path(__file__).parent
 TEST_AGENTS = TESTS / "agents"
@@ -28,12 +29,19 @@ def project(tmp_path: Path) -> Path:
     return p
 
 
+def trust_test_agents(home: Path, folder: Path = TEST_AGENTS) -> None:
+    """Trust the test catalog in ``home`` the way a person does (`agent-fleet trust`): catalog files outside the
+    built-ins are used only once trusted."""
+    trust_files(home, sorted(folder.glob("*.md")))
+
+
 @pytest.fixture
 def fleet_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("CLAUDECODE", None)
     env["AGENT_FLEET_HOME"] = str(tmp_path / "home")
     env["AGENT_FLEET_AGENTS"] = str(TEST_AGENTS)
+    trust_test_agents(tmp_path / "home")
     return env
 
 

@@ -17,10 +17,12 @@ from agent_fleet_mcp.catalog import (
     Catalog,
     builtin_agents_dir,
     catalog_dirs,
+    fleet_home,
     load_catalog,
     parse_definition,
 )
 from agent_fleet_mcp.errors import DefinitionError, NotFound
+from agent_fleet_mcp.trust import trust_files
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_AGENTS = REPO / "tests" / "agents"
@@ -63,6 +65,15 @@ def write_raw(folder: Path, file_name: str, text: str) -> Path:
     path = folder / file_name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def load(project: Path, env: dict[str, str]) -> Catalog:
+    """``load_catalog`` once every file on the search path is trusted, as a person does with `agent-fleet trust`
+    (these tests are about parsing and the search order; trust has its own tests in security/)."""
+    untrusted = load_catalog(project, env).untrusted
+    if untrusted:
+        trust_files(fleet_home(project, env), [Path(u.path) for u in untrusted])
+    return load_catalog(project, env)
 
 
 def problem_for(cat: Catalog, path: Path) -> DefinitionError:
@@ -113,7 +124,7 @@ def test_builtin_definitions_have_their_roles() -> None:
 
 
 def test_fresh_project_gets_the_builtins(project: Path, env: dict[str, str]) -> None:
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert sorted(cat.definitions) == sorted(BUILTINS)
     assert cat.problems == []
     assert cat.shadowed == []
@@ -122,13 +133,13 @@ def test_fresh_project_gets_the_builtins(project: Path, env: dict[str, str]) -> 
 
 def test_repo_agents_folder_holds_only_the_readme(env: dict[str, str]) -> None:
     assert [p.name for p in (REPO / "agents").iterdir()] == ["README.md"]
-    cat = load_catalog(REPO, env)
+    cat = load(REPO, env)
     assert cat.problems == []
     assert all(d.source.startswith(str(builtin_agents_dir())) for d in cat.definitions.values())
 
 
 def test_fixture_definitions_load_and_point_at_existing_scripts(project: Path, env: dict[str, str]) -> None:
-    cat = load_catalog(project, {**env, "AGENT_FLEET_AGENTS": str(FIXTURE_AGENTS)})
+    cat = load(project, {**env, "AGENT_FLEET_AGENTS": str(FIXTURE_AGENTS)})
     assert cat.problems == []
     assert set(FIXTURES) <= set(cat.definitions)
     for name in FIXTURES:
@@ -219,7 +230,7 @@ def test_defaults(tmp_path: Path) -> None:
     ],
 )
 def test_tools_as_list_or_comma_string(tmp_path: Path, tools: object, expected: tuple[str, ...]) -> None:
-    d = parse_definition(write_def(tmp_path, "t.md", name="t", tools=tools))
+    d = parse_definition(write_def(tmp_path, "t.md", name="t", permission="readwrite", tools=tools))
     assert d.spec.tools == expected
 
 
@@ -295,7 +306,7 @@ def test_bad_file_is_reported_with_field_and_good_ones_still_load(
     agents = project / "agents"
     bad = write_raw(agents, "bad.md", text)
     write_def(agents, "good.md", name="good")
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert "good" in cat.definitions
     problem = problem_for(cat, bad)
     assert problem.field == field
@@ -333,7 +344,7 @@ def test_unreadable_file_is_a_problem(project: Path, env: dict[str, str]) -> Non
     bad = project / "agents" / "binary.md"
     bad.parent.mkdir()
     bad.write_bytes(b"---\nname: x\n---\n\xff\xfe\x00")
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert "cannot read the file" in problem_for(cat, bad).message
 
 
@@ -378,7 +389,7 @@ def test_claude_code_file_maps_to_claude_code_runner(project: Path, env: dict[st
         "tools: Read, Grep, Glob\nmodel: sonnet\ncolor: red\nhooks: {}\nskills: [audit]\n---\n"
         "You audit code.\n",
     )
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.problems == []
     d = cat.get("security-auditor")
     assert d.source == str(path)
@@ -423,7 +434,7 @@ def test_claude_code_file_still_rejects_unknown_keys(tmp_path: Path) -> None:
 def test_claude_agents_folder_from_env_is_read_as_claude_code(project: Path, env: dict[str, str]) -> None:
     user_claude = Path(env["HOME"]) / ".claude" / "agents"
     write_def(user_claude, "helper.md", name="helper", color="blue")
-    cat = load_catalog(project, {**env, "AGENT_FLEET_AGENTS": "~/.claude/agents"})
+    cat = load(project, {**env, "AGENT_FLEET_AGENTS": "~/.claude/agents"})
     assert cat.problems == []
     assert cat.get("helper").spec.runner == "claude-code"
 
@@ -467,7 +478,7 @@ def test_first_name_wins_and_later_ones_are_shadowed(project: Path, tmp_path: Pa
     write_def(home_agents, "only-home.md", name="only-home")
     p5 = write_def(project / "agents", "reviewer.md", name="code-reviewer", description="ours")
 
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.problems == []
     assert cat.get("dup").description == "project"
     assert cat.get("only-home").source == str(home_agents / "only-home.md")
@@ -479,18 +490,18 @@ def test_first_name_wins_and_later_ones_are_shadowed(project: Path, tmp_path: Pa
     assert len(cat.shadowed) == 4
 
     p1.unlink()
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.get("dup").description == "claude"
     p2.unlink()
-    assert load_catalog(project, env).get("dup").description == "env"
+    assert load(project, env).get("dup").description == "env"
     p3.unlink()
-    assert load_catalog(project, env).get("dup").description == "home"
+    assert load(project, env).get("dup").description == "home"
 
 
 def test_duplicate_names_in_one_folder_shadow_in_file_order(project: Path, env: dict[str, str]) -> None:
     a = write_def(project / "agents", "a.md", name="same", description="first")
     b = write_def(project / "agents", "b.md", name="same", description="second")
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.get("same").description == "first"
     assert cat.shadowed == [("same", str(a), str(b))]
 
@@ -505,7 +516,7 @@ def test_readme_underscore_dotfiles_and_other_files_are_skipped(project: Path, e
     (agents / "sub.md").mkdir()
     write_def(agents / "nested", "deep.md", name="deep")
     write_def(agents, "real.md", name="real")
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.problems == []
     assert "real" in cat.definitions
     assert not {"draft", "hidden", "notes", "deep"} & set(cat.definitions)
@@ -520,7 +531,7 @@ def searchable(project: Path, env: dict[str, str]) -> Catalog:
     write_def(agents, "a.md", name="sql-reviewer", description="Reviews SQL migrations", tags=["Code-Review", "db"])
     write_def(agents, "b.md", name="doc-writer", description="Writes documentation", tags=["docs"])
     write_def(agents, "c.md", name="secret-helper", description="Internal helper", tags=["db"], visibility="private")
-    return load_catalog(project, env)
+    return load(project, env)
 
 
 def names(defs: list[Any]) -> list[str]:
@@ -587,9 +598,9 @@ def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     real = catalog_mod.parse_definition
 
-    def counting(path: Path, *, claude_code: bool = False) -> Any:
+    def counting(path: Path, *, claude_code: bool = False, data: bytes | None = None) -> Any:
         seen.append(path)
-        return real(path, claude_code=claude_code)
+        return real(path, claude_code=claude_code, data=data)
 
     monkeypatch.setattr(catalog_mod, "parse_definition", counting)
     return seen
@@ -598,42 +609,42 @@ def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_repeated_loads_do_not_reparse(project: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     write_def(project / "agents", "a.md", name="a")
     parsed = count_parses(monkeypatch)
-    first = load_catalog(project, env)
+    first = load(project, env)
     assert len(parsed) == len(BUILTINS) + 1
-    second = load_catalog(project, env)
+    second = load(project, env)
     assert len(parsed) == len(BUILTINS) + 1
     assert second.definitions == first.definitions
     second.definitions.clear()  # callers get copies: the cache is not affected
-    assert "a" in load_catalog(project, env).definitions
+    assert "a" in load(project, env).definitions
 
 
 def test_changed_file_is_reparsed_alone(project: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_def(project / "agents", "a.md", name="a", description="old")
-    load_catalog(project, env)
+    load(project, env)
     parsed = count_parses(monkeypatch)
 
     before = path.stat()
     path.write_text(path.read_text().replace("old", "new"), encoding="utf-8")  # same size
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.get("a").description == "new"
     assert parsed == [path]
 
 
 def test_added_and_removed_files_are_seen(project: Path, env: dict[str, str]) -> None:
-    assert "b" not in load_catalog(project, env).definitions
+    assert "b" not in load(project, env).definitions
     path = write_def(project / "agents", "b.md", name="b")
-    assert "b" in load_catalog(project, env).definitions
+    assert "b" in load(project, env).definitions
     path.unlink()
-    assert "b" not in load_catalog(project, env).definitions
+    assert "b" not in load(project, env).definitions
 
 
 def test_fixing_a_bad_file_clears_the_problem(project: Path, env: dict[str, str]) -> None:
     path = write_raw(project / "agents", "x.md", "---\nname: x\nrunner: nope\n---\n")
-    assert len(load_catalog(project, env).problems) == 1
+    assert len(load(project, env).problems) == 1
     write_raw(project / "agents", "x.md", "---\nname: x\nrunner: codex\n---\n")
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    cat = load_catalog(project, env)
+    cat = load(project, env)
     assert cat.problems == []
     assert cat.get("x").spec.runner == "codex"

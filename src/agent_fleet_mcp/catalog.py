@@ -9,6 +9,11 @@ Search order (first name wins, later duplicates are recorded as shadowed):
 5. the built-in definitions shipped in this package (``builtin_agents/``)
 
 A bad file becomes a ``DefinitionError`` in ``Catalog.problems`` and never hides the good ones.
+
+Trust (trust.py): a file outside the built-ins is used only when a person trusted its exact bytes
+(``agent-fleet trust FILE``). A new or changed file is an ``UntrustedDefinition`` problem, carrying the command to
+run; it neither defines nor shadows anything, so an agent that writes ``agents/scout.md`` changes nothing the fleet
+runs. The bytes that are hashed are the bytes that are parsed.
 ``load_catalog`` is called per request: it stats the folders and re-parses only files that changed.
 
 ``command`` items may use ``{definition_dir}`` (the absolute folder of the definition file) and ``{python}``
@@ -20,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import stat
 import sys
 import threading
@@ -33,8 +39,10 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 from pydantic import ValidationError
 
-from agent_fleet_mcp.errors import DefinitionError, NotFound
+from agent_fleet_mcp import trust
+from agent_fleet_mcp.errors import DefinitionError, InvalidRequest, NotFound, UntrustedDefinition
 from agent_fleet_mcp.inputs import quote
+from agent_fleet_mcp.permissions import readonly_problem
 from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition, inapplicable_limits
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -79,10 +87,14 @@ class Catalog:
     dirs: tuple[Path, ...] = field(default=())  # the folders searched, in order (missing ones included)
 
     def get(self, name: str) -> TaskAgentDefinition:
-        """The definition called ``name`` (private ones too). Raises ``NotFound`` saying what exists."""
+        """The definition called ``name`` (private ones too). Raises ``NotFound`` saying what exists, or
+        ``InvalidRequest`` quoting the problem when the only file defining ``name`` is untrusted or broken."""
         found = self.definitions.get(name)
         if found is not None:
             return found
+        for problem in self.problems:
+            if problem.name == name:
+                raise InvalidRequest(f"template {name!r} cannot be used: {problem}")
         public = sorted(n for n, d in self.definitions.items() if d.visibility == "public")
         if not public:
             raise NotFound(
@@ -94,6 +106,10 @@ class Catalog:
             f"unknown template {quote(name)}{_did_you_mean(name, public)}; call list_task_agents to see the "
             f"{len(public)} available: {listed}"
         )
+
+    @property
+    def untrusted(self) -> list[UntrustedDefinition]:
+        return [p for p in self.problems if isinstance(p, UntrustedDefinition)]
 
     def search(
         self, *, tags: Sequence[str] | None = None, query: str | None = None, include_private: bool = False
@@ -133,9 +149,7 @@ def catalog_dirs(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
     for entry in env.get("AGENT_FLEET_AGENTS", "").split(os.pathsep):
         if entry.strip():
             dirs.append(_expand(entry.strip(), env, base=project))
-    home_entry = env.get("AGENT_FLEET_HOME", "").strip()
-    home = _expand(home_entry, env, base=project) if home_entry else _home(env) / ".agent-fleet"
-    dirs.append(home / "agents")
+    dirs.append(fleet_home(project_dir, env) / "agents")
     dirs.append(builtin_agents_dir())
     seen: set[Path] = set()
     unique: list[Path] = []
@@ -145,6 +159,18 @@ def catalog_dirs(project_dir: Path, env: Mapping[str, str]) -> list[Path]:
             seen.add(key)
             unique.append(d)
     return unique
+
+
+def fleet_home(project_dir: Path, env: Mapping[str, str]) -> Path:
+    """``$AGENT_FLEET_HOME`` (relative: from the project) or ``~/.agent-fleet``: where the trust file lives."""
+    project = project_dir.expanduser().absolute()
+    home_entry = env.get("AGENT_FLEET_HOME", "").strip()
+    return _expand(home_entry, env, base=project) if home_entry else _home(env) / ".agent-fleet"
+
+
+def trust_command(path: str | Path) -> str:
+    """The command a person runs to trust one file."""
+    return f"agent-fleet trust {shlex.quote(str(path))}"
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -174,12 +200,12 @@ def is_claude_code_dir(path: Path) -> bool:
 
 # A folder's listing: (file name, mtime_ns, size) of each candidate file, or None when the folder is missing.
 _Listing = tuple[tuple[str, int, int], ...] | None
-_CacheKey = tuple[tuple[Path, _Listing], ...]
+_CacheKey = tuple[tuple[tuple[Path, _Listing], ...], tuple[int, int, int] | None]  # folders, trust file version
 _Parsed = TaskAgentDefinition | DefinitionError
 
 _lock = threading.Lock()
 _catalogs: dict[tuple[Path, ...], tuple[_CacheKey, Catalog]] = {}
-_files: dict[tuple[Path, bool], tuple[tuple[int, int], _Parsed]] = {}
+_files: dict[tuple[Path, bool], tuple[tuple[int, int], _Parsed, str]] = {}  # ... -> (version, parsed, sha256)
 _MAX_CATALOGS = 32
 _MAX_FILES = 4096
 
@@ -188,12 +214,13 @@ def load_catalog(project_dir: Path, env: Mapping[str, str]) -> Catalog:
     """Load every definition on the search path. Cheap when nothing changed: it stats the folders and files
     and reuses the previous result; a changed file (mtime or size) is re-parsed alone."""
     dirs = tuple(catalog_dirs(project_dir, env))
-    key: _CacheKey = tuple((d, _list_dir(d)) for d in dirs)
+    home = fleet_home(project_dir, env)
+    key: _CacheKey = (tuple((d, _list_dir(d)) for d in dirs), trust.trust_version(home))
     with _lock:
         hit = _catalogs.get(dirs)
     if hit is not None and hit[0] == key:
         return _copy_of(hit[1])
-    catalog = _assemble(key)
+    catalog = _assemble(key[0], trust.load_trusted(home))
     with _lock:
         if len(_catalogs) >= _MAX_CATALOGS:
             _catalogs.clear()
@@ -234,52 +261,83 @@ def _list_dir(directory: Path) -> _Listing:
     return tuple(sorted(files))
 
 
-def _assemble(key: _CacheKey) -> Catalog:
+def _assemble(folders: tuple[tuple[Path, _Listing], ...], trusted: Mapping[str, trust.Trusted]) -> Catalog:
     definitions: dict[str, TaskAgentDefinition] = {}
     problems: list[DefinitionError] = []
     shadowed: list[tuple[str, str, str]] = []
-    for directory, listing in key:
+    untrusted: list[tuple[Path, _Parsed, str, bool]] = []
+    builtin = _real(builtin_agents_dir())
+    for directory, listing in folders:
         if listing is None:
             continue
         claude_code = is_claude_code_dir(directory)
+        is_builtin = _real(directory) == builtin
         for file_name, mtime_ns, size in listing:
             path = directory / file_name
-            parsed = _parse_cached(path, (mtime_ns, size), claude_code=claude_code)
+            parsed, sha = _parse_cached(path, (mtime_ns, size), claude_code=claude_code)
+            if not is_builtin:
+                key = trust.file_key(path)
+                if not trust.is_trusted(trusted, key, sha):
+                    untrusted.append((path, parsed, sha, key in trusted))
+                    continue
             if isinstance(parsed, DefinitionError):
                 problems.append(parsed)
             elif parsed.name in definitions:
                 shadowed.append((parsed.name, definitions[parsed.name].source, str(path)))
             else:
                 definitions[parsed.name] = parsed
-    return Catalog(definitions, problems, shadowed, tuple(d for d, _ in key))
+    for path, parsed, sha, changed in untrusted:
+        problems.append(_untrusted(path, parsed, sha, changed=changed, definitions=definitions))
+    return Catalog(definitions, problems, shadowed, tuple(d for d, _ in folders))
 
 
-def _parse_cached(path: Path, version: tuple[int, int], *, claude_code: bool) -> _Parsed:
+def _untrusted(
+    path: Path, parsed: _Parsed, sha: str, *, changed: bool, definitions: Mapping[str, TaskAgentDefinition]
+) -> UntrustedDefinition:
+    name = parsed.name
+    what = "changed since it was trusted" if changed else "new"
+    message = f"not trusted ({what}): not used until you review it and run `{trust_command(path)}`"
+    if name is not None and name in definitions:
+        message += f"; meanwhile {name!r} is the one from {definitions[name].source}"
+    return UntrustedDefinition(str(path), message, name=name, sha256=sha, changed=changed)
+
+
+def _parse_cached(path: Path, version: tuple[int, int], *, claude_code: bool) -> tuple[_Parsed, str]:
+    """The parsed file and the sha256 of exactly the bytes that were parsed."""
     with _lock:
         hit = _files.get((path, claude_code))
     if hit is not None and hit[0] == version:
-        return hit[1]
+        return hit[1], hit[2]
     parsed: _Parsed
     try:
-        parsed = parse_definition(path, claude_code=claude_code)
-    except DefinitionError as e:
-        parsed = e
+        data = path.read_bytes()
+    except OSError as e:
+        data = b""
+        parsed = DefinitionError(str(path), None, f"cannot read the file: {e}")
+    else:
+        try:
+            parsed = parse_definition(path, claude_code=claude_code, data=data)
+        except DefinitionError as e:
+            parsed = e
+    sha = trust.digest(data)
     with _lock:
         if len(_files) >= _MAX_FILES:
             _files.clear()
-        _files[(path, claude_code)] = (version, parsed)
-    return parsed
+        _files[(path, claude_code)] = (version, parsed, sha)
+    return parsed, sha
 
 
 # -------------------------------------------------------------------------------------------- one file
 
 
-def parse_definition(path: Path, *, claude_code: bool = False) -> TaskAgentDefinition:
-    """Parse one definition file. ``claude_code``: a Claude Code subagent file (runner ``claude-code`` by
-    default, Claude Code-only keys ignored). Raises ``DefinitionError`` naming the file and the field."""
+def parse_definition(path: Path, *, claude_code: bool = False, data: bytes | None = None) -> TaskAgentDefinition:
+    """Parse one definition file (``data``: its bytes, already read). ``claude_code``: a Claude Code subagent
+    file (runner ``claude-code`` by default, Claude Code-only keys ignored). Raises ``DefinitionError`` naming
+    the file and the field."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes() if data is None else data
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
     except (OSError, UnicodeDecodeError) as e:
         raise DefinitionError(where, None, f"cannot read the file: {e}") from e
     meta, body = _split_frontmatter(where, text)
@@ -331,9 +389,10 @@ def _yaml_message(error: yaml.YAMLError, line_offset: int) -> str:
 
 def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool) -> TaskAgentDefinition:
     where = str(path)
+    known: list[str] = []  # the name, once it is valid
 
     def fail(field_name: str | None, message: str) -> DefinitionError:
-        return DefinitionError(where, field_name, message)
+        return DefinitionError(where, field_name, message, name=known[0] if known else None)
 
     allowed: set[str] = set(FIELDS)
     if claude_code:
@@ -354,6 +413,7 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
             f"{name!r} is not a valid name: use 1-63 lowercase letters, digits, '-' or '_', starting with a "
             "letter or digit",
         )
+    known.append(name)
     description = _optional_str(fail, "description", meta.get("description")) or ""
     tags = _str_list(fail, "tags", meta.get("tags"))
     runner = _choice(fail, "runner", meta.get("runner"), RUNNER_NAMES) or (
@@ -391,6 +451,8 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
     if bad := inapplicable_limits(spec):
         raise fail(bad[0], f"does not apply to runner {spec.runner!r} (it reports no cost or tokens); remove it "
                    "and bound the agent with max_turns and timeout_s")  # fmt: skip
+    if (problem := readonly_problem(spec)) is not None:
+        raise fail("tools", problem)
     return TaskAgentDefinition.model_validate(
         {
             "name": name,

@@ -151,6 +151,30 @@ def agents(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "trust_all", is_flag=True, help="Every untrusted file `agent-fleet agents` lists, except ones "
+              "an agent turn wrote (name those one by one).")  # fmt: skip
+@click.option("--list", "list_only", is_flag=True, help="The trusted files, and whether they changed since.")
+@click.option("--revoke", is_flag=True, help="Forget the trust of FILE...")
+def trust(files: tuple[Path, ...], trust_all: bool, list_only: bool, revoke: bool) -> None:
+    """Trust task-agent definition FILE... as they are now (review them first).
+
+    A definition file outside the built-ins is used only once trusted; changing it needs a new trust. The
+    trust (sha256 of each file) is kept in the fleet home (AGENT_FLEET_HOME, default ~/.agent-fleet)."""
+    from agent_fleet_mcp.cli_trust import run_trust
+
+    try:
+        code = run_trust(
+            files, trust_all=trust_all, list_only=list_only, revoke=revoke, project_dir=Path.cwd(),
+            env=dict(os.environ),
+        )  # fmt: skip
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from None
+    if code:
+        raise SystemExit(code)
+
+
+@main.command()
 @_json_opt
 @click.option(
     "--repair", is_flag=True,
@@ -216,7 +240,6 @@ def _run(fn: Callable[..., Awaitable[None]], /, *, interruptible: bool = False, 
         except (OSError, ValueError):
             pass
         sys.exit(1)
-
 
 
 @main.command()

@@ -25,7 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agent_fleet_mcp import observe
-from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog
+from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
+from agent_fleet_mcp.cli_trust import untrusted_lines
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.errors import NotFound
@@ -543,6 +544,8 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
                 for d in defs
             ],
             "problems": [str(p) for p in cat.problems] + [str(n) for n in notices],
+            "untrusted": [{"path": u.path, "name": u.name, "changed": u.changed, "trust": trust_command(u.path)}
+                          for u in cat.untrusted],
             "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
             "dirs": [str(d) for d in cat.dirs],
         }  # fmt: skip
@@ -579,7 +582,10 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         line = Text("shadowed ", style="bold yellow")
         line.append(f"{name}: {short(hidden)} is hidden by {short(used)}")
         console.print(line)
+    untrusted = cat.untrusted
     for p in cat.problems:
+        if p in untrusted:
+            continue
         line = Text("definition error ", style="bold red")
         line.append(str(p))
         console.print(line)
@@ -587,6 +593,8 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         line = Text(f"model {n.notice.level} ", style="bold red" if n.notice.level == "error" else "bold yellow")
         line.append(str(n))
         console.print(line)
+    for text in untrusted_lines(untrusted, short):
+        console.print(text)
 
     def folder(d: Path) -> str:
         if str(d) == builtin:

@@ -8,12 +8,14 @@ add their own check function here. Rendering lives in cli_views.py; this module 
 from __future__ import annotations
 
 import shutil
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.private import CHMOD_FIX, open_to_others
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -101,8 +103,28 @@ def check_store(settings: Settings) -> list[Check]:
     return [Check("store", "ok", f"{db} (integrity ok)")]
 
 
+def check_home_private(settings: Settings) -> list[Check]:
+    """Nothing in the fleet home may be readable by group or others (prompts, transcripts, fleet.db)."""
+    home = settings.home
+    if not home.is_dir():
+        return []
+    open_ = list(open_to_others(home))
+    if not open_:
+        return [Check("home permissions", "ok", f"{home} and everything in it are private (0700 folders, 0600 files)")]
+    shown = ", ".join(f"{stat.filemode(p.lstat().st_mode)} {p}" for p in open_[:3])
+    more = f" and {len(open_) - 3} more" if len(open_) > 3 else ""
+    return [
+        Check(
+            "home permissions", "warn",
+            f"{len(open_)} {'entry' if len(open_) == 1 else 'entries'} under {home} are readable by other users: "
+            f"{shown}{more}",
+            CHMOD_FIX.format(home=home),
+        )
+    ]  # fmt: skip
+
+
 CHECKS: list[Callable[[Settings], list[Check]]] = [
-    check_python, check_home, check_store, check_runners, check_containment,
+    check_python, check_home, check_home_private, check_store, check_runners, check_containment,
 ]
 
 

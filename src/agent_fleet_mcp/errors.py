@@ -46,10 +46,11 @@ class RunnerUnavailable(FleetError):
 class DefinitionError(FleetError):
     """A catalog file is malformed; carries the file and field so the user can fix it."""
 
-    def __init__(self, path: str, field: str | None, message: str) -> None:
+    def __init__(self, path: str, field: str | None, message: str, *, name: str | None = None) -> None:
         self.path = path
         self.field = field
         self.message = message
+        self.name = name  # the definition's name when the file got that far
         where = f"{path}: {field}" if field else path
         super().__init__(f"{where}: {message}")
 
@@ -64,3 +65,12 @@ class StoreDamaged(FleetError):
             f"the fleet database {path} is damaged ({detail}); run `agent-fleet doctor --repair` to keep it aside "
             "and rebuild the fleet from the turn files on disk (stop every agent-fleet server on this home first)"
         )
+
+
+class UntrustedDefinition(DefinitionError):
+    """A catalog file no person has trusted in its current content (new or changed): it is not used."""
+
+    def __init__(self, path: str, message: str, *, name: str | None, sha256: str, changed: bool) -> None:
+        super().__init__(path, None, message, name=name)
+        self.sha256 = sha256
+        self.changed = changed

@@ -31,6 +31,8 @@ from agent_fleet_mcp import catalog as catalog_mod
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached, NotFound
 from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
+from agent_fleet_mcp.permissions import check_readonly
+from agent_fleet_mcp.private import private_dirs
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
@@ -230,6 +232,7 @@ class Fleet:
                 f"{' and '.join(bad)} cannot apply to runner {spec.runner!r}: it reports no cost or tokens; leave "
                 "it out and bound the agent with max_turns (turns over its life) and timeout_s"
             )
+        check_readonly(spec)  # e.g. permission="readonly" over a template whose tools include bash
         return spec
 
     def validate_cwd(self, cwd: str | None) -> str:
@@ -323,7 +326,7 @@ class Fleet:
             if found is not None:
                 return found
             raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
-        await anyio.to_thread.run_sync(lambda: (self.agent_dir(agent_id) / "turns").mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(lambda: private_dirs(self.agent_dir(agent_id) / "turns"))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None
         if prompt is not None:

@@ -14,6 +14,7 @@ import structlog
 from structlog.typing import EventDict
 
 from agent_fleet_mcp import secrets
+from agent_fleet_mcp.private import open_private, private_dirs
 
 SECRET_RE = re.compile(
     r"(sk-ant-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{20,}|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
@@ -50,6 +51,13 @@ def ensure_configured() -> None:
         configure(None)
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files are created 0600 (the first one and each one after a rotation), whatever the umask."""
+
+    def _open(self) -> Any:
+        return open_private(Path(self.baseFilename), "a", encoding=self.encoding)
+
+
 def configure(logs_dir: Path | None, *, stderr_level: str = "WARNING", file_level: str = "INFO") -> None:
     """Idempotent. stdlib logging carries structlog's rendered JSON to the handlers."""
     global _configured
@@ -58,6 +66,8 @@ def configure(logs_dir: Path | None, *, stderr_level: str = "WARNING", file_leve
     for h in list(root.handlers):
         if getattr(h, "_agent_fleet", False):
             root.removeHandler(h)
+            if isinstance(h, logging.FileHandler):
+                h.close()
     fmt = _RedactingFormatter("%(message)s")
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(stderr_level.upper())
@@ -65,10 +75,8 @@ def configure(logs_dir: Path | None, *, stderr_level: str = "WARNING", file_leve
     err._agent_fleet = True  # type: ignore[attr-defined]
     root.addHandler(err)
     if logs_dir is not None:
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(
-            logs_dir / "fleet.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-        )
+        private_dirs(logs_dir)
+        fh = _PrivateRotatingFileHandler(logs_dir / "fleet.log", maxBytes=5_000_000, backupCount=3, encoding="utf-8")
         fh.setLevel(file_level.upper())
         fh.setFormatter(fmt)
         fh._agent_fleet = True  # type: ignore[attr-defined]

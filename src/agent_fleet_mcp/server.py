@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import anyio
@@ -19,7 +20,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_fleet_mcp import __version__, deprecation, logs, prompts, views
+from agent_fleet_mcp import __version__, deprecation, logs, private, prompts, views
 from agent_fleet_mcp.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.config import Settings
@@ -110,6 +111,16 @@ def _concurrency_text(c: Concurrency) -> str:
     return f"queue (max_queued {c.max_queued})" if c.strategy == "queue" else c.strategy
 
 
+def _secure_home(home: Path) -> None:
+    """The fleet home is private (private.py): create it 0700, or tighten one others can read, and say so."""
+    changed = private.secure_home(home)
+    if changed:
+        log.warning(
+            "home_tightened", home=str(home), entries=len(changed), examples=[str(p) for p in changed[:5]],
+            note="removed group/other permissions: prompts, transcripts and fleet.db are private to you",
+        )  # fmt: skip
+
+
 def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     logs.ensure_configured()
     live: list[Fleet] = []  # the running fleet, for static resources (they get no Context)
@@ -117,6 +128,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         cfg = settings or Settings.from_env()
+        await anyio.to_thread.run_sync(_secure_home, cfg.home)
         async with SqliteStore(cfg.db_path) as store:
             fleet = Fleet(cfg, store)
             async with fleet.running(), anyio.create_task_group() as tg:

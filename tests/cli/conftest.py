@@ -26,6 +26,7 @@ from agent_fleet_mcp.cli import main
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.trust import trust_files
 from agent_fleet_mcp.waits import wait_for
 
 TEST_AGENTS = Path(__file__).parents[1] / "agents"
@@ -144,6 +145,7 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Home:
     project.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
     env.update(AGENT_FLEET_HOME=str(base / "home"), AGENT_FLEET_AGENTS=str(TEST_AGENTS))
+    trust_files(base / "home", sorted(TEST_AGENTS.glob("*.md")))
     settings = Settings(home=base / "home", max_concurrent=4, project_dir=project, env=env, poll_interval_s=0.05)
     anyio.run(_populate, settings)
     return Home(base / "home", env)

@@ -38,6 +38,15 @@ def test_agents_lists_sources_tags_shadowed_and_errors(tmp_path: Path, monkeypat
     monkeypatch.chdir(project)  # the catalog's project folder is the current directory
     env = {"AGENT_FLEET_AGENTS": f"{first}:{second}", "AGENT_FLEET_HOME": str(tmp_path / "home"), "COLUMNS": "250"}
     runner = CliRunner()
+    first_run = runner.invoke(main, ["agents"], env=env, catch_exceptions=False)
+    assert first_run.exit_code == 0, first_run.output
+    assert "lint" not in first_run.stdout.split("not trusted")[0]  # untrusted files define nothing yet
+    for path in (first / "lint.md", second / "lint.md", second / "broken.md"):
+        assert f"review it, then: agent-fleet trust {path}" in first_run.stdout
+    assert "3 definition file(s) are not used until you trust them" in first_run.stdout
+    trusted = runner.invoke(main, ["trust", "--all"], env=env, catch_exceptions=False)
+    assert trusted.exit_code == 0, trusted.output
+    assert f"trusted {first / 'lint.md'}" in trusted.stdout and "defines 'lint': runner command" in trusted.stdout
     res = runner.invoke(main, ["agents"], env=env, catch_exceptions=False)
     data = json.loads(runner.invoke(main, ["agents", "--json"], env=env, catch_exceptions=False).stdout)
     assert res.exit_code == 0, res.output

@@ -91,9 +91,9 @@ def test_full_argv_readwrite_resume(make_request: MakeRequest, tools_bin: Path) 
 def test_readonly_tools_narrow_the_allowed_list_and_writes_stay_denied(
     make_request: MakeRequest, tools_bin: Path
 ) -> None:
-    req = make_request("claude-code", env={"PATH": str(tools_bin)}, tools=("Read", "Edit"))
+    req = make_request("claude-code", env={"PATH": str(tools_bin)}, tools=("Read", "Grep"))
     argv = ClaudeCodeRunner().build(req).argv
-    assert argv[argv.index("--allowedTools") + 1] == "Read,Edit"
+    assert argv[argv.index("--allowedTools") + 1] == "Read,Grep"
     assert argv[argv.index("--disallowedTools") + 1] == "Write,Edit,MultiEdit,NotebookEdit"
 
 

@@ -29,7 +29,7 @@ from agent_fleet_mcp.runners.anthropic import AnthropicRunner
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest
 from agent_fleet_mcp.runners.process import Spawned, TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
-from agent_fleet_mcp.testing import Reply, ScriptedModelServer
+from agent_fleet_mcp.testing import Reply, ScriptedModelServer, ToolCall
 
 BOOT_S = 60.0  # generous: a loaded CI box may take a while to import anthropic
 
@@ -270,14 +270,24 @@ def test_two_concurrent_spawns_start_one_zygote_in_a_deep_home(tmp_path: Path, s
         forkserver.stop(home)
 
 
-def test_child_gets_the_callers_umask(shared_home: Path, tmp_path: Path, srv: ScriptedModelServer) -> None:
-    old = os.umask(0o027)  # the shared zygote was started under another one
-    try:
-        turn = start_turn(shared_home, srv, tmp_path, "umask")
-    finally:
-        os.umask(old)
-    assert turn.wait() == 0 and forked_by_zygote(shared_home, turn.pid)
-    assert (tmp_path / "umask" / "history.json").stat().st_mode & 0o777 == 0o640
+def test_child_gets_the_callers_umask(shared_home: Path, tmp_path: Path) -> None:
+    # the probe is a file the agent writes in its cwd (files under the fleet home are 0600 whatever the umask)
+    script = [ToolCall("write_file", {"path": "probe.txt", "content": "x"}), Reply("done")]
+    with ScriptedModelServer(script) as srv:
+        cwd = tmp_path / "proj"
+        cwd.mkdir()
+        req = TurnRequest(agent_id="umask", agent_name="umask", turn=1, prompt="write", cwd=cwd,
+                          spec=AgentSpec(permission="readwrite"), agent_dir=tmp_path / "umask",
+                          env=base_env(shared_home, srv.base_url))  # fmt: skip
+        files = TurnFiles.for_turn(tmp_path / "umask" / "turns", 1)
+        old = os.umask(0o027)  # the shared zygote was started under another one
+        try:
+            turn = Turn(files, process.spawn(AnthropicRunner().build(req), files))
+        finally:
+            os.umask(old)
+        assert turn.wait() == 0 and forked_by_zygote(shared_home, turn.pid)
+    assert (cwd / "probe.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "umask" / "history.json").stat().st_mode & 0o777 == 0o600
 
 
 # -- starting, staleness, fallback ---------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import Event, loads
+from agent_fleet_mcp.permissions import check_readonly
+from agent_fleet_mcp.private import write_private
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.worker.tools import ALL_TOOLS
@@ -62,6 +64,7 @@ class AnthropicRunner:
 
     def build(self, req: TurnRequest) -> LaunchPlan:
         spec = req.spec
+        check_readonly(spec)  # a readonly agent never asks for write_file/edit_file/bash
         argv = [
             sys.executable, "-m", "agent_fleet_mcp.worker",
             "--agent-dir", str(req.agent_dir),
@@ -121,6 +124,6 @@ def write_system_file(agent_dir: Path, text: str) -> Path:
     except OSError:
         pass
     tmp = path.with_name(f".{SYSTEM_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    write_private(tmp, text)
     os.replace(tmp, path)
     return path

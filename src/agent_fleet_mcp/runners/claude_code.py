@@ -7,6 +7,8 @@ argv: ``claude -p --output-format stream-json --verbose --max-turns N --permissi
 Permissions (checked against the pinned CLI, see docs/runners.md):
 - readonly  -> ``--permission-mode dontAsk``: only pre-approved tools run, everything else is denied without
   prompting. Allowed: ``spec.tools`` or Read/Grep/Glob/LS; Write/Edit/MultiEdit/NotebookEdit always disallowed.
+  A readonly spec whose ``tools`` name a tool that writes or runs commands (Bash, Edit ...) is refused
+  (permissions.py), never passed to ``--allowedTools``.
   (The CLI still lets read-only shell commands such as ``grep``/``ls`` through its own classifier.)
 - readwrite -> ``--permission-mode acceptEdits``: file edits inside the cwd are accepted; ``spec.tools``
   pre-approves more (e.g. ``Bash(pytest *)``).
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
+from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners._cli import (
     CumulativeLedger,
     as_dict,
@@ -62,6 +65,7 @@ MAX_DENIALS_REPORTED = 10
 
 def build_argv(exe: str, req: TurnRequest) -> list[str]:
     spec = req.spec
+    check_readonly(spec)  # a readonly agent never gets Bash/Write/Edit... (permissions.py)
     max_turns = req.limits.max_turns or spec.max_turns or DEFAULT_MAX_TURNS
     argv = [exe, "-p", "--output-format", "stream-json", "--verbose", "--max-turns", str(max_turns)]
     if spec.permission == "readonly":

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
+from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners._cli import (
     CumulativeLedger,
     as_dict,
@@ -51,6 +52,7 @@ _USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
 
 def build_argv(exe: str, req: TurnRequest) -> list[str]:
     spec = req.spec
+    check_readonly(spec)  # readonly is `-s read-only`, and no `tools` entry may pretend otherwise
     argv = [exe, "exec", "--json", "-s", SANDBOX[spec.permission], "--skip-git-repo-check", "-C", str(req.cwd)]
     if spec.model:
         argv += ["-m", spec.model]

@@ -26,6 +26,7 @@ from typing import Any, cast
 import psutil
 
 import agent_fleet_mcp
+from agent_fleet_mcp.private import open_private, private_dirs, write_private
 
 # The only code a zygote runs: "module:function" -> called as function(args) in the forked child. The module may
 # define ``preload()``, called once at zygote start to import/warm everything a turn needs.
@@ -101,7 +102,7 @@ def current_umask() -> int:
 def write_exit_file(path: Path, code: int) -> None:
     """Like the sh wrapper: ``$exit.tmp`` then an atomic rename."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{code}\n")
+    write_private(tmp, f"{code}\n")
     os.replace(tmp, path)
 
 
@@ -242,13 +243,13 @@ def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: floa
     from agent_fleet_mcp.runners.base import scrubbed_env
 
     logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    private_dirs(logs)
     log_file = logs / LOG_NAME
     with contextlib.suppress(OSError):
         if log_file.stat().st_size > LOG_MAX_BYTES:
             os.replace(log_file, log_file.with_name(LOG_NAME + ".1"))
     argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s))]
-    with open(log_file, "ab") as err:
+    with open_private(log_file, "ab") as err:
         launcher = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=home,
             env=scrubbed_env(env), start_new_session=True, close_fds=True,

@@ -7,7 +7,7 @@ piped stdin in front of ``-p``), with an empty ``-p``.
 
 Permissions: readonly -> ``--approval-mode default`` (headless, tools that need a confirmation are not offered:
 no edits, no shell); readwrite -> ``--approval-mode auto_edit`` (file edits are approved). ``spec.tools`` ->
-``--allowed-tools`` (run without confirmation).
+``--allowed-tools`` (run without confirmation); a readonly spec may only list read-only tools (permissions.py).
 
 Stream (gemini-cli ``JsonStreamEvent``): ``init{session_id, model}`` -> started + session; assistant ``message``
 chunks (``delta: true``) are concatenated into one ``text`` per reply; ``tool_use`` / ``tool_result``;
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
+from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners._cli import as_dict, as_int, clip, parse_line, rel_path, require_cli
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
 from agent_fleet_mcp.spec import AgentSpec
@@ -51,6 +52,7 @@ def full_prompt(req: TurnRequest) -> str:
 def build_argv(exe: str, req: TurnRequest, prompt: str) -> tuple[list[str], str | None]:
     """argv and the stdin text (None unless the prompt is too long for argv)."""
     spec = req.spec
+    check_readonly(spec)  # a readonly agent never gets run_shell_command/write_file... (permissions.py)
     argv = [exe, "-o", "stream-json", "--approval-mode", APPROVAL[spec.permission]]
     if spec.model:
         argv += ["-m", spec.model]

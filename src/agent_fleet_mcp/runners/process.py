@@ -33,25 +33,28 @@ import psutil
 import structlog
 
 from agent_fleet_mcp import logs
+from agent_fleet_mcp.private import open_private, private_dirs, write_private
 from agent_fleet_mcp.runners import containment, forkserver, started
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
 
-# The first step of every turn claims its `.started` marker (exclusive create, holding the outer pid; if it exists
-# the turn already started: run nothing, exit 75, see runners/started.py). It runs in the outer process, never as
-# PID 1 of a namespace.
-_CLAIM = 'f=$0; m="${f%.exit}.started"; { set -C; echo $$ > "$m"; } 2>/dev/null || exit 75; set +C; '
-# `sh -c SCRIPT EXITFILE ARGV...`: claim the marker, run ARGV, then write its exit status atomically next to the
-# transcript.
-_WRAPPER = _CLAIM + '"$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# The first step of every turn claims its `.started` marker (exclusive create, holding the outer pid, private; if it
+# exists the turn already started: run nothing, exit 75, see runners/started.py). It runs in the outer process, never
+# as PID 1 of a namespace ($$ in the subshell is still the wrapper's pid).
+_CLAIM = 'f=$0; m="${f%.exit}.started"; ( umask 077; set -C; echo $$ > "$m" ) 2>/dev/null || exit 75; '
+# Run ARGV, then write its exit status atomically next to the transcript (umask 077 once the program is done: the
+# exit file is private like the rest of the fleet home).
+_RUN = '"$@"; c=$?; umask 077; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+# `sh -c SCRIPT EXITFILE ARGV...`: claim the marker, then run.
+_WRAPPER = _CLAIM + _RUN
 # pidns containment: the outer sh (the turn's pid) claims the marker, then becomes `unshare` (exec: same pid), whose
 # namespace init runs _INNER: the program, then its exit file. The init's exit ends everything left in the
 # namespace; killing the outer pid kills the init (--kill-child) and so the namespace.
 # Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER EXITFILE ARGV...
 _ENTER = _CLAIM + 'exec "$@"'
 # Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$.
-_INNER = 'f=$0; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
+_INNER = 'f=$0; ' + _RUN
 
 # Popen objects of the children this process started, so they are reaped (no zombies) and their exit seen.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -93,13 +96,13 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     A turn that already started (its ``.started`` marker exists) is adopted, never started again."""
     if (already := started.wait_read(files.exit)) is not None and already.pid is not None:
         return Spawned(pid=already.pid, start_time=already.proc_start)
-    files.out.parent.mkdir(parents=True, exist_ok=True)
-    files.prompt.write_text(plan.stdin_text or "", encoding="utf-8")
+    private_dirs(files.out.parent)
+    write_private(files.prompt, plan.stdin_text or "")
     files.exit.unlink(missing_ok=True)  # no marker: no run of this turn began, so any exit file is stale
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
-        open(files.out, "ab") as stdout,
-        open(files.err, "ab") as stderr,
+        open_private(files.out, "ab") as stdout,
+        open_private(files.err, "ab") as stderr,
     ):
         pid, reason = _fork_preloaded(plan, files, (stdin.fileno(), stdout.fileno(), stderr.fileno()))
         if pid is not None:

@@ -22,6 +22,7 @@ import aiosqlite
 import anyio
 
 from agent_fleet_mcp.errors import AlreadyExists, LimitReached, StoreDamaged
+from agent_fleet_mcp.private import private_dirs, touch_private
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
@@ -114,8 +115,9 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
         """Open (creating it if needed) and migrate. A damaged file raises ``StoreDamaged`` (nothing left open)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.path.parent)
         await self.check_intact()
+        touch_private(self.path)  # 0600 before SQLite opens it: its -wal and -shm files take its mode
         async with self._closing_on_damage():
             db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             self._db = db

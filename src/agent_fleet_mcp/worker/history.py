@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from agent_fleet_mcp.private import open_private
+
 HISTORY_FILE = "history.json"
 FORMAT_VERSION = 1
 NOT_RUN = "not run: the previous turn ended before this tool ran"
@@ -54,7 +56,7 @@ def save(agent_dir: Path, messages: list[Message]) -> None:
     path = history_path(agent_dir)
     tmp = path.with_name(f".{HISTORY_FILE}.{os.getpid()}.tmp")
     payload = {"version": FORMAT_VERSION, "updated": round(time.time(), 3), "messages": messages}
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open_private(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, ensure_ascii=False, separators=(",", ":"))
         f.flush()
         os.fsync(f.fileno())

@@ -1,0 +1,150 @@
+"""Which catalog files a person has trusted (direnv's ``allow``, Claude Code's workspace trust).
+
+A definition file outside the package's built-ins is used only once its exact bytes were trusted: the trust file
+``<fleet home>/trusted-agents.json`` (mode 0600) maps each file (its folder resolved, its own name kept: that is
+what ``{definition_dir}`` expands to) to the sha256 of its content. Changing one byte of a trusted file makes it
+untrusted again. Nothing here runs on its own: only ``agent-fleet trust`` (a person) and test fixtures call
+``trust_files``; an agent turn has no tool that reaches it.
+
+The file is rewritten atomically (a temporary file created 0600, then renamed), under an exclusive lock so two
+``agent-fleet trust`` runs never lose each other's entries. A missing or unreadable trust file trusts nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Generator, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from agent_fleet_mcp.errors import InvalidRequest
+from agent_fleet_mcp.private import FILE_MODE, private_dirs
+
+TRUST_FILE = "trusted-agents.json"
+_LOCK_FILE = ".trusted-agents.lock"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Trusted:
+    path: str  # the key: folder resolved, file name kept
+    sha256: str
+    trusted_at: float
+
+
+def trust_file(home: Path) -> Path:
+    return home / TRUST_FILE
+
+
+def file_key(path: Path) -> str:
+    """How a definition file is named in the trust file: its folder resolved (symlinks, ``..``), its name kept."""
+    path = Path(path).expanduser().absolute()
+    try:
+        folder = path.parent.resolve()
+    except OSError:
+        folder = path.parent
+    return str(folder / path.name)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_trusted(home: Path) -> dict[str, Trusted]:
+    """Every trusted file, by key. A missing or corrupt trust file trusts nothing (never raises)."""
+    try:
+        raw: object = json.loads(trust_file(home).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    out: dict[str, Trusted] = {}
+    for key, entry in cast("dict[object, object]", files).items():
+        if not isinstance(key, str) or not isinstance(entry, dict):
+            continue
+        e = cast("dict[str, object]", entry)
+        sha, at = e.get("sha256"), e.get("trusted_at")
+        if isinstance(sha, str) and len(sha) == 64:
+            out[key] = Trusted(key, sha, float(at) if isinstance(at, int | float) else 0.0)
+    return out
+
+
+def trust_version(home: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime_ns, size) of the trust file: part of the catalog cache key."""
+    try:
+        st = trust_file(home).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def trust_files(home: Path, paths: Iterable[Path]) -> list[Trusted]:
+    """Trust the current content of each file (read now, hashed, recorded). Returns the entries written.
+    Raises ``InvalidRequest`` naming a file that cannot be read (nothing is recorded then)."""
+    entries: list[Trusted] = []
+    now = time.time()
+    for p in paths:
+        try:
+            data = Path(p).read_bytes()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot trust {p}: {exc.strerror or exc}; name an existing definition file") from None
+        entries.append(Trusted(file_key(Path(p)), digest(data), now))
+    if entries:
+        with _locked(home):
+            current = load_trusted(home)
+            current.update({e.path: e for e in entries})
+            _write(home, current)
+    return entries
+
+
+def revoke_files(home: Path, paths: Iterable[Path]) -> list[str]:
+    """Forget the trust of each file (by path; the file need not exist). Returns the keys that were trusted."""
+    keys = [file_key(Path(p)) for p in paths]
+    with _locked(home):
+        current = load_trusted(home)
+        gone = [k for k in keys if current.pop(k, None) is not None]
+        if gone:
+            _write(home, current)
+    return gone
+
+
+def is_trusted(trusted: Mapping[str, Trusted], key: str, sha256: str) -> bool:
+    entry = trusted.get(key)
+    return entry is not None and entry.sha256 == sha256
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Generator[None]:
+    private_dirs(home)
+    fd = os.open(home / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(home: Path, entries: Mapping[str, Trusted]) -> None:
+    data = {
+        "version": VERSION,
+        "files": {k: {"sha256": e.sha256, "trusted_at": round(e.trusted_at, 3)} for k, e in sorted(entries.items())},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".trusted-agents.", suffix=".tmp", dir=home)  # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, trust_file(home))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
