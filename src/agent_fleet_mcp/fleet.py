@@ -10,6 +10,7 @@ running turn (idempotent), so a turn is never left ``running`` while some server
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -50,6 +51,7 @@ RESERVED_NAMES = frozenset({"all", "any", "none", "null"})  # keywords of the to
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
+CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
 
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
@@ -84,6 +86,10 @@ class Fleet:
         self._followed: set[tuple[str, int]] = set()
         self.today: Callable[[], date] = deprecation.utc_today  # model end-of-life checks; tests fake the date
         self._claimer = started_mod.claimer_identity()
+        # Only a server of the host (not one an agent started: AGENT_FLEET_DEPTH > 0) starts, follows and stops turn
+        # processes. An agent's turn is contained in its own PID namespace, where the host's pids mean nothing: a
+        # server in there only records agents and turns in the shared store, and the host's servers run them.
+        self.supervises = settings.depth == 0
         from agent_fleet_mcp.batches import BatchEngine  # local: batches imports Fleet types
 
         self.batches = BatchEngine(self)
@@ -95,7 +101,8 @@ class Fleet:
         leaving the block stops following them, it does not kill them."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self.reconcile()
+            if self.supervises:
+                await self.reconcile()
             tg.start_soon(self._ticker)
             try:
                 yield self
@@ -149,8 +156,9 @@ class Fleet:
             with anyio.move_on_after(TICK_S):
                 await self._changed.wait()
             try:
-                await self._adopt_running()
-                await self.enforce_shared_budgets()
+                if self.supervises:
+                    await self._adopt_running()
+                    await self.enforce_shared_budgets()
                 await self.batches.advance()
                 await self.dispatch()
             except Exception:  # keep the supervisor alive; the next tick retries
@@ -419,8 +427,7 @@ class Fleet:
         turn = await self.store.insert_turn(
             agent_id=agent.id, prompt=prompt, runner=agent.spec.runner, model=agent.spec.model
         )
-        if await self.store.count_turns(agent.id, "running") == 0:
-            await self.store.set_agent_status(agent.id, "queued")
+        await self.store.mark_queued_unless_running(agent.id)
         await self.dispatch()
         self.notify()
         got = await self.store.get_turn(agent.id, turn.n)
@@ -429,7 +436,10 @@ class Fleet:
 
     # -- scheduling ------------------------------------------------------------------------------------------
     async def dispatch(self) -> None:
-        """Start queued turns, oldest first, while the fleet-wide cap allows (one running turn per agent)."""
+        """Start queued turns, oldest first, while the fleet-wide cap allows (one running turn per agent). A server
+        inside an agent starts nothing: the host's servers do (see ``supervises``)."""
+        if not self.supervises:
+            return
         async with self._dispatch_lock:
             for turn in await self.store.turns_with_status("queued"):
                 agent = await self.store.get_agent(turn.agent_id)
@@ -486,7 +496,7 @@ class Fleet:
 
     def _start_follower(self, agent_id: str, n: int) -> None:
         key = (agent_id, n)
-        if key in self._followed or self._tg is None:
+        if key in self._followed or self._tg is None or not self.supervises:
             return
         self._followed.add(key)
         self._tg.start_soon(self._follow, agent_id, n)
@@ -517,6 +527,7 @@ class Fleet:
         session_saved = agent.session_id
         pid = turn.pid
         seen_alive = False
+        last_check = time.time()
         while True:
             alive = proc.is_alive(pid, turn.proc_start)
             seen_alive = seen_alive or alive
@@ -532,6 +543,14 @@ class Fleet:
                 last_flush = now
                 self.notify()
                 shared = shared or await budgets.shared_breach(self.store, self.settings, agent)
+            if alive and now - last_check >= CLOSED_CHECK_S:  # closed elsewhere (a server inside an agent)?
+                last_check = now
+                current = await self.store.get_turn(agent_id, n)
+                if current is None or current.status != "running":
+                    kill = functools.partial(proc.kill_group, pid, turn.proc_start, grace_s=self.settings.kill_grace_s)
+                    await anyio.to_thread.run_sync(kill)
+                    log.info("turn_stopped_for_another", agent=agent.name, turn=n)
+                    return
             if not alive:
                 moved = await self._adopt_started(agent_id, turn, files)
                 if moved is None or moved.pid is None:
@@ -605,13 +624,14 @@ class Fleet:
         self, agent: AgentRow, turn: TurnRow, *, status: str, reason: str, error: str | None = None,
         stats: TurnStats | None = None, agent_status: str | None = None,
     ) -> None:  # fmt: skip
-        """Close the turn first (first closer wins), then kill its process group."""
+        """Close the turn first (first closer wins), then kill its process group. A server that does not supervise
+        only closes it: the host's follower of the turn sees it closed and stops the process."""
         closed = await self.store.finish_turn(
             agent.id, turn.n, status=status, reason=reason, error=error or reason,
             result_text=stats.result_text if stats else None, is_error=True,
             agent_status=agent_status or ("failed" if status == "failed" else "stopped"),
         )  # fmt: skip
-        if turn.pid is not None:
+        if turn.pid is not None and self.supervises:
             await anyio.to_thread.run_sync(
                 lambda: proc.kill_group(turn.pid or 0, turn.proc_start, grace_s=self.settings.kill_grace_s)
             )

@@ -177,3 +177,21 @@ async def test_descendants_of_a_running_turn_start_beyond_the_cap(tmp_path: Path
         assert not await store.claim_turn("o", 1, max_running=1)  # g still holds... its own slot under the cap
         await store.finish_turn("g", 1, status="succeeded")
         assert await store.claim_turn("o", 1, max_running=1)
+
+
+async def test_queued_status_never_overwrites_a_concurrent_claim(tmp_path: Path) -> None:
+    """command_agent marks the agent queued after inserting the turn; a dispatcher that claimed the turn in between
+    set it running, and that must stay (an agent shown 'queued' while its turn runs was the race)."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        await store.insert_agent(id="a0", name="n0", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        await store.insert_turn(agent_id="a0", prompt="p", runner="command", model=None)
+        assert await store.claim_turn("a0", 1, max_running=2)  # the other task's claim came first
+        await store.mark_queued_unless_running("a0")
+        agent = await store.get_agent("a0")
+        assert agent is not None and agent.status == "running"
+        await store.finish_turn("a0", 1, status="succeeded", agent_status="idle")
+        await store.insert_turn(agent_id="a0", prompt="p2", runner="command", model=None)
+        await store.mark_queued_unless_running("a0")
+        agent = await store.get_agent("a0")
+        assert agent is not None and agent.status == "queued"

@@ -335,6 +335,16 @@ class SqliteStore:
                 (status, last_error, time.time(), agent_id),
             )
 
+    async def mark_queued_unless_running(self, agent_id: str) -> None:
+        """The agent waits for its next turn, unless one of its turns runs: one statement, so a concurrent claim
+        (which sets ``running``) is never overwritten."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE agents SET status = 'queued', updated_at = ? WHERE id = ? AND status != 'deleted'"
+                " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')",
+                (time.time(), agent_id, agent_id),
+            )
+
     async def set_session_id(self, agent_id: str, session_id: str) -> None:
         async with self._tx() as db:
             await db.execute("UPDATE agents SET session_id = ? WHERE id = ?", (session_id, agent_id))
