@@ -19,6 +19,7 @@ import pytest
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.trust import trust_files
 from agent_fleet_mcp.waits import wait_for
 
 from .conftest import TEST_AGENTS, cli_argv, subprocess_env
@@ -59,6 +60,7 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Original]:
     (base / "project").mkdir()
     env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
     env.update(AGENT_FLEET_HOME=str(base / "home"), AGENT_FLEET_AGENTS=str(TEST_AGENTS))
+    trust_files(base / "home", sorted(TEST_AGENTS.glob("*.md")))  # as a person does with `agent-fleet trust`
     settings = Settings(home=base / "home", max_concurrent=4, project_dir=base / "project", env=env,
                         poll_interval_s=0.05)  # fmt: skip
     got = anyio.run(_populate, settings, base / "gate-open")

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from agent_fleet_mcp import inputs
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.trust import trust_files
 
 from .helpers import call, err, wait_all
 
@@ -59,9 +61,10 @@ async def test_unusable_characters_in_command_and_run_inputs(client: Any) -> Non
     assert [a["name"] for a in (await call(client, "get_agent_status"))["agents"]] == ["e"]
 
 
-async def test_long_prompt_reaches_a_command_agent(client: Any, project: Path) -> None:
+async def test_long_prompt_reaches_a_command_agent(client: Any, project: Path, settings: Settings) -> None:
     (project / "agents").mkdir()
     (project / "agents" / "prompt-sizes.md").write_text(SIZES_AGENT)
+    trust_files(settings.home, [project / "agents" / "prompt-sizes.md"])  # as `agent-fleet trust` does
     big = ("x" * 99 + "\n") * 1990  # 199,000 chars: over Linux's 128 KiB limit for one environment entry
     assert len(big) == 199_000
     await call(client, "create_agent", name="big", template="prompt-sizes", prompt=big)

@@ -21,6 +21,7 @@ from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.server import build_server
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer, ToolCall, When
+from agent_fleet_mcp.trust import trust_files
 
 from .helpers import call, err
 
@@ -57,6 +58,7 @@ def model_env(tmp_path: Path, fleet_env: dict[str, str], srv: ScriptedModelServe
     catalog = tmp_path / "catalog"
     catalog.mkdir(exist_ok=True)
     (catalog / "looper.md").write_text(LOOPER)
+    trust_files(Path(fleet_env["AGENT_FLEET_HOME"]), [catalog / "looper.md"])  # as `agent-fleet trust` does
     env = dict(fleet_env, ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="test",
                AGENT_FLEET_AGENTS=f"{fleet_env['AGENT_FLEET_AGENTS']}:{catalog}")  # fmt: skip
     try:

@@ -21,6 +21,7 @@ from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.pricing import price_of
 from agent_fleet_mcp.runners.anthropic import DEFAULT_MODEL
 from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.trust import trust_files
 
 from .helpers import err, ok
 
@@ -114,10 +115,11 @@ async def _write_def(project: Path, name: str, model: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_tools_report_models_past_end_of_life(client: Any, project: Path) -> None:
+async def test_tools_report_models_past_end_of_life(client: Any, project: Path, settings: Settings) -> None:
     """claude-opus-4-0 reached end of life on 2026-06-15 per the SDK table: true on any later date."""
     catalog.clear_cache()
     await _write_def(project, "old-opus", "claude-opus-4-0")
+    trust_files(settings.home, [project / "agents" / "old-opus.md"])  # as `agent-fleet trust` does
     out = ok(await client.call_tool("list_task_agents", {"query": "old-opus"}))
     assert [a["name"] for a in out["agents"]] == ["old-opus"]
     [problem] = [p for p in out["problems"] if "old-opus" in p]
@@ -136,6 +138,7 @@ def test_cli_agents_shows_model_notices(tmp_path: Path, project: Path, monkeypat
     agents.mkdir()
     (agents / "old.md").write_text("---\nname: old\nrunner: anthropic\nmodel: claude-3-7-sonnet-latest\n---\nb\n")
     env = {"AGENT_FLEET_HOME": str(tmp_path / "home"), "COLUMNS": "250"}
+    trust_files(tmp_path / "home", [agents / "old.md"])
     res = CliRunner().invoke(main, ["agents"], env=env)
     assert res.exit_code == 0, res.output
     flat = " ".join(res.output.split())

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from agent_fleet_mcp.trust import trust_files
+
 from .helpers import call, wait_all
 
 pytestmark = pytest.mark.anyio
@@ -41,6 +43,7 @@ async def test_readme_clone_line_keeps_the_hosts_folder(tmp_path: Path, fleet_en
     elsewhere = tmp_path / "catalog"
     elsewhere.mkdir()
     (elsewhere / "pwd.md").write_text(PWD_AGENT)
+    trust_files(Path(fleet_env["AGENT_FLEET_HOME"]), [elsewhere / "pwd.md", host / "agents" / "host-only.md"])
     uv = shutil.which("uv") or shutil.which("uv", path=os.defpath)
     assert uv, "uv is needed to run the README's line"
     argv = readme_clone_line()
