@@ -165,7 +165,7 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
         console.print(Panel(Text(diff or "(no change)"), title="what the builder changed"))
 
         gone = await call("delete_agent", '("all") — clean up', agents="all")
-        console.print(f"   deleted {len(gone['deleted'])} agents (their process groups are stopped)")
+        console.print(f"   deleted {len(gone['deleted'])} agents (everything their turns started is stopped)")
         ok = batch["status"] == "succeeded" and bool(diff)
         console.print("\n[bold green]demo complete[/bold green]" if ok else "\n[bold red]demo failed[/bold red]")
         return 0 if ok else 1

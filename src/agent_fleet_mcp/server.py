@@ -307,7 +307,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
         agents: Annotated[str | list[str], Field(description='agent name, list of names, or "all"')],
         purge: Annotated[bool, Field(description="also erase transcripts and history")] = False,
     ) -> DeleteOut:
-        """Stop agents (kills their whole process groups) and retire them."""
+        """Stop agents (everything their turns started) and retire them."""
         done = await fleet_of(ctx).delete_agents(agents, purge=purge)
         return DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge)
 
