@@ -182,19 +182,19 @@ def trust(files: tuple[Path, ...], trust_all: bool, list_only: bool, revoke: boo
 )  # fmt: skip
 def doctor(as_json: bool, repair: bool) -> None:
     """Check this machine and the fleet home: containment, permissions, store, runners. Exit code 1 on a failure."""
-    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp import cli_doctor
     from agent_fleet_mcp.doctor import run_checks
 
     if repair:
         from agent_fleet_mcp.repair import repair_store
 
         report = repair_store(_settings())
-        cli_views.show_repair(report, as_json=as_json)
+        cli_doctor.show_repair(report, as_json=as_json)
         if not report.repaired and "nothing to repair" not in report.message:
             raise SystemExit(1)
         return
     checks = run_checks(_settings())
-    cli_views.show_checks(checks, as_json=as_json)
+    cli_doctor.show_checks(checks, as_json=as_json)
     if any(c.level == "fail" for c in checks):
         raise SystemExit(1)
 

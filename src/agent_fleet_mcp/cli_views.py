@@ -7,10 +7,9 @@ parsed as rich markup), so agent output with brackets prints as it is.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,10 @@ from agent_fleet_mcp import observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
 from agent_fleet_mcp.cli_trust import untrusted_lines
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.errors import NotFound
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
 from agent_fleet_mcp.render import render_event
-from agent_fleet_mcp.repair import RepairReport
 from agent_fleet_mcp.schemas import Tokens
 from agent_fleet_mcp.views import STALL_AFTER_S
 
@@ -140,7 +137,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
     return Group(*parts)
 
 
-def _table(**kwargs: Any) -> Table:
+def make_table(**kwargs: Any) -> Table:
     return Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True, **kwargs)
 
 
@@ -160,7 +157,7 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
     if width >= WIDE and any(r.last_error for r in rows):  # narrower: the ✗ lines under the table say it
         cols.append("last error")
     longest = max((len(r.name) for r in rows), default=5)
-    table = _table()
+    table = make_table()
     for col in cols:
         if col == "agent":
             table.add_column(col, style="bold", min_width=min(longest, 24))
@@ -278,7 +275,7 @@ def detail_view(d: AgentDetail) -> RenderableType:
     parts: list[RenderableType] = [head, info]
     if a.turn_status == "running":
         parts.append(Text(f"now: {a.activity or 'starting'}"))
-    table = _table(title="turns", title_justify="left")
+    table = make_table(title="turns", title_justify="left")
     for col, kw in (
         ("#", {"justify": "right"}), ("status", {}), ("started", {}), ("took", {"justify": "right"}),
         ("tokens in/out", {"justify": "right"}), ("cost", {"justify": "right"}), ("tools", {"justify": "right"}),
@@ -443,7 +440,7 @@ def _since(ts: float) -> str:
 
 
 def _cost_table(title: str, groups: list[CostGroup], *, extra: tuple[str, ...]) -> Table:
-    table = _table(title=title, title_justify="left")
+    table = make_table(title=title, title_justify="left")
     table.add_column(title.removeprefix("by "), style="bold", min_width=6)
     for col in extra:
         table.add_column(col, min_width=5, max_width=28)
@@ -563,7 +560,7 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
             return str(p.relative_to(project_dir))
         return "~" + path[len(home) :] if p.is_relative_to(home) else path
 
-    table = _table(title=f"task agents ({len(defs)})", title_justify="left", title_style="bold")
+    table = make_table(title=f"task agents ({len(defs)})", title_justify="left", title_style="bold")
     table.add_column("name", style="bold", no_wrap=True)
     for col in ("runner", "model", "permission"):
         table.add_column(col, no_wrap=True)
@@ -602,42 +599,3 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
         return "./" + str(d.relative_to(project_dir)) if d.is_relative_to(project_dir) else short(str(d))
 
     console.print(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
-
-
-# -- doctor ----------------------------------------------------------------------------------------------------
-
-_LEVEL_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-
-
-def show_checks(checks: Sequence[Check], *, as_json: bool) -> None:
-    console = make_console()
-    if as_json:
-        console.print_json(json.dumps({"checks": [dataclasses.asdict(c) for c in checks]}))
-        return
-    table = _table(title="agent-fleet doctor", title_justify="left", title_style="bold")
-    table.add_column("check", style="bold", no_wrap=True)
-    table.add_column("", no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    for c in checks:
-        detail = Text(c.detail)
-        if c.fix:
-            detail.append(f"\n→ {c.fix}", style="dim")
-        table.add_row(Text(c.name), Text(c.level, style=_LEVEL_STYLE[c.level]), detail)
-    console.print(table)
-
-
-def show_repair(report: RepairReport, *, as_json: bool) -> None:
-    console = make_console()
-    if as_json:
-        console.print_json(json.dumps(dataclasses.asdict(report)))
-        return
-    console.print(Text(report.message, style="bold" if report.repaired else ""))
-    for path in report.kept:
-        console.print(f"  kept aside: {path}")
-    if report.repaired:
-        by = ", ".join(f"{n} {s}" for s, n in sorted(report.turns.items())) or "none"
-        console.print(f"  agents: {report.agents} ({report.agents_from_db} with name and spec from the damaged file)")
-        console.print(f"  turns: {sum(report.turns.values())} ({by})")
-        for item in report.lost:
-            console.print(Text(f"  not recoverable: {item}", style="yellow"))
-        console.print("  next: start the server; `agent-fleet status` shows the rebuilt fleet")

@@ -86,7 +86,7 @@ STORE_CHECK_S = 5.0
 
 def check_store(settings: Settings) -> list[Check]:
     """fleet.db's integrity (SQLite quick_check, bounded in time)."""
-    from agent_fleet_mcp.store.sqlite import quick_check
+    from agent_fleet_mcp.store.integrity import quick_check
 
     db = settings.db_path
     if not db.exists():

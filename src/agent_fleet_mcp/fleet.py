@@ -43,6 +43,7 @@ from agent_fleet_mcp.store.models import AgentRow, TurnRow
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
+from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
 
 log = structlog.get_logger("agent_fleet.fleet")
 
@@ -686,30 +687,6 @@ class Fleet:
         finish: the agent is busy exactly while that turn is not done."""
         latest = await self.store.latest_turns(agent_ids)
         return {aid for aid, t in latest.items() if not t.done}
-
-
-def turn_outcome(stats: TurnStats, *, stream_result: bool, exit_code: int | None) -> tuple[str, str | None, str | None]:
-    """(status, reason, error) of a turn whose process has ended, from its transcript (``stream_result``: the
-    stream itself carried a result) and its exit code. The server records it; the CLI shows it when none is up."""
-    if stats.has_result and (stream_result or exit_code is not None):
-        status = "failed" if stats.is_error else "succeeded"
-        reason = stats.reason if stats.is_error else None
-    else:
-        status, reason = "lost", "the process ended without a result and its exit status is unknown"
-    if status == "lost":
-        return status, reason, reason
-    return status, reason, (stats.error_text() or reason or "failed") if status != "succeeded" else None
-
-
-def ended_on_disk(files: proc.TurnFiles) -> float | None:
-    """When a turn's process ended, as its files say: the exit file's mtime (written as it exits), else the
-    transcript's last write. None when neither exists. Blocking (stat)."""
-    for path in (files.exit, files.out):
-        try:
-            return path.stat().st_mtime
-        except OSError:
-            continue
-    return None
 
 
 def _tokens(stats: TurnStats) -> int:

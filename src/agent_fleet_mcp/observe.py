@@ -20,8 +20,7 @@ from typing import Any
 import anyio
 from pydantic import Field
 
-from agent_fleet_mcp import budgets, views
-from agent_fleet_mcp import fleet as fleet_mod
+from agent_fleet_mcp import budgets, turn_outcome, views
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import InvalidRequest, NotFound
 from agent_fleet_mcp.events import Event
@@ -237,7 +236,7 @@ def _ended_turns(fleet: Fleet, turns: Iterable[tuple[AgentRow, TurnRow]], now: f
             continue
         files = fleet.turn_files(t.agent_id, t.n)
         code = proc.exit_code(files)
-        ended = fleet_mod.ended_on_disk(files) or t.last_event_at or t.started_at or now
+        ended = turn_outcome.ended_on_disk(files) or t.last_event_at or t.started_at or now
         if code is None and now - ended <= GONE_GRACE_S:
             continue  # just died: its exit file may be on its way
         reader = TranscriptReader(files.out, fleet.runner(agent.spec.runner).new_parser(fleet.turn_request(agent, t)))
@@ -247,7 +246,7 @@ def _ended_turns(fleet: Fleet, turns: Iterable[tuple[AgentRow, TurnRow]], now: f
         stream_result = stats.has_result
         for ev in reader.close(code, files.err):
             stats.apply(ev)
-        status, _reason, error = fleet_mod.turn_outcome(stats, stream_result=stream_result, exit_code=code)
+        status, _reason, error = turn_outcome.turn_outcome(stats, stream_result=stream_result, exit_code=code)
         ended = max(ended, t.started_at or ended)
         elapsed = round(ended - t.started_at, 1) if t.started_at is not None else None
         out[t.agent_id] = EndedOnDisk(status=status, error=error, exit_code=code, ended_at=ended, elapsed_s=elapsed)

@@ -22,14 +22,15 @@ import anyio
 import psutil
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.fleet import ended_on_disk, turn_outcome
 from agent_fleet_mcp.runners import get_runner, started
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
-from agent_fleet_mcp.store.sqlite import SqliteStore, quick_check, salvage_agents
+from agent_fleet_mcp.store.integrity import quick_check, salvage_agents
+from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
+from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
 
 UNKNOWN_SPEC_ERROR = (
     "rebuilt from its turn files after fleet.db was damaged: its name, spec and cwd were lost. Read its output "
