@@ -68,12 +68,13 @@ def check_containment(settings: Settings) -> list[Check]:
     from agent_fleet_mcp.runners import containment
 
     boundary = containment.choose(settings.env, fresh=True)
-    if boundary.mode == "pidns":
-        return [Check("containment", "ok", boundary.describe())]
     why = "; ".join(boundary.why_not)
+    if boundary.mode == "pidns" or boundary.cgroup_base is not None:
+        return [Check("containment", "ok", boundary.describe() + (f" (not: {why})" if why else ""))]
     fix = (
         "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
-        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`); until then a "
+        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`), or run the "
+        "server in a cgroup v2 delegated to your user (systemd-run --user --scope -p Delegate=yes); until then a "
         "process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
     )
     if containment.MODE_ENV in settings.env and "forces" in why:

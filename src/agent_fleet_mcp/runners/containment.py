@@ -7,13 +7,17 @@ Modes, strongest first (docs/containment.md):
   the kernel kills everything else in the namespace, whatever session or process group it moved to. The program
   runs one user namespace further down, so the ``/proc`` mount it sees is locked: it cannot unmount it to look at
   the server's (or any ancestor's) ``/proc/<pid>/environ``. Needs util-linux ``unshare`` and user namespaces.
+- ``cgroup``: every turn runs in a cgroup v2 of its own (``agent-fleet-<home hash>/<agent id>-<turn>`` under the
+  server's cgroup, runners/cgroups.py): stopping or ending the turn writes ``1`` to its ``cgroup.kill``, which ends
+  every process in it, whatever session, group or parent it has. Used together with ``pidns`` when both work.
 - ``pgroup``: the turn's own session/process group, killed as a whole (runners/process.py ``kill_group``), plus the
   descendants that left the group seen before the kill. The last resort: a double fork that was reparented, or a
   background job left when the turn ended normally, escapes it, and ``/proc`` shows the ancestors.
 
 ``detect()`` probes once per process (a ~30 ms ``unshare ... /bin/true``) and says why a stronger mode is not
-available; ``AGENT_FLEET_CONTAINMENT=pgroup`` forces the last resort (diagnosis, comparison). The fork server's
-child enters the same namespaces with ``enter_turn_namespaces`` (unshare(2) through ctypes: it is single-threaded).
+available; ``AGENT_FLEET_CONTAINMENT=pidns|cgroup|pgroup`` forces one mode (diagnosis, comparison, tests). The
+fork server's child enters the same namespaces with ``enter_turn_namespaces`` (unshare(2) through ctypes: it is
+single-threaded).
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Mode = Literal["pidns", "pgroup"]
-MODE_ENV = "AGENT_FLEET_CONTAINMENT"  # "pgroup": use the last resort even where namespaces work
+Mode = Literal["pidns", "cgroup", "pgroup"]
+MODE_ENV = "AGENT_FLEET_CONTAINMENT"  # "pidns" | "cgroup" | "pgroup": use only that mode (tests, comparison)
 PROBE_TIMEOUT_S = 5.0
 
 CLONE_NEWNS = 0x00020000
@@ -44,14 +48,24 @@ PR_SET_DUMPABLE = 4
 
 @dataclass(frozen=True)
 class Containment:
-    mode: Mode
+    mode: Mode  # the namespace side: "pidns" when turns get namespaces, else "cgroup" when only a cgroup, else pgroup
     unshare: str | None  # the util-linux binary (pidns mode)
     why_not: tuple[str, ...] = ()  # why each stronger mode is not in use
+    cgroup_base: Path | None = None  # the cgroup v2 directory the turn cgroups go under (cgroup mode)
+
+    @property
+    def label(self) -> str:
+        return "pidns+cgroup" if self.mode == "pidns" and self.cgroup_base else self.mode
 
     def describe(self) -> str:
+        parts: list[str] = []
         if self.mode == "pidns":
-            return "pidns: a user + PID namespace with its own /proc per turn (and per bash-tool command)"
-        return "pgroup: process-group kill only (the last resort)"
+            parts.append("a user + PID namespace with its own /proc per turn (and per bash-tool command)")
+        if self.cgroup_base is not None:
+            parts.append(f"a cgroup v2 per turn under {self.cgroup_base}, ended with cgroup.kill")
+        if not parts:
+            return "pgroup: process-group kill only (the last resort)"
+        return f"{self.label}: {'; '.join(parts)}"
 
 
 def namespace_prefix(unshare: str, uid: int | None = None, gid: int | None = None) -> list[str]:
@@ -67,12 +81,18 @@ def namespace_prefix(unshare: str, uid: int | None = None, gid: int | None = Non
 
 
 def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Containment:
-    """The containment for a turn whose environment is ``env`` (``AGENT_FLEET_CONTAINMENT=pgroup`` there forces the
-    last resort), else the strongest this process can use (``fresh``: probed now with ``env``'s PATH)."""
+    """The containment for a turn whose environment is ``env`` (``AGENT_FLEET_CONTAINMENT=pidns|cgroup|pgroup``
+    there forces that mode), else the strongest this process can use (``fresh``: probed now with ``env``'s PATH)."""
     env = os.environ if env is None else env
-    if env.get(MODE_ENV, "").strip().lower() == "pgroup":
+    best = detect_on(env.get("PATH") or os.defpath) if fresh else detect()
+    forced = env.get(MODE_ENV, "").strip().lower()
+    if forced == "pgroup":
         return Containment("pgroup", None, (f"{MODE_ENV}=pgroup forces the last resort",))
-    return detect_on(env.get("PATH") or os.defpath) if fresh else detect()
+    if forced == "pidns" and best.mode == "pidns":
+        return Containment("pidns", best.unshare, (f"cgroup: {MODE_ENV}=pidns forces namespaces only",))
+    if forced == "cgroup" and best.cgroup_base is not None:
+        return Containment("cgroup", None, (f"pidns: {MODE_ENV}=cgroup forces the cgroup only",), best.cgroup_base)
+    return best
 
 
 @functools.cache
@@ -82,14 +102,18 @@ def detect() -> Containment:
 
 
 def detect_on(path: str) -> Containment:
-    """The strongest containment with the programs found on ``path`` (uncached)."""
+    """The strongest containment with the programs found on ``path`` (uncached): namespaces and a cgroup each
+    where they work, both when both do."""
+    from agent_fleet_mcp.runners import cgroups
+
+    base, cg_why = cgroups.probe()
+    why_not: list[str] = [] if base is not None else [f"cgroup: {cg_why}"]
     unshare = shutil.which("unshare", path=path)
-    if unshare is None:
-        return Containment("pgroup", None, ("pidns: util-linux `unshare` is not on PATH",))
-    why = _probe(unshare)
-    if why is None:
-        return Containment("pidns", unshare)
-    return Containment("pgroup", None, (f"pidns: {why}",))
+    ns_why = "util-linux `unshare` is not on PATH" if unshare is None else _probe(unshare)
+    if ns_why is None:
+        return Containment("pidns", unshare, tuple(why_not), base)
+    why_not.insert(0, f"pidns: {ns_why}")
+    return Containment("cgroup" if base is not None else "pgroup", None, tuple(why_not), base)
 
 
 def _probe(unshare: str) -> str | None:
