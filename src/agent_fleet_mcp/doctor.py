@@ -69,16 +69,23 @@ def check_containment(settings: Settings) -> list[Check]:
 
     boundary = containment.choose(settings.env, fresh=True)
     why = "; ".join(boundary.why_not)
-    if boundary.mode == "pidns" or boundary.cgroup_base is not None:
+    forced = containment.MODE_ENV in settings.env and "forces" in why
+    if boundary.mode == "pidns" and not forced:
         return [Check("containment", "ok", boundary.describe() + (f" (not: {why})" if why else ""))]
-    fix = (
-        "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
-        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`), or run the "
-        "server in a cgroup v2 delegated to your user (systemd-run --user --scope -p Delegate=yes); until then a "
-        "process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
-    )
-    if containment.MODE_ENV in settings.env and "forces" in why:
+    if forced:
         fix = f"unset {containment.MODE_ENV} to use the strongest containment this machine allows"
+    elif boundary.mode == "cgroup":
+        fix = (
+            "allow unprivileged user namespaces (and install util-linux `unshare`) for the pidns mode too: until "
+            "then nothing outlives a turn, but agents can read ancestors' /proc/<pid>/environ (docs/containment.md)"
+        )
+    else:
+        fix = (
+            "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`), or run the "
+            "server in a cgroup v2 delegated to your user (systemd-run --user --scope -p Delegate=yes); until then "
+            "a process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
+        )
     return [Check("containment", "warn", f"{boundary.describe()}; {why}", fix)]
 
 
