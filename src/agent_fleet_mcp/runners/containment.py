@@ -29,7 +29,7 @@ import select
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +42,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1, 32, 4096, 1024, 2048, 1 << 21
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 
@@ -68,16 +69,53 @@ class Containment:
         return f"{self.label}: {'; '.join(parts)}"
 
 
-def namespace_prefix(unshare: str, uid: int | None = None, gid: int | None = None) -> list[str]:
+# In the turn's first user namespace (mapped root, own mount namespace): each SOURCE TARGET pair up to `--` is bound
+# read-only over TARGET, then the rest runs. Fails closed (exit 126): a turn never runs with its guards missing.
+_GUARD = (
+    'while [ "$1" != -- ]; do mount -n --bind "$1" "$2" && mount -n -o remount,bind,ro "$2" '
+    '|| { echo "agent-fleet: cannot guard $2" >&2; exit 126; }; shift 2; done; shift; exec "$@"'
+)
+GUARDS_ENV = "AGENT_FLEET_TURN_GUARDS"  # the fork server's child reads its guards here (SOURCE\0TARGET\0...)
+_EMPTY_TRUST = '{\n "version": 1,\n "files": {}\n}\n'
+
+
+def namespace_prefix(
+    unshare: str, uid: int | None = None, gid: int | None = None, guards: Sequence[tuple[str, str]] = ()
+) -> list[str]:
     """argv that runs the rest of the command line as init of a new user + PID namespace with its own /proc,
     dying with the caller (``--kill-child``), then in a nested user namespace mapped back to the caller's ids (so
-    the program sees its own uid, and the /proc mount is locked: it cannot be unmounted to reveal the host's)."""
+    the program sees its own uid, and the /proc mount is locked: it cannot be unmounted to reveal the host's).
+    ``guards`` (see ``home_guards``) are bound read-only in between, where they can no longer be undone."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
+    guard = ["/bin/sh", "-c", _GUARD, "sh", *[x for pair in guards for x in pair], "--"] if guards else []
     return [
         unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
-        unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
+        *guard, unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
     ]  # fmt: skip
+
+
+def home_guards(home: Path) -> list[tuple[str, str]]:
+    """What a turn in namespaces must not touch in the fleet home (same user as the server): the HTTP bearer token
+    (``/dev/null`` over it: reads are empty) and the catalog trust file (bound over itself read-only: readable, not
+    writable, not replaceable, not removable). Both are created first if missing (a token file nobody uses yet, an
+    empty trust list), so a turn cannot plant them either. Empty when ``mount`` is missing (doctor says so)."""
+    from agent_fleet_mcp.http_auth import TOKEN_FILE, load_or_create_token
+    from agent_fleet_mcp.trust import trust_file
+
+    if shutil.which("mount") is None or not home.is_dir():
+        return []
+    token, trust = home / TOKEN_FILE, trust_file(home)
+    with contextlib.suppress(OSError, ValueError):
+        if not token.exists():
+            load_or_create_token(home, {})
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(trust, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, _EMPTY_TRUST.encode())
+        finally:
+            os.close(fd)
+    return [(src, str(t)) for src, t in (("/dev/null", token), (str(trust), trust)) if t.is_file()]
 
 
 def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Containment:
@@ -171,7 +209,16 @@ def _map_ids(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: in
     Path("/proc/self/gid_map").write_text(f"{inside_gid} {outside_gid} 1")
 
 
-def enter_turn_namespaces() -> int:
+def _guard(libc: Any, source: str, target: str) -> None:
+    """Bind ``source`` read-only over ``target`` (keeping the flags the kernel locks in a user namespace)."""
+    _check(libc.mount(source.encode(), target.encode(), None, MS_BIND, None), f"mount(bind {target})")
+    f = os.statvfs(target).f_flag
+    keep = (f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)) | (MS_RELATIME if f & 4096 else 0)
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | keep
+    _check(libc.mount(None, target.encode(), None, flags, None), f"mount(remount ro {target})")
+
+
+def enter_turn_namespaces(guards: Sequence[tuple[str, str]] = ()) -> int:
     """Make the calling single-threaded process the outer process of a turn namespace (as ``namespace_prefix``).
 
     Returns 0 in the namespace's init (PID 1 there, with its own locked /proc, the caller's uid/gid): the caller
@@ -195,6 +242,8 @@ def enter_turn_namespaces() -> int:
             os.close(alive_r)
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, private)")
             _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount(/proc)")
+            for source, target in guards:
+                _guard(libc, source, target)
             _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(user, mount)")  # locks the /proc mount
             _map_ids(uid, 0, gid, 0)
         except BaseException:

@@ -108,9 +108,12 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     write_private(files.prompt, plan.stdin_text or "")
     files.exit.unlink(missing_ok=True)  # no marker: no run of this turn began, so any exit file is stale
     env = plan.env
-    base = containment.choose(plan.env).cgroup_base
-    if base is not None and cgroups.create(cg := cgroups.turn_dir(base, files.exit)):
-        env = {**plan.env, cgroups.JOIN_ENV: str(cg)}
+    boundary = containment.choose(plan.env)
+    if boundary.cgroup_base is not None and cgroups.create(cg := cgroups.turn_dir(boundary.cgroup_base, files.exit)):
+        env = {**env, cgroups.JOIN_ENV: str(cg)}
+    guards = containment.home_guards(_home_of(files)) if boundary.unshare is not None else []
+    if guards:
+        env = {**env, containment.GUARDS_ENV: "\0".join(x for pair in guards for x in pair)}
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
         open_private(files.out, "ab") as stdout,
@@ -120,13 +123,14 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
         if pid is not None:
             _forked.add(pid)
         else:
+            plain_env = {k: v for k, v in env.items() if k != containment.GUARDS_ENV}
             proc = subprocess.Popen(
-                wrapped_argv(plan, files),
+                wrapped_argv(plan, files, guards),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 cwd=plan.cwd,
-                env=env,
+                env=plain_env,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -142,12 +146,18 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     return Spawned(pid=pid, start_time=start)
 
 
-def wrapped_argv(plan: LaunchPlan, files: TurnFiles) -> list[str]:
-    """The plain spawn's argv: the program under the sh wrapper, inside the turn's namespaces where possible."""
+def _home_of(files: TurnFiles) -> Path:
+    return files.exit.parent.parent.parent.parent  # <home>/agents/<agent id>/turns/NNNN.exit
+
+
+def wrapped_argv(plan: LaunchPlan, files: TurnFiles, guards: list[tuple[str, str]] | None = None) -> list[str]:
+    """The plain spawn's argv: the program under the sh wrapper, inside the turn's namespaces where possible (with
+    the fleet home's ``guards``, containment.home_guards)."""
     boundary = containment.choose(plan.env)
     if boundary.mode == "pidns" and boundary.unshare is not None:
+        prefix = containment.namespace_prefix(boundary.unshare, guards=guards or [])
         return [
-            "/bin/sh", "-c", _ENTER, str(files.exit), *containment.namespace_prefix(boundary.unshare),
+            "/bin/sh", "-c", _ENTER, str(files.exit), *prefix,
             "/bin/sh", "-c", _INNER, str(files.exit), *plan.argv,
         ]  # fmt: skip
     _log_weak_containment(boundary)

@@ -354,6 +354,8 @@ class _Zygote:
             os._exit(DUPLICATE_EXIT)  # the turn already started (runners/started.py): never run it twice
         if cg := env.pop(cgroups.JOIN_ENV, None):  # into the turn's cgroup before anything else runs
             cgroups.join(Path(cg), os.getpid())
+        raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
+        guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
         os.environ.clear()
         os.environ.update(env)
         time.tzset()
@@ -365,7 +367,7 @@ class _Zygote:
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
         if self.contain and containment.choose(env).mode == "pidns":
             try:  # from here on this process only waits; the entry runs as init of the turn's namespaces
-                containment.enter_turn_namespaces()
+                containment.enter_turn_namespaces(guards)
             except OSError as exc:  # never lose a turn to containment
                 sys.stderr.write(f"agent-fleet: this turn runs without its namespaces: {exc}\n")
         result: object = 1
