@@ -7,6 +7,7 @@ add their own check function here. Rendering lives in cli_views.py; this module 
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import sys
@@ -71,7 +72,12 @@ def check_containment(settings: Settings) -> list[Check]:
     why = "; ".join(boundary.why_not)
     forced = containment.MODE_ENV in settings.env and "forces" in why
     if boundary.mode == "pidns" and not forced:
-        return [Check("containment", "ok", boundary.describe() + (f" (not: {why})" if why else ""))]
+        detail = boundary.describe() + (f" (not: {why})" if why else "")
+        if shutil.which("mount", path=settings.env.get("PATH") or os.defpath) is None:
+            return [Check("containment", "warn", f"{detail}; util-linux `mount` is not on PATH",
+                          "install util-linux `mount`: until then a turn can read the fleet home's http-token and "
+                          "rewrite its trusted-agents.json (docs/containment.md)")]  # fmt: skip
+        return [Check("containment", "ok", detail)]
     if forced:
         fix = f"unset {containment.MODE_ENV} to use the strongest containment this machine allows"
     elif boundary.mode == "cgroup":

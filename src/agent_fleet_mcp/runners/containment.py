@@ -69,10 +69,11 @@ class Containment:
         return f"{self.label}: {'; '.join(parts)}"
 
 
-# In the turn's first user namespace (mapped root, own mount namespace): each SOURCE TARGET pair up to `--` is bound
-# read-only over TARGET, then the rest runs. Fails closed (exit 126): a turn never runs with its guards missing.
+# In the turn's first user namespace (mapped root, own mount namespace): `sh -c _GUARD MOUNT SOURCE TARGET... --
+# REST`: each SOURCE is bound read-only over its TARGET, then REST runs. Fails closed (exit 126): a turn never runs
+# with its guards missing.
 _GUARD = (
-    'while [ "$1" != -- ]; do mount -n --bind "$1" "$2" && mount -n -o remount,bind,ro "$2" '
+    'm=$0; while [ "$1" != -- ]; do "$m" -n --bind "$1" "$2" && "$m" -n -o remount,bind,ro "$2" '
     '|| { echo "agent-fleet: cannot guard $2" >&2; exit 126; }; shift 2; done; shift; exec "$@"'
 )
 GUARDS_ENV = "AGENT_FLEET_TURN_GUARDS"  # the fork server's child reads its guards here (SOURCE\0TARGET\0...)
@@ -88,7 +89,8 @@ def namespace_prefix(
     ``guards`` (see ``home_guards``) are bound read-only in between, where they can no longer be undone."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
-    guard = ["/bin/sh", "-c", _GUARD, "sh", *[x for pair in guards for x in pair], "--"] if guards else []
+    mount = shutil.which("mount") or "mount"
+    guard = ["/bin/sh", "-c", _GUARD, mount, *[x for pair in guards for x in pair], "--"] if guards else []
     return [
         unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
         *guard, unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
