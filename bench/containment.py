@@ -1,7 +1,8 @@
 """Escapes that outlive their turn, and API keys an agent can read, per containment mode (docs/containment.md).
 
-    uv run python bench/containment.py            # both modes: pgroup (the last resort, today's old behaviour) and
-                                                  # the strongest this machine allows
+    uv run python bench/containment.py            # every mode this machine allows: pgroup (the last resort, the
+                                                  # old behaviour), cgroup, pidns, and both (the default here)
+    uv run python bench/containment.py pgroup cgroup   # only these
 
 Runs real agents through the MCP tools (in-process server; this process is the server and holds four fake keys in
 its real environment, re-executing itself to put them there). Escape cases: a command agent
@@ -32,6 +33,7 @@ from agent_fleet_mcp.runners import containment, forkserver
 from agent_fleet_mcp.server import build_server
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.testing import ScriptedModelServer, ToolCall
+from agent_fleet_mcp.trust import trust_files
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS = REPO / "tests" / "agents"
@@ -150,10 +152,11 @@ async def run_mode(mode: str) -> dict[str, Any]:
         home, project = Path(tmp) / "home", Path(tmp) / "project"
         home.mkdir()
         project.mkdir()
+        trust_files(home, sorted(AGENTS.glob("*.md")))  # the test catalog, trusted as a person would
         env = dict(os.environ, AGENT_FLEET_AGENTS=str(AGENTS), AGENT_FLEET_HOME=str(home))
         env.pop(containment.MODE_ENV, None)
-        if mode == "pgroup":
-            env[containment.MODE_ENV] = "pgroup"
+        if mode != containment.detect().label:
+            env[containment.MODE_ENV] = mode
         settings = Settings(home=home, project_dir=project, env=env, poll_interval_s=0.05, kill_grace_s=1.0)
         try:
             result: dict[str, Any] = await command_cases(settings)
@@ -175,7 +178,9 @@ async def run_mode(mode: str) -> dict[str, Any]:
 async def main() -> None:
     active = containment.detect()
     print(f"containment on this machine: {active.describe()} {list(active.why_not)}")
-    modes = ["pgroup"] + ([active.mode] if active.mode != "pgroup" else [])
+    available = ["pgroup"] + (["cgroup"] if active.cgroup_base else []) + (["pidns"] if active.mode == "pidns" else [])
+    available += [active.label] if active.label not in available else []
+    modes = sys.argv[1:] or available
     results = {mode: await run_mode(mode) for mode in modes}
     print(f"\n| case | {' | '.join(modes)} |\n|---|{'---|' * len(modes)}")
     for case in results[modes[0]]:

@@ -7,6 +7,7 @@ add their own check function here. Rendering lives in cli_views.py; this module 
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import sys
@@ -68,16 +69,29 @@ def check_containment(settings: Settings) -> list[Check]:
     from agent_fleet_mcp.runners import containment
 
     boundary = containment.choose(settings.env, fresh=True)
-    if boundary.mode == "pidns":
-        return [Check("containment", "ok", boundary.describe())]
     why = "; ".join(boundary.why_not)
-    fix = (
-        "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
-        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`); until then a "
-        "process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
-    )
-    if containment.MODE_ENV in settings.env and "forces" in why:
+    forced = containment.MODE_ENV in settings.env and "forces" in why
+    if boundary.mode == "pidns" and not forced:
+        detail = boundary.describe() + (f" (not: {why})" if why else "")
+        if shutil.which("mount", path=settings.env.get("PATH") or os.defpath) is None:
+            return [Check("containment", "warn", f"{detail}; util-linux `mount` is not on PATH",
+                          "install util-linux `mount`: until then a turn can read the fleet home's http-token and "
+                          "rewrite its trusted-agents.json (docs/containment.md)")]  # fmt: skip
+        return [Check("containment", "ok", detail)]
+    if forced:
         fix = f"unset {containment.MODE_ENV} to use the strongest containment this machine allows"
+    elif boundary.mode == "cgroup":
+        fix = (
+            "allow unprivileged user namespaces (and install util-linux `unshare`) for the pidns mode too: until "
+            "then nothing outlives a turn, but agents can read ancestors' /proc/<pid>/environ (docs/containment.md)"
+        )
+    else:
+        fix = (
+            "install util-linux `unshare` and allow unprivileged user namespaces (sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile allowing `userns`), or run the "
+            "server in a cgroup v2 delegated to your user (systemd-run --user --scope -p Delegate=yes); until then "
+            "a process a turn double-forks can outlive it and agents can read ancestors' /proc (docs/containment.md)"
+        )
     return [Check("containment", "warn", f"{boundary.describe()}; {why}", fix)]
 
 

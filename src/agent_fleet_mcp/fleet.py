@@ -118,8 +118,14 @@ class Fleet:
         await self.dispatch()
 
     async def _adopt_running(self) -> None:
-        """Follow every running turn; recover the claimed ones whose pid was never recorded."""
-        for turn in await self.store.turns_with_status("running"):
+        """Follow every running turn; recover the claimed ones whose pid was never recorded. Empty cgroups of
+        turns that are over are removed (never a populated one: the kernel refuses)."""
+        running = await self.store.turns_with_status("running")
+        live = {(t.agent_id, t.n) for t in running}
+        await anyio.to_thread.run_sync(
+            lambda: proc.remove_empty_cgroups(self.settings.home, keep=lambda a, n: (a, n) in live)
+        )
+        for turn in running:
             if turn.pid is None:
                 await self._recover_unrecorded(turn)
             else:
@@ -548,7 +554,8 @@ class Fleet:
                 last_check = now
                 current = await self.store.get_turn(agent_id, n)
                 if current is None or current.status != "running":
-                    kill = functools.partial(proc.kill_group, pid, turn.proc_start, grace_s=self.settings.kill_grace_s)
+                    kill = functools.partial(proc.kill_group, pid, turn.proc_start, grace_s=self.settings.kill_grace_s,
+                                             files=files)  # fmt: skip
                     await anyio.to_thread.run_sync(kill)
                     log.info("turn_stopped_for_another", agent=agent.name, turn=n)
                     return
@@ -572,6 +579,7 @@ class Fleet:
                 await self.dispatch()  # the agent's next queued turn may start now
                 return
             await anyio.sleep(self.settings.poll_interval_s)
+        await anyio.to_thread.run_sync(proc.release_turn, files)  # what it left behind in its cgroup ends with it
         code = await anyio.to_thread.run_sync(proc.exit_code, files, pid)
         for ev in await anyio.to_thread.run_sync(reader.read_new):
             stats.apply(ev)
@@ -634,7 +642,8 @@ class Fleet:
         )  # fmt: skip
         if turn.pid is not None and self.supervises:
             await anyio.to_thread.run_sync(
-                lambda: proc.kill_group(turn.pid or 0, turn.proc_start, grace_s=self.settings.kill_grace_s)
+                lambda: proc.kill_group(turn.pid or 0, turn.proc_start, grace_s=self.settings.kill_grace_s,
+                                        files=self.turn_files(agent.id, turn.n))
             )
         if closed:
             log.info("turn_stopped", agent=agent.name, turn=turn.n, status=status, reason=reason)

@@ -37,7 +37,13 @@ def test_doctor_names_the_containment_and_why_not_stronger(tmp_path: Path) -> No
     runner = CliRunner()
     data = json.loads(runner.invoke(main, ["doctor", "--json"], env=env, catch_exceptions=False).stdout)
     row = {c["name"]: c for c in data["checks"]}["containment"]
-    assert row["detail"].startswith(containment.detect().mode)
+    assert row["detail"].startswith(containment.detect().label)
+    forced_cgroup = {**env, containment.MODE_ENV: "cgroup"}
+    data = json.loads(runner.invoke(main, ["doctor", "--json"], env=forced_cgroup, catch_exceptions=False).stdout)
+    row = {c["name"]: c for c in data["checks"]}["containment"]
+    if containment.detect().cgroup_base is not None:
+        assert row["level"] == "warn" and row["detail"].startswith("cgroup: a cgroup v2 per turn"), row
+        assert "pidns: AGENT_FLEET_CONTAINMENT=cgroup forces the cgroup only" in row["detail"]
     forced = {**env, containment.MODE_ENV: "pgroup"}
     data = json.loads(runner.invoke(main, ["doctor", "--json"], env=forced, catch_exceptions=False).stdout)
     row = {c["name"]: c for c in data["checks"]}["containment"]
@@ -49,5 +55,5 @@ def test_containment_without_unshare_falls_back_and_says_why(tmp_path: Path) -> 
     from agent_fleet_mcp.runners import containment
 
     got = containment.detect_on(str(tmp_path))  # an empty PATH: no unshare
-    assert got.mode == "pgroup" and got.unshare is None
-    assert got.why_not == ("pidns: util-linux `unshare` is not on PATH",)
+    assert got.mode == ("cgroup" if got.cgroup_base is not None else "pgroup") and got.unshare is None
+    assert got.why_not[0] == "pidns: util-linux `unshare` is not on PATH"

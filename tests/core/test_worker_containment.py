@@ -17,11 +17,12 @@ import pytest
 from mcp import Client
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import containment, forkserver
 from agent_fleet_mcp.server import build_server
 from agent_fleet_mcp.testing import ScriptedModelServer, ToolCall
 
 from .proc_scan import carrying, wait_until_none
+from .test_containment import MODES, skip_unless_available
 
 pytestmark = pytest.mark.anyio
 
@@ -47,10 +48,15 @@ def marker() -> Iterator[str]:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(params=["forkserver", "plain"])
+@pytest.fixture(params=[f"{how}-{mode}" for mode in MODES for how in ("forkserver", "plain")])
 def worker_env(request: Any, tmp_path: Path, fleet_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """A worker forked by the fork server or spawned plainly, in each containment mode (tests/core/test_containment)."""
+    how, mode = str(request.param).split("-")
+    skip_unless_available(mode)
     env = dict(fleet_env, ANTHROPIC_API_KEY="test")
-    if request.param == "plain":
+    if mode != "strongest":
+        env[containment.MODE_ENV] = mode
+    if how == "plain":
         env[forkserver.DISABLE_ENV] = "0"
     yield env
     forkserver.stop(Path(env["AGENT_FLEET_HOME"]))

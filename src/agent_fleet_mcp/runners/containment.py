@@ -7,13 +7,17 @@ Modes, strongest first (docs/containment.md):
   the kernel kills everything else in the namespace, whatever session or process group it moved to. The program
   runs one user namespace further down, so the ``/proc`` mount it sees is locked: it cannot unmount it to look at
   the server's (or any ancestor's) ``/proc/<pid>/environ``. Needs util-linux ``unshare`` and user namespaces.
+- ``cgroup``: every turn runs in a cgroup v2 of its own (``agent-fleet-<home hash>/<agent id>-<turn>`` under the
+  server's cgroup, runners/cgroups.py): stopping or ending the turn writes ``1`` to its ``cgroup.kill``, which ends
+  every process in it, whatever session, group or parent it has. Used together with ``pidns`` when both work.
 - ``pgroup``: the turn's own session/process group, killed as a whole (runners/process.py ``kill_group``), plus the
   descendants that left the group seen before the kill. The last resort: a double fork that was reparented, or a
   background job left when the turn ended normally, escapes it, and ``/proc`` shows the ancestors.
 
 ``detect()`` probes once per process (a ~30 ms ``unshare ... /bin/true``) and says why a stronger mode is not
-available; ``AGENT_FLEET_CONTAINMENT=pgroup`` forces the last resort (diagnosis, comparison). The fork server's
-child enters the same namespaces with ``enter_turn_namespaces`` (unshare(2) through ctypes: it is single-threaded).
+available; ``AGENT_FLEET_CONTAINMENT=pidns|cgroup|pgroup`` forces one mode (diagnosis, comparison, tests). The
+fork server's child enters the same namespaces with ``enter_turn_namespaces`` (unshare(2) through ctypes: it is
+single-threaded).
 """
 
 from __future__ import annotations
@@ -25,54 +29,110 @@ import select
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Mode = Literal["pidns", "pgroup"]
-MODE_ENV = "AGENT_FLEET_CONTAINMENT"  # "pgroup": use the last resort even where namespaces work
+Mode = Literal["pidns", "cgroup", "pgroup"]
+MODE_ENV = "AGENT_FLEET_CONTAINMENT"  # "pidns" | "cgroup" | "pgroup": use only that mode (tests, comparison)
 PROBE_TIMEOUT_S = 5.0
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1, 32, 4096, 1024, 2048, 1 << 21
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 
 
 @dataclass(frozen=True)
 class Containment:
-    mode: Mode
+    mode: Mode  # the namespace side: "pidns" when turns get namespaces, else "cgroup" when only a cgroup, else pgroup
     unshare: str | None  # the util-linux binary (pidns mode)
     why_not: tuple[str, ...] = ()  # why each stronger mode is not in use
+    cgroup_base: Path | None = None  # the cgroup v2 directory the turn cgroups go under (cgroup mode)
+
+    @property
+    def label(self) -> str:
+        return "pidns+cgroup" if self.mode == "pidns" and self.cgroup_base else self.mode
 
     def describe(self) -> str:
+        parts: list[str] = []
         if self.mode == "pidns":
-            return "pidns: a user + PID namespace with its own /proc per turn (and per bash-tool command)"
-        return "pgroup: process-group kill only (the last resort)"
+            parts.append("a user + PID namespace with its own /proc per turn (and per bash-tool command)")
+        if self.cgroup_base is not None:
+            parts.append(f"a cgroup v2 per turn under {self.cgroup_base}, ended with cgroup.kill")
+        if not parts:
+            return "pgroup: process-group kill only (the last resort)"
+        return f"{self.label}: {'; '.join(parts)}"
 
 
-def namespace_prefix(unshare: str, uid: int | None = None, gid: int | None = None) -> list[str]:
+# In the turn's first user namespace (mapped root, own mount namespace): `sh -c _GUARD MOUNT SOURCE TARGET... --
+# REST`: each SOURCE is bound read-only over its TARGET, then REST runs. Fails closed (exit 126): a turn never runs
+# with its guards missing.
+_GUARD = (
+    'm=$0; while [ "$1" != -- ]; do "$m" -n --bind "$1" "$2" && "$m" -n -o remount,bind,ro "$2" '
+    '|| { echo "agent-fleet: cannot guard $2" >&2; exit 126; }; shift 2; done; shift; exec "$@"'
+)
+GUARDS_ENV = "AGENT_FLEET_TURN_GUARDS"  # the fork server's child reads its guards here (SOURCE\0TARGET\0...)
+_EMPTY_TRUST = '{\n "version": 1,\n "files": {}\n}\n'
+
+
+def namespace_prefix(
+    unshare: str, uid: int | None = None, gid: int | None = None, guards: Sequence[tuple[str, str]] = ()
+) -> list[str]:
     """argv that runs the rest of the command line as init of a new user + PID namespace with its own /proc,
     dying with the caller (``--kill-child``), then in a nested user namespace mapped back to the caller's ids (so
-    the program sees its own uid, and the /proc mount is locked: it cannot be unmounted to reveal the host's)."""
+    the program sees its own uid, and the /proc mount is locked: it cannot be unmounted to reveal the host's).
+    ``guards`` (see ``home_guards``) are bound read-only in between, where they can no longer be undone."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
+    mount = shutil.which("mount") or "mount"
+    guard = ["/bin/sh", "-c", _GUARD, mount, *[x for pair in guards for x in pair], "--"] if guards else []
     return [
         unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
-        unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
+        *guard, unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
     ]  # fmt: skip
 
 
+def home_guards(home: Path) -> list[tuple[str, str]]:
+    """What a turn in namespaces must not touch in the fleet home (same user as the server): the HTTP bearer token
+    (``/dev/null`` over it: reads are empty) and the catalog trust file (bound over itself read-only: readable, not
+    writable, not replaceable, not removable). Both are created first if missing (a token file nobody uses yet, an
+    empty trust list), so a turn cannot plant them either. Empty when ``mount`` is missing (doctor says so)."""
+    from agent_fleet_mcp.http_auth import TOKEN_FILE, load_or_create_token
+    from agent_fleet_mcp.trust import trust_file
+
+    if shutil.which("mount") is None or not home.is_dir():
+        return []
+    token, trust = home / TOKEN_FILE, trust_file(home)
+    with contextlib.suppress(OSError, ValueError):
+        if not token.exists():
+            load_or_create_token(home, {})
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(trust, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, _EMPTY_TRUST.encode())
+        finally:
+            os.close(fd)
+    return [(src, str(t)) for src, t in (("/dev/null", token), (str(trust), trust)) if t.is_file()]
+
+
 def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Containment:
-    """The containment for a turn whose environment is ``env`` (``AGENT_FLEET_CONTAINMENT=pgroup`` there forces the
-    last resort), else the strongest this process can use (``fresh``: probed now with ``env``'s PATH)."""
+    """The containment for a turn whose environment is ``env`` (``AGENT_FLEET_CONTAINMENT=pidns|cgroup|pgroup``
+    there forces that mode), else the strongest this process can use (``fresh``: probed now with ``env``'s PATH)."""
     env = os.environ if env is None else env
-    if env.get(MODE_ENV, "").strip().lower() == "pgroup":
+    best = detect_on(env.get("PATH") or os.defpath) if fresh else detect()
+    forced = env.get(MODE_ENV, "").strip().lower()
+    if forced == "pgroup":
         return Containment("pgroup", None, (f"{MODE_ENV}=pgroup forces the last resort",))
-    return detect_on(env.get("PATH") or os.defpath) if fresh else detect()
+    if forced == "pidns" and best.mode == "pidns":
+        return Containment("pidns", best.unshare, (f"cgroup: {MODE_ENV}=pidns forces namespaces only",))
+    if forced == "cgroup" and best.cgroup_base is not None:
+        return Containment("cgroup", None, (f"pidns: {MODE_ENV}=cgroup forces the cgroup only",), best.cgroup_base)
+    return best
 
 
 @functools.cache
@@ -82,14 +142,18 @@ def detect() -> Containment:
 
 
 def detect_on(path: str) -> Containment:
-    """The strongest containment with the programs found on ``path`` (uncached)."""
+    """The strongest containment with the programs found on ``path`` (uncached): namespaces and a cgroup each
+    where they work, both when both do."""
+    from agent_fleet_mcp.runners import cgroups
+
+    base, cg_why = cgroups.probe()
+    why_not: list[str] = [] if base is not None else [f"cgroup: {cg_why}"]
     unshare = shutil.which("unshare", path=path)
-    if unshare is None:
-        return Containment("pgroup", None, ("pidns: util-linux `unshare` is not on PATH",))
-    why = _probe(unshare)
-    if why is None:
-        return Containment("pidns", unshare)
-    return Containment("pgroup", None, (f"pidns: {why}",))
+    ns_why = "util-linux `unshare` is not on PATH" if unshare is None else _probe(unshare)
+    if ns_why is None:
+        return Containment("pidns", unshare, tuple(why_not), base)
+    why_not.insert(0, f"pidns: {ns_why}")
+    return Containment("cgroup" if base is not None else "pgroup", None, tuple(why_not), base)
 
 
 def _probe(unshare: str) -> str | None:
@@ -147,7 +211,16 @@ def _map_ids(inside_uid: int, outside_uid: int, inside_gid: int, outside_gid: in
     Path("/proc/self/gid_map").write_text(f"{inside_gid} {outside_gid} 1")
 
 
-def enter_turn_namespaces() -> int:
+def _guard(libc: Any, source: str, target: str) -> None:
+    """Bind ``source`` read-only over ``target`` (keeping the flags the kernel locks in a user namespace)."""
+    _check(libc.mount(source.encode(), target.encode(), None, MS_BIND, None), f"mount(bind {target})")
+    f = os.statvfs(target).f_flag
+    keep = (f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)) | (MS_RELATIME if f & 4096 else 0)
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | keep
+    _check(libc.mount(None, target.encode(), None, flags, None), f"mount(remount ro {target})")
+
+
+def enter_turn_namespaces(guards: Sequence[tuple[str, str]] = ()) -> int:
     """Make the calling single-threaded process the outer process of a turn namespace (as ``namespace_prefix``).
 
     Returns 0 in the namespace's init (PID 1 there, with its own locked /proc, the caller's uid/gid): the caller
@@ -171,6 +244,8 @@ def enter_turn_namespaces() -> int:
             os.close(alive_r)
             _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, private)")
             _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount(/proc)")
+            for source, target in guards:
+                _guard(libc, source, target)
             _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(user, mount)")  # locks the /proc mount
             _map_ids(uid, 0, gid, 0)
         except BaseException:

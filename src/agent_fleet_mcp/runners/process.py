@@ -9,7 +9,9 @@ The turn's boundary (runners/containment.py, docs/containment.md): where user na
 `unshare` into a user + PID namespace with its own locked /proc; the program runs under a second sh that is the
 namespace's init and writes the exit file. Whatever the program started, in any session or group, dies when that
 init exits or when the outer pid (still the turn's identity) is killed. Elsewhere the process group is the boundary
-(the last resort; ``kill_group`` also remembers descendants that left the group).
+(the last resort; ``kill_group`` also remembers descendants that left the group). Where the user may create cgroup
+v2s, the outer process also joins a cgroup of its own turn first (runners/cgroups.py): ``kill_group`` and
+``release_turn`` end it with ``cgroup.kill``, which no session, group or double fork escapes.
 
 A plan with a ``preload`` entry is forked instead by the fleet home's preloaded fork server (runners/forkserver.py):
 same files, own session, and the fork server writes the same exit file. Whenever it cannot take the turn within
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +37,7 @@ import structlog
 
 from agent_fleet_mcp import logs
 from agent_fleet_mcp.private import open_private, private_dirs, write_private
-from agent_fleet_mcp.runners import containment, forkserver, started
+from agent_fleet_mcp.runners import cgroups, containment, forkserver, started
 from agent_fleet_mcp.runners.base import LaunchPlan
 
 log = structlog.get_logger("agent_fleet.process")
@@ -46,13 +49,18 @@ _CLAIM = 'f=$0; m="${f%.exit}.started"; ( umask 077; set -C; echo $$ > "$m" ) 2>
 # Run ARGV, then write its exit status atomically next to the transcript (umask 077 once the program is done: the
 # exit file is private like the rest of the fleet home).
 _RUN = '"$@"; c=$?; umask 077; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c'
-# `sh -c SCRIPT EXITFILE ARGV...`: claim the marker, then run.
-_WRAPPER = _CLAIM + _RUN
+# cgroup containment: the outer process joins the turn's cgroup (named in the env by spawn) before it starts anything.
+_JOIN = (
+    f'[ -z "${cgroups.JOIN_ENV}" ] || {{ echo $$ > "${cgroups.JOIN_ENV}/cgroup.procs"; }} 2>/dev/null; '
+    f"unset {cgroups.JOIN_ENV}; "
+)
+# `sh -c SCRIPT EXITFILE ARGV...`: claim the marker, join the cgroup, then run.
+_WRAPPER = _CLAIM + _JOIN + _RUN
 # pidns containment: the outer sh (the turn's pid) claims the marker, then becomes `unshare` (exec: same pid), whose
 # namespace init runs _INNER: the program, then its exit file. The init's exit ends everything left in the
 # namespace; killing the outer pid kills the init (--kill-child) and so the namespace.
 # Outer argv: EXITFILE UNSHARE-PREFIX... sh -c _INNER EXITFILE ARGV...
-_ENTER = _CLAIM + 'exec "$@"'
+_ENTER = _CLAIM + _JOIN + 'exec "$@"'
 # Runs as PID 1 of the namespace: $$ is 1 there, so nothing in it may rely on $$.
 _INNER = 'f=$0; ' + _RUN
 
@@ -99,22 +107,30 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     private_dirs(files.out.parent)
     write_private(files.prompt, plan.stdin_text or "")
     files.exit.unlink(missing_ok=True)  # no marker: no run of this turn began, so any exit file is stale
+    env = plan.env
+    boundary = containment.choose(plan.env)
+    if boundary.cgroup_base is not None and cgroups.create(cg := cgroups.turn_dir(boundary.cgroup_base, files.exit)):
+        env = {**env, cgroups.JOIN_ENV: str(cg)}
+    guards = containment.home_guards(_home_of(files)) if boundary.unshare is not None else []
+    if guards:
+        env = {**env, containment.GUARDS_ENV: "\0".join(x for pair in guards for x in pair)}
     with (
         open(files.prompt if plan.stdin_text is not None else os.devnull, "rb") as stdin,
         open_private(files.out, "ab") as stdout,
         open_private(files.err, "ab") as stderr,
     ):
-        pid, reason = _fork_preloaded(plan, files, (stdin.fileno(), stdout.fileno(), stderr.fileno()))
+        pid, reason = _fork_preloaded(plan, files, (stdin.fileno(), stdout.fileno(), stderr.fileno()), env)
         if pid is not None:
             _forked.add(pid)
         else:
+            plain_env = {k: v for k, v in env.items() if k != containment.GUARDS_ENV}
             proc = subprocess.Popen(
-                wrapped_argv(plan, files),
+                wrapped_argv(plan, files, guards),
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 cwd=plan.cwd,
-                env=plan.env,
+                env=plain_env,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -130,12 +146,18 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
     return Spawned(pid=pid, start_time=start)
 
 
-def wrapped_argv(plan: LaunchPlan, files: TurnFiles) -> list[str]:
-    """The plain spawn's argv: the program under the sh wrapper, inside the turn's namespaces where possible."""
+def _home_of(files: TurnFiles) -> Path:
+    return files.exit.parent.parent.parent.parent  # <home>/agents/<agent id>/turns/NNNN.exit
+
+
+def wrapped_argv(plan: LaunchPlan, files: TurnFiles, guards: list[tuple[str, str]] | None = None) -> list[str]:
+    """The plain spawn's argv: the program under the sh wrapper, inside the turn's namespaces where possible (with
+    the fleet home's ``guards``, containment.home_guards)."""
     boundary = containment.choose(plan.env)
     if boundary.mode == "pidns" and boundary.unshare is not None:
+        prefix = containment.namespace_prefix(boundary.unshare, guards=guards or [])
         return [
-            "/bin/sh", "-c", _ENTER, str(files.exit), *containment.namespace_prefix(boundary.unshare),
+            "/bin/sh", "-c", _ENTER, str(files.exit), *prefix,
             "/bin/sh", "-c", _INNER, str(files.exit), *plan.argv,
         ]  # fmt: skip
     _log_weak_containment(boundary)
@@ -153,7 +175,9 @@ def _log_weak_containment(boundary: containment.Containment) -> None:
         log.warning("containment_weak", mode=boundary.mode, why=list(boundary.why_not))
 
 
-def _fork_preloaded(plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, int]) -> tuple[int | None, str]:
+def _fork_preloaded(
+    plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, int], env: dict[str, str]
+) -> tuple[int | None, str]:
     """The pid forked by the fleet home's fork server, or (None, why not) when the plan is to be spawned plainly."""
     if plan.preload is None:
         return None, "no preload entry"
@@ -169,7 +193,7 @@ def _fork_preloaded(plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, i
     t0 = time.monotonic()
     try:
         pid = forkserver.spawn(
-            home, entry=plan.preload, args=plan.argv[3:], env=plan.env, cwd=plan.cwd, exit_file=files.exit,
+            home, entry=plan.preload, args=plan.argv[3:], env=env, cwd=plan.cwd, exit_file=files.exit,
             stdio=stdio,
         )  # fmt: skip
     except Exception as exc:  # never lose a turn to the fork server
@@ -252,12 +276,50 @@ def _exit_file_pending(pid: int) -> bool:
         return pid in _forked
 
 
-def kill_group(pid: int, start_time: float | None, *, grace_s: float = 3.0) -> bool:
+def turn_cgroup(files: TurnFiles) -> Path | None:
+    """The turn's cgroup when it has one (named from the turn's files: any server finds it)."""
+    base, _ = cgroups.base()
+    cg = None if base is None else cgroups.turn_dir(base, files.exit)
+    return cg if cg is not None and cg.is_dir() else None
+
+
+def release_turn(files: TurnFiles) -> bool:
+    """A turn that ended: kill what is left in its cgroup (background jobs, setsid/double-forked descendants, the
+    program when its wrapper was killed) and remove the cgroup. True when something was left."""
+    cg = turn_cgroup(files)
+    return cg is not None and cgroups.kill(cg)
+
+
+def remove_empty_cgroups(home: Path, *, keep: Callable[[str, int], bool]) -> int:
+    """Remove the home's empty turn cgroups (a server start), except those ``keep(agent_id, turn)`` names."""
+    base, _ = cgroups.base()
+    removed = 0
+    for cg in [] if base is None else cgroups.leftovers(base, home):
+        agent_id, _, n = cg.name.rpartition("-")
+        if n.isdigit() and keep(agent_id, int(n)):
+            continue
+        removed += cgroups.remove(cg, timeout_s=0)
+    return removed
+
+
+def kill_group(pid: int, start_time: float | None, *, grace_s: float = 3.0, files: TurnFiles | None = None) -> bool:
     """SIGTERM the turn's whole process group, wait up to ``grace_s``, then SIGKILL what is left.
 
     Returns True when something was signalled. Never signals a recycled pid: the leader's identity is checked
-    first; a group whose leader is already gone is still signalled (its stragglers are ours).
+    first; a group whose leader is already gone is still signalled (its stragglers are ours). A turn with a cgroup
+    (``files`` given) gets the same SIGTERM grace for its group, then ``cgroup.kill``: nothing in it survives.
     """
+    cg = None if files is None else turn_cgroup(files)
+    if cg is not None:
+        if not (start_time and _leader_recycled(pid, start_time)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and group_alive(pid):
+                time.sleep(0.05)
+        done = cgroups.kill(cg)
+        _reap(pid)
+        return done
     if is_alive(pid, start_time) is False and not group_alive(pid):
         return False
     if start_time and _leader_recycled(pid, start_time):

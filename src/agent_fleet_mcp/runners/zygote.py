@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
 
-from agent_fleet_mcp.runners import containment
+from agent_fleet_mcp.runners import cgroups, containment
 from agent_fleet_mcp.runners.forkserver import (
     DEFAULT_IDLE_S,
     ENTRIES,
@@ -352,6 +352,10 @@ class _Zygote:
         os.close(go_r)
         if not create_started_marker(exit_file, os.getpid()):
             os._exit(DUPLICATE_EXIT)  # the turn already started (runners/started.py): never run it twice
+        if cg := env.pop(cgroups.JOIN_ENV, None):  # into the turn's cgroup before anything else runs
+            cgroups.join(Path(cg), os.getpid())
+        raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
+        guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
         os.environ.clear()
         os.environ.update(env)
         time.tzset()
@@ -361,9 +365,9 @@ class _Zygote:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-        if self.contain and env.get(containment.MODE_ENV, "").strip().lower() != "pgroup":
+        if self.contain and containment.choose(env).mode == "pidns":
             try:  # from here on this process only waits; the entry runs as init of the turn's namespaces
-                containment.enter_turn_namespaces()
+                containment.enter_turn_namespaces(guards)
             except OSError as exc:  # never lose a turn to containment
                 sys.stderr.write(f"agent-fleet: this turn runs without its namespaces: {exc}\n")
         result: object = 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_fleet_mcp.runners import containment
+from agent_fleet_mcp.runners import cgroups, containment
 from agent_fleet_mcp.worker.paths import Sandbox, ToolError, glob_to_regex
 
 READ_TOOLS: tuple[str, ...] = ("read_file", "list_files", "grep")
@@ -207,12 +207,27 @@ class Toolbox:
         base_env = os.environ if env is None else env
         self.bash_env = {k: v for k, v in base_env.items() if not k.startswith(BASH_ENV_DROP_PREFIXES)}
         self._mode_env = {containment.MODE_ENV: base_env.get(containment.MODE_ENV, "")}
+        self._commands = 0
 
-    def bash_argv(self, command: str) -> list[str]:
-        """``bash -c command``, inside a namespace of its own when the machine allows it."""
+    def bash_argv(self, command: str, cgroup: Path | None = None) -> list[str]:
+        """``bash -c command``, inside a namespace of its own when the machine allows it, else in ``cgroup``."""
         boundary = containment.choose(self._mode_env)
         prefix = containment.namespace_prefix(boundary.unshare) if boundary.unshare else []
+        if not prefix and cgroup is not None:
+            prefix = ["/bin/sh", "-c", '{ echo $$ > "$0/cgroup.procs"; } 2>/dev/null; exec "$@"', str(cgroup)]
         return [*prefix, "/bin/bash", "-c", command]
+
+    def command_cgroup(self) -> Path | None:
+        """A cgroup for one bash command below the turn's (cgroup mode without namespaces), or None."""
+        boundary = containment.choose(self._mode_env)
+        if boundary.unshare is not None or boundary.cgroup_base is None:
+            return None
+        turn = cgroups.own_turn_cgroup()
+        if turn is None:
+            return None
+        self._commands += 1
+        cg = turn / f"cmd-{os.getpid()}-{self._commands}"
+        return cg if cgroups.create(cg) else None
 
     def definitions(self) -> list[dict[str, Any]]:
         return tool_definitions(self.names)
@@ -440,9 +455,10 @@ class Toolbox:
         timeout = _get_int(args, "timeout_s") or BASH_DEFAULT_TIMEOUT_S
         timeout = min(max(timeout, 1), BASH_MAX_TIMEOUT_S)
         started = time.monotonic()
+        cgroup = self.command_cgroup()
         with tempfile.TemporaryFile() as out:
             proc = subprocess.Popen(
-                self.bash_argv(command),
+                self.bash_argv(command, cgroup),
                 cwd=self.sandbox.root,
                 env=self.bash_env,
                 stdin=subprocess.DEVNULL,
@@ -464,6 +480,8 @@ class Toolbox:
             finally:
                 # Background leftovers and an interrupted call (worker cancelled) both end with the group.
                 _kill_group(proc.pid, signal.SIGKILL)
+                if cgroup is not None:  # and whatever left the group: setsid, double fork
+                    cgroups.kill(cgroup)
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()

@@ -1,0 +1,78 @@
+"""A turn cannot read the fleet home's HTTP token nor change its catalog trust (pidns mode: both files are covered
+by a read-only bind mount of /dev/null in the turn's mount namespace, locked one user namespace further down)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.http_auth import load_or_create_token
+from agent_fleet_mcp.runners import containment, forkserver
+from agent_fleet_mcp.server import build_server
+from agent_fleet_mcp.testing import ScriptedModelServer, ToolCall
+from agent_fleet_mcp.trust import trust_file
+
+from .helpers import call, wait_all
+
+pytestmark = pytest.mark.anyio
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def skip_without_namespaces() -> None:
+    if containment.detect().mode != "pidns":
+        pytest.skip(f"no user + PID namespaces here: {'; '.join(containment.detect().why_not)}")
+
+
+def assert_refused(text: str, home: Path, token: str, trust_before: bytes) -> None:
+    """Every try of tests/scripts/home_attack.py failed: the token was not read (an empty read at most), the trust
+    file is unchanged."""
+    for what in ("write trust", "append trust", "replace trust", "unlink trust"):
+        assert f"{what}: refused" in text, text
+    assert "read token: refused" in text or "read token: ok ''" in text, text
+    assert token not in text
+    assert trust_file(home).read_bytes() == trust_before
+    assert (home / "http-token").read_text().strip() == token
+
+
+async def test_a_command_agent_cannot_read_the_token_nor_write_the_trust_file(client: Any, settings: Any) -> None:
+    skip_without_namespaces()
+    home = Path(settings.home)
+    token = load_or_create_token(home, {}).value
+    trust_before = trust_file(home).read_bytes()
+    await call(client, "create_agent", name="x", template="home-attack", prompt=str(home))
+    out = await wait_all(client, ["x"])
+    assert out["agents"][0]["turn_status"] == "succeeded", out
+    text = (await call(client, "get_agent_output", agent="x", mode="tail"))["text"]
+    assert_refused(text, home, token, trust_before)
+
+
+@pytest.mark.parametrize("how", ["forkserver", "plain"])
+async def test_a_worker_bash_command_cannot_either(
+    tmp_path: Path, project: Path, fleet_env: dict[str, str], how: str
+) -> None:
+    skip_without_namespaces()
+    env = dict(fleet_env, ANTHROPIC_API_KEY="test")
+    if how == "plain":
+        env[forkserver.DISABLE_ENV] = "0"
+    home = Path(env["AGENT_FLEET_HOME"])
+    token = load_or_create_token(home, {}).value
+    trust_before = trust_file(home).read_bytes()
+    attack = f"{sys.executable} {SCRIPTS / 'home_attack.py'} < /dev/null"
+    try:
+        with ScriptedModelServer([ToolCall("bash", {"command": f"AGENT_PROMPT={home} {attack}"}), "done"]) as srv:
+            env["ANTHROPIC_BASE_URL"] = srv.base_url
+            settings = Settings(home=home, project_dir=project, env=env, poll_interval_s=0.05)
+            async with Client(build_server(settings)) as c:
+                await call(c, "create_agent", name="w", runner="anthropic", permission="readwrite", prompt="go")
+                out = await wait_all(c, ["w"])
+                assert out["agents"][0]["turn_status"] == "succeeded", out
+            srv.assert_complete()
+            text = str(srv.message_requests[1].body["messages"][-1]["content"][0]["content"])
+    finally:
+        forkserver.stop(home)
+    assert_refused(text, home, token, trust_before)
