@@ -78,7 +78,7 @@ async def test_restarted_server_kills_an_escaped_descendant_through_the_cgroup(
     async with Client(build_server(settings)) as c:  # a new server, nothing in memory: it finds the cgroup by name
         await call(c, "delete_agent", agents="all")
     assert wait_until_none(marker) == []
-    assert not turn_cg.exists()
+    assert not turn_cg.exists() and not turn_cg.parent.exists()  # the home's parent cgroup goes with its last turn
 
 
 async def test_server_start_removes_empty_turn_cgroups_never_a_live_one(settings: Settings) -> None:

@@ -110,12 +110,16 @@ def turn_dir(base_dir: Path, exit_file: Path) -> Path:
 
 def create(path: Path) -> bool:
     """Make the turn's cgroup (and its home's parent). False when the kernel refuses (the turn runs without)."""
-    try:
-        path.parent.mkdir(exist_ok=True)
-        path.mkdir(exist_ok=True)
-    except OSError:
-        return False
-    return True
+    for _ in range(3):  # the parent may be removed (empty) by another server between the two mkdirs: again
+        try:
+            path.parent.mkdir(exist_ok=True)
+            path.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+        return True
+    return False
 
 
 def join(path: Path, pid: int) -> bool:
@@ -171,6 +175,9 @@ def remove(path: Path, *, timeout_s: float = 5.0) -> bool:
         return True
     except OSError:
         return False
+    if path.parent.name.startswith(PREFIX):
+        with contextlib.suppress(OSError):  # the home's parent goes with its last turn (EBUSY while others remain)
+            path.parent.rmdir()
     return True
 
 
