@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +57,6 @@ def turn_cgroup_of(pid: int) -> str:
     return ""
 
 ESCAPES = 4  # &, nohup, setsid, double fork (tests/scripts/breakout.py)
-
-
-@pytest.fixture
-def new_marker() -> Iterator[Callable[[], str]]:
-    """Markers for this test's processes; whatever still carries one at the end is killed (a failed test must not
-    leave sleepers behind)."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"brk-{uuid.uuid4().hex}")
-        return made[-1]
-
-    yield make
-    for marker in made:
-        for pid in carrying(marker):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 async def wait_ready(client: Any, agent: str) -> None:

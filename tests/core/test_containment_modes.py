@@ -4,13 +4,9 @@ descendants; a server start removes the home's empty turn cgroups, never a popul
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import signal
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +23,6 @@ from .proc_scan import carrying, wait_until_none
 from .test_containment import ESCAPES, wait_ready
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def new_marker() -> Iterator[Callable[[], str]]:
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"brk-{uuid.uuid4().hex}")
-        return made[-1]
-
-    yield make
-    for marker in made:
-        for pid in carrying(marker):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def cgroup_base() -> Path:
