@@ -16,7 +16,7 @@ import json
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import anyio
@@ -82,6 +82,8 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
 
 
 class Created(Protocol):
+    """What ``create_agent`` returns, as far as the engine cares (``fleet.CreateResult``)."""
+
     @property
     def agent(self) -> AgentRow: ...
 
@@ -158,8 +160,7 @@ class BatchEngine:
         rows = self.validate(runs)
         if budget_usd is not None and not (0 < budget_usd < float("inf")):
             raise InvalidRequest(f"budget_usd must be a number greater than 0, got {budget_usd!r}")
-        plain = [{"run_id": r.run_id, "template": r.template, "input": r.input, "depends_on": r.depends_on,
-                  "cwd": r.cwd} for r in rows]  # fmt: skip
+        plain = [asdict(r) for r in rows]  # the same JSON as before RunSpec existed: stored hashes stay valid
         hashed: object = plain if budget_usd is None else {"runs": plain, "budget_usd": budget_usd}
         request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:32]
         if idempotency_key is not None:
