@@ -4,6 +4,9 @@ Validation happens before anything starts (unknown template, duplicate id, unkno
 that is not a dependency). A run starts when all its dependencies succeeded; `{{id}}` in its input is replaced by
 that run's result (capped). A failed dependency fails its dependents with a reason. State lives in the store, so
 a batch keeps advancing under whichever server is up.
+
+The engine reads and writes runs through the ``Store`` protocol and creates agents through a ``BatchHost`` (the
+``Fleet``); it does not import fleet.py (fleet.py imports this module and owns the engine).
 """
 
 from __future__ import annotations
@@ -11,22 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import anyio
 import structlog
 
-from agent_fleet_mcp.errors import Conflict, FleetError, InvalidRequest, NotFound
+from agent_fleet_mcp.catalog import Catalog
+from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest, NotFound
 from agent_fleet_mcp.inputs import quote
-from agent_fleet_mcp.store.models import RUN_DONE, RunRow
-
-if TYPE_CHECKING:
-    from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, RunRow, RunSpec
+from agent_fleet_mcp.store.protocol import Store
 
 log = structlog.get_logger("agent_fleet.batches")
 
@@ -81,17 +81,39 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+class Created(Protocol):
+    """What ``create_agent`` returns, as far as the engine cares (``fleet.CreateResult``)."""
+
+    @property
+    def agent(self) -> AgentRow: ...
+
+
+class BatchHost(Protocol):
+    """What the engine needs from the fleet (``Fleet`` is one): validation and creating a run's agent."""
+
+    def catalog(self) -> Catalog: ...
+
+    def validate_prompt(self, prompt: str) -> None: ...
+
+    def validate_cwd(self, cwd: str | None) -> str: ...
+
+    def check_depth(self) -> None: ...
+
+    async def create_agent(self, *, name: str, template: str, prompt: str, cwd: str, batch_id: str) -> Created: ...
+
+
 class BatchEngine:
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
+    def __init__(self, store: Store, host: BatchHost) -> None:
+        self.store = store
+        self.host = host
         self._lock = anyio.Lock()
 
-    def validate(self, runs: Sequence[RunRequest]) -> list[dict[str, object]]:
+    def validate(self, runs: Sequence[RunRequest]) -> list[RunSpec]:
         if not runs:
             raise InvalidRequest("runs is empty; pass at least one {agent, input}")
         if len(runs) > MAX_RUNS:
             raise InvalidRequest(f"{len(runs)} runs in one batch (limit {MAX_RUNS}); split the work")
-        catalog = self.fleet.catalog()
+        catalog = self.host.catalog()
         ids: list[str] = []
         counts: dict[str, int] = {}
         for r in runs:
@@ -118,12 +140,12 @@ class BatchEngine:
                     raise InvalidRequest(
                         f"input of run {rid!r} uses {{{{{ref}}}}} but does not depend on it; add {ref!r} to depends_on"
                     )
-            self.fleet.validate_prompt(r.input)
+            self.host.validate_prompt(r.input)
         if cycle := find_cycle(deps):
             raise InvalidRequest(f"depends_on has a cycle: {' -> '.join(cycle)}; runs must form a DAG")
         return [
-            {"run_id": rid, "template": r.template, "input": r.input, "depends_on": deps[rid],
-             "cwd": self.fleet.validate_cwd(r.cwd)}
+            RunSpec(run_id=rid, template=r.template, input=r.input, depends_on=deps[rid],
+                    cwd=self.host.validate_cwd(r.cwd))
             for rid, r in zip(ids, runs, strict=True)
         ]  # fmt: skip
 
@@ -134,14 +156,15 @@ class BatchEngine:
         returns the batch already started (a different request under the same key is a Conflict). ``budget_usd``
         bounds the cost of all the batch's runs together: once spent, running ones are stopped and waiting ones
         fail, each with the reason ``batch_budget``."""
-        self.fleet.check_depth()
+        self.host.check_depth()
         rows = self.validate(runs)
         if budget_usd is not None and not (0 < budget_usd < float("inf")):
             raise InvalidRequest(f"budget_usd must be a number greater than 0, got {budget_usd!r}")
-        hashed: object = rows if budget_usd is None else {"runs": rows, "budget_usd": budget_usd}
+        plain = [asdict(r) for r in rows]  # the same JSON as before RunSpec existed: stored hashes stay valid
+        hashed: object = plain if budget_usd is None else {"runs": plain, "budget_usd": budget_usd}
         request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:32]
         if idempotency_key is not None:
-            existing = await self.fleet.store.find_batch_by_key(idempotency_key)
+            existing = await self.store.find_batch_by_key(idempotency_key)
             if existing is not None:
                 if existing.request_hash != request_hash:
                     raise Conflict(
@@ -151,11 +174,11 @@ class BatchEngine:
                 return existing.id
         batch_id = "b_" + uuid.uuid4().hex[:8]
         try:
-            await self.fleet.store.insert_batch(
+            await self.store.insert_batch(
                 batch_id, rows, idempotency_key=idempotency_key, request_hash=request_hash, budget_usd=budget_usd
             )
-        except sqlite3.IntegrityError:  # a concurrent retry with the same key won
-            if idempotency_key is not None and (again := await self.fleet.store.find_batch_by_key(idempotency_key)):
+        except AlreadyExists:  # a concurrent retry with the same key won
+            if idempotency_key is not None and (again := await self.store.find_batch_by_key(idempotency_key)):
                 return again.id
             raise
         log.info("batch_started", batch=batch_id, runs=len(rows))
@@ -163,13 +186,13 @@ class BatchEngine:
         return batch_id
 
     async def get(self, batch_id: str) -> list[RunRow]:
-        if await self.fleet.store.get_batch(batch_id) is None:
+        if await self.store.get_batch(batch_id) is None:
             raise NotFound(f"no batch {batch_id!r}; run_agents returns the batch id to wait on")
-        return await self.fleet.store.runs_of(batch_id)
+        return await self.store.runs_of(batch_id)
 
     async def advance(self, batch_id: str | None = None) -> None:
         async with self._lock:
-            store = self.fleet.store
+            store = self.store
             ids = [batch_id] if batch_id else [b.id for b in await store.list_batches(status="running")]
             for bid in ids:
                 while await self._advance_once(bid):
@@ -181,7 +204,7 @@ class BatchEngine:
 
     async def _advance_once(self, batch_id: str) -> bool:
         """One pass over the batch; True when something changed (so another pass may unlock more)."""
-        store = self.fleet.store
+        store = self.store
         runs = await store.runs_of(batch_id)
         by_id = {r.run_id: r for r in runs}
         changed = False
@@ -191,17 +214,14 @@ class BatchEngine:
                 if turn is None or turn.done:
                     ok = turn is not None and turn.status == "succeeded"
                     reason = None if ok else (turn.error or turn.reason or turn.status if turn else "agent deleted")
-                    await store.update_run(
-                        batch_id, run.run_id, status="succeeded" if ok else "failed", reason=reason,
-                        ended_at=time.time(),
-                    )  # fmt: skip
+                    await store.finish_run(batch_id, run.run_id, status="succeeded" if ok else "failed", reason=reason)
                     changed = True
             elif run.status == "waiting":
                 dep_rows = [by_id[d] for d in run.depends_on]
-                bad = next((d for d in dep_rows if d.status in ("failed", "skipped")), None)
+                bad = next((d for d in dep_rows if d.status == "failed"), None)
                 if bad is not None:
-                    await store.update_run(
-                        batch_id, run.run_id, status="failed", ended_at=time.time(),
+                    await store.finish_run(
+                        batch_id, run.run_id, status="failed",
                         reason=f"dependency {bad.run_id!r} failed: {bad.reason or 'no reason'}",
                     )  # fmt: skip
                     changed = True
@@ -211,7 +231,7 @@ class BatchEngine:
         return changed
 
     async def _start_run(self, batch_id: str, run: RunRow, by_id: dict[str, RunRow]) -> None:
-        store = self.fleet.store
+        store = self.store
         results: dict[str, str] = {}
         for d in run.depends_on:
             dep = by_id[d]
@@ -220,15 +240,13 @@ class BatchEngine:
         prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
         name = f"{run.run_id}-{batch_id[2:]}"
         try:
-            created = await self.fleet.create_agent(
+            created = await self.host.create_agent(
                 name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id
             )
         except FleetError as exc:
-            await store.update_run(batch_id, run.run_id, status="failed", reason=str(exc), ended_at=time.time())
+            await store.finish_run(batch_id, run.run_id, status="failed", reason=str(exc))
             return
-        await store.update_run(
-            batch_id, run.run_id, agent_id=created.agent.id, status="running", started_at=time.time()
-        )
+        await store.start_run(batch_id, run.run_id, agent_id=created.agent.id)
 
 
 def cap_result(text: str, dep: RunRow) -> str:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.runners.base import TurnLimits
 from agent_fleet_mcp.spec import UNMETERED_RUNNERS, AgentSpec
-from agent_fleet_mcp.store.models import AgentRow
-from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals
+from agent_fleet_mcp.store.protocol import Store
 
 # Runners handed the figures left at spawn that stop themselves on them (our worker; claude --max-budget-usd): the
 # supervisor waits this long after seeing a budget reached before killing one (its final answer may be on its way).
@@ -61,10 +60,8 @@ class Spent:
     turns: int = 0
 
     @classmethod
-    def from_totals(cls, tot: dict[str, Any]) -> Spent:
-        tokens = sum(int(tot.get(k) or 0) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                                     "cache_write_tokens"))  # fmt: skip
-        return cls(cost_usd=float(tot.get("cost_usd") or 0.0), tokens=tokens, turns=int(tot.get("turns") or 0))
+    def from_totals(cls, tot: AgentTotals) -> Spent:
+        return cls(cost_usd=tot.cost_usd or 0.0, tokens=tot.tokens, turns=tot.turns)
 
 
 @dataclass(frozen=True)
@@ -81,11 +78,11 @@ def day_start(now: float) -> float:
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-async def fleet_spent_today(store: SqliteStore, now: float) -> float:
+async def fleet_spent_today(store: Store, now: float) -> float:
     return await store.spend_since(day_start(now))
 
 
-async def agent_spent(store: SqliteStore, agent_id: str, *, exclude_turn: int | None = None) -> Spent:
+async def agent_spent(store: Store, agent_id: str, *, exclude_turn: int | None = None) -> Spent:
     """Usage of the agent's turns (all of them, or all but ``exclude_turn``: the one being followed)."""
     turns = await store.turns_of(agent_id)
     cost = sum(t.cost_usd or 0.0 for t in turns if t.n != exclude_turn)
@@ -98,7 +95,7 @@ async def agent_spent(store: SqliteStore, agent_id: str, *, exclude_turn: int | 
 
 
 async def turn_limits(
-    store: SqliteStore, settings: Settings, agent: AgentRow, *, now: float, exclude_turn: int | None = None
+    store: Store, settings: Settings, agent: AgentRow, *, now: float, exclude_turn: int | None = None
 ) -> TurnLimits:
     """What a turn of ``agent`` may use if it starts now (figures left; may be <= 0)."""
     limits = Limits.of(agent.spec, settings)
@@ -170,7 +167,7 @@ def running_breach(
 
 
 async def shared_breach(
-    store: SqliteStore, settings: Settings, agent: AgentRow, cache: dict[str, Stop | None] | None = None
+    store: Store, settings: Settings, agent: AgentRow, cache: dict[str, Stop | None] | None = None
 ) -> Stop | None:
     """The fleet's daily budget or the agent's batch budget is spent (every turn's flushed usage counts). ``cache``
     keeps the answers of one pass over many turns ("" for the fleet, batch ids)."""

@@ -25,13 +25,15 @@ class Conflict(FleetError):
 
 
 class AlreadyExists(Conflict):
-    """The store refused a new agent: a live agent already holds this name or idempotency key (possibly created
-    by another server a moment ago). ``field`` is ``"name"`` or ``"idempotency_key"``."""
+    """The store refused a new row a unique key forbids: a live agent already holds this name or idempotency key,
+    or a batch this idempotency key (possibly created by another server a moment ago). ``field`` is ``"name"``,
+    ``"idempotency_key"`` or ``"id"``; ``holder`` says what holds it."""
 
-    def __init__(self, field: str, value: str) -> None:
+    def __init__(self, field: str, value: str, *, holder: str = "a live agent") -> None:
         self.field = field
         self.value = value
-        super().__init__(f"a live agent already has this {field} ({value[:100]!r})")
+        self.holder = holder
+        super().__init__(f"{holder} already has this {field} ({value[:100]!r})")
 
 
 class LimitReached(Conflict):

@@ -29,6 +29,7 @@ import structlog
 
 from agent_fleet_mcp import budgets, deprecation
 from agent_fleet_mcp import catalog as catalog_mod
+from agent_fleet_mcp.batches import BatchEngine
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached, NotFound
 from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
@@ -39,8 +40,8 @@ from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
 from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
 from agent_fleet_mcp.spec import AgentSpec, inapplicable_limits
-from agent_fleet_mcp.store.models import AgentRow, TurnRow
-from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.store.models import AgentRow, AgentStatus, TurnEnd, TurnRow
+from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
 from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
@@ -74,7 +75,7 @@ class Fleet:
     def __init__(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: Store,
         *,
         runner_for: Callable[[str], Runner] = get_runner,
     ) -> None:
@@ -91,9 +92,7 @@ class Fleet:
         # processes. An agent's turn is contained in its own PID namespace, where the host's pids mean nothing: a
         # server in there only records agents and turns in the shared store, and the host's servers run them.
         self.supervises = settings.depth == 0
-        from agent_fleet_mcp.batches import BatchEngine  # local: batches imports Fleet types
-
-        self.batches = BatchEngine(self)
+        self.batches = BatchEngine(store, self)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -630,8 +629,8 @@ class Fleet:
                 await self._stop_turn(agent, turn, status="failed", reason=stop.reason, error=stop.message)
 
     async def _stop_turn(
-        self, agent: AgentRow, turn: TurnRow, *, status: str, reason: str, error: str | None = None,
-        stats: TurnStats | None = None, agent_status: str | None = None,
+        self, agent: AgentRow, turn: TurnRow, *, status: TurnEnd, reason: str, error: str | None = None,
+        stats: TurnStats | None = None, agent_status: AgentStatus | None = None,
     ) -> None:  # fmt: skip
         """Close the turn first (first closer wins), then kill its process group. A server that does not supervise
         only closes it: the host's follower of the turn sees it closed and stops the process."""
@@ -649,7 +648,9 @@ class Fleet:
             log.info("turn_stopped", agent=agent.name, turn=turn.n, status=status, reason=reason)
         self.notify()
 
-    async def _stop_turns(self, agent: AgentRow, *, status: str, reason: str, agent_status: str | None = None) -> int:
+    async def _stop_turns(
+        self, agent: AgentRow, *, status: TurnEnd, reason: str, agent_status: AgentStatus | None = None
+    ) -> int:
         """Cancel every queued turn and stop every running turn of the agent (kills in parallel)."""
         turns = [t for t in await self.store.turns_of(agent.id) if not t.done]
         async with anyio.create_task_group() as tg:

@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import anyio
 from pydantic import Field
@@ -27,7 +26,8 @@ from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, Out, Tokens
-from agent_fleet_mcp.store.models import AgentRow, BatchRow, TurnRow
+from agent_fleet_mcp.store.models import AgentRow, BatchRow, TurnRow, TurnUsage
+from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
@@ -452,7 +452,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
 
 
-async def fleet_budget(store: SqliteStore, settings: Settings) -> FleetBudget:
+async def fleet_budget(store: Store, settings: Settings) -> FleetBudget:
     now = time.time()
     spent = await budgets.fleet_spent_today(store, now)
     left = None if settings.budget_usd is None else round(max(0.0, settings.budget_usd - spent), 6)
@@ -463,7 +463,7 @@ async def fleet_budget(store: SqliteStore, settings: Settings) -> FleetBudget:
 
 
 async def cost_report(
-    store: SqliteStore, *, since: float | None = None, settings: Settings | None = None
+    store: Store, *, since: float | None = None, settings: Settings | None = None
 ) -> CostReport:
     rows = await store.turn_usage(since=since)
     total = CostGroup(name="total")
@@ -489,7 +489,7 @@ async def cost_report(
     )  # fmt: skip
 
 
-def _add_turn(group: CostGroup, r: dict[str, Any]) -> None:
+def _add_turn(group: CostGroup, r: TurnUsage) -> None:
     group.turns += 1
     t = group.tokens
     t.input += int(r["input_tokens"] or 0)

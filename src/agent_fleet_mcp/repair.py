@@ -27,6 +27,7 @@ from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.integrity import quick_check, salvage_agents
+from agent_fleet_mcp.store.models import TurnStatsUpdate
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
@@ -66,7 +67,7 @@ def holders(path: Path) -> list[int]:
 @dataclass
 class _TurnPlan:
     row: dict[str, Any]
-    stats: dict[str, Any]
+    stats: TurnStatsUpdate
 
 
 @dataclass

@@ -6,11 +6,11 @@ transcript. Totals are absolute, so two servers following the same turn write th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.store.models import TurnStatsUpdate
 
 MAX_FILES_KEPT = 200
 RESULT_KEEP_CHARS = 256_000
@@ -100,22 +100,15 @@ class TurnStats:
     def error_text(self) -> str | None:
         return self.errors[-1] if self.errors else None
 
-    def db_fields(self) -> dict[str, Any]:
-        """The columns of the turns table this maps to."""
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "cost_usd": self.cost_usd,
-            "context_tokens": self.context_tokens,
-            "tool_calls": self.tool_calls,
-            "activity": self.activity,
-            "last_event_at": self.last_event_at,
-            "reads_json": json.dumps(self.reads),
-            "writes_json": json.dumps(self.writes),
-            "model": self.model,
-        }
+    def db_fields(self) -> TurnStatsUpdate:
+        """What the store keeps of this turn's stats (``Store.update_turn_stats``)."""
+        return TurnStatsUpdate(
+            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens, cache_write_tokens=self.cache_write_tokens,
+            cost_usd=self.cost_usd, context_tokens=self.context_tokens, tool_calls=self.tool_calls,
+            activity=self.activity, last_event_at=self.last_event_at, reads=list(self.reads),
+            writes=list(self.writes), model=self.model,
+        )  # fmt: skip
 
 
 def _add_paths(into: list[str], paths: Any) -> None:

@@ -4,12 +4,16 @@ server is up (observe.py) and ``doctor --repair`` (repair.py): pure functions of
 from __future__ import annotations
 
 from agent_fleet_mcp.runners import process as proc
+from agent_fleet_mcp.store.models import TurnEnd
 from agent_fleet_mcp.tracking import TurnStats
 
 
-def turn_outcome(stats: TurnStats, *, stream_result: bool, exit_code: int | None) -> tuple[str, str | None, str | None]:
+def turn_outcome(
+    stats: TurnStats, *, stream_result: bool, exit_code: int | None
+) -> tuple[TurnEnd, str | None, str | None]:
     """(status, reason, error) of a turn whose process has ended, from its transcript (``stream_result``: the
     stream itself carried a result) and its exit code. The server records it; the CLI shows it when none is up."""
+    status: TurnEnd
     if stats.has_result and (stream_result or exit_code is not None):
         status = "failed" if stats.is_error else "succeeded"
         reason = stats.reason if stats.is_error else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import anyio
 
@@ -13,7 +12,7 @@ from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.render import render_events
 from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, LimitsOut, RunOut, Tokens
-from agent_fleet_mcp.store.models import AgentRow, TurnRow
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals, TurnRow
 from agent_fleet_mcp.transcript import TranscriptReader
 
 STALL_AFTER_S = 120.0
@@ -28,12 +27,12 @@ async def agent_rows(fleet: Fleet, agents: list[AgentRow]) -> list[AgentRowOut]:
     totals = await fleet.store.agent_totals(ids)
     now = time.time()
     return [
-        agent_row(a, latest.get(a.id), totals.get(a.id, {}), now, budgets.Limits.of(a.spec, fleet.settings))
+        agent_row(a, latest.get(a.id), totals.get(a.id, AgentTotals()), now, budgets.Limits.of(a.spec, fleet.settings))
         for a in agents
     ]
 
 
-def limits_out(limits: budgets.Limits, tot: dict[str, Any]) -> LimitsOut:
+def limits_out(limits: budgets.Limits, tot: AgentTotals) -> LimitsOut:
     spent = budgets.Spent.from_totals(tot)
     return LimitsOut(
         max_turns=limits.max_turns, timeout_s=limits.timeout_s, max_cost_usd=limits.max_cost_usd,
@@ -44,7 +43,7 @@ def limits_out(limits: budgets.Limits, tot: dict[str, Any]) -> LimitsOut:
 
 
 def agent_row(
-    agent: AgentRow, turn: TurnRow | None, tot: dict[str, Any], now: float, limits: budgets.Limits | None = None
+    agent: AgentRow, turn: TurnRow | None, tot: AgentTotals, now: float, limits: budgets.Limits | None = None
 ) -> AgentRowOut:
     running = turn is not None and turn.status == "running"
     idle_s = round(now - turn.last_event_at, 1) if running and turn and turn.last_event_at else None
@@ -52,9 +51,7 @@ def agent_row(
     if turn is not None and turn.started_at is not None:
         elapsed = round((turn.ended_at or now) - turn.started_at, 1)
     ctx = turn.context_tokens if turn else None
-    cost = tot.get("cost_usd")
-    if tot.get("unpriced"):
-        cost = None
+    cost = None if tot.unpriced else tot.cost_usd
     return AgentRowOut(
         name=agent.name,
         status=agent.status,
@@ -63,14 +60,14 @@ def agent_row(
         turn=turn.n if turn else None,
         turn_status=turn.status if turn else None,
         activity=(turn.activity if turn else None),
-        turns=int(tot.get("turns") or 0),
-        queued=int(tot.get("queued") or 0),
-        tool_calls=int(tot.get("tool_calls") or 0),
+        turns=tot.turns,
+        queued=tot.queued,
+        tool_calls=tot.tool_calls,
         tokens=Tokens(
-            input=int(tot.get("input_tokens") or 0),
-            output=int(tot.get("output_tokens") or 0),
-            cache_read=int(tot.get("cache_read_tokens") or 0),
-            cache_write=int(tot.get("cache_write_tokens") or 0),
+            input=tot.input_tokens,
+            output=tot.output_tokens,
+            cache_read=tot.cache_read_tokens,
+            cache_write=tot.cache_write_tokens,
         ),
         cost_usd=None if cost is None else round(float(cost), 6),
         context_pct=round(100.0 * ctx / CONTEXT_WINDOW, 1) if ctx else None,

@@ -4,7 +4,6 @@ to read; plus helpers to run the CLI in-process (click's CliRunner), as a real s
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
 import signal
@@ -25,6 +24,7 @@ from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.cli import main
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.store.models import TurnStatsUpdate
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.trust import trust_files
 from agent_fleet_mcp.waits import wait_for
@@ -131,10 +131,16 @@ async def _populate(settings: Settings) -> None:
             assert (await wait_for(fleet, agents=["echo-1"], timeout_s=30)).done
         files = await store.get_agent("files-1")
         assert files is not None
+        turn = await store.get_turn(files.id, 1)
+        assert turn is not None
         await store.update_turn_stats(
             files.id, 1,
-            {"reads_json": json.dumps(READS), "writes_json": json.dumps(WRITES), "input_tokens": 12_345,
-             "output_tokens": 678, "cost_usd": 0.0421, "model": "claude-sonnet-4-5", "tool_calls": 27},
+            TurnStatsUpdate(
+                reads=READS, writes=WRITES, input_tokens=12_345, output_tokens=678, cost_usd=0.0421,
+                model="claude-sonnet-4-5", tool_calls=27, cache_read_tokens=turn.cache_read_tokens,
+                cache_write_tokens=turn.cache_write_tokens, context_tokens=turn.context_tokens,
+                activity=turn.activity, last_event_at=turn.last_event_at,
+            ),
         )  # fmt: skip
 
 

@@ -1,25 +1,33 @@
-"""Rows as the store returns them: plain frozen dataclasses, no SQL here."""
+"""The store's vocabulary: status literals and the rows it returns (plain frozen dataclasses), no SQL here."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict, get_args
 
 from agent_fleet_mcp.spec import AgentSpec
 
-AGENT_STATUSES = ("queued", "running", "idle", "failed", "stopped", "deleted")
-TURN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
-TURN_DONE = frozenset(("succeeded", "failed", "cancelled", "lost"))
-RUN_STATUSES = ("waiting", "running", "succeeded", "failed", "skipped")
-RUN_DONE = frozenset(("succeeded", "failed", "skipped"))
+AgentStatus = Literal["queued", "running", "idle", "failed", "stopped", "deleted"]
+TurnStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
+TurnEnd = Literal["succeeded", "failed", "cancelled", "lost"]  # the statuses that close a turn
+RunStatus = Literal["waiting", "running", "succeeded", "failed"]  # a run whose dependency failed is `failed`
+RunEnd = Literal["succeeded", "failed"]
+BatchStatus = Literal["running", "succeeded", "failed"]
+
+AGENT_STATUSES: tuple[AgentStatus, ...] = get_args(AgentStatus)
+TURN_STATUSES: tuple[TurnStatus, ...] = get_args(TurnStatus)
+TURN_DONE: frozenset[TurnStatus] = frozenset(get_args(TurnEnd))
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+RUN_DONE: frozenset[RunStatus] = frozenset(get_args(RunEnd))
+BATCH_STATUSES: tuple[BatchStatus, ...] = get_args(BatchStatus)
 
 
 @dataclass(frozen=True)
 class AgentRow:
     id: str
     name: str
-    status: str
+    status: AgentStatus
     spec: AgentSpec
     spec_hash: str
     cwd: str
@@ -61,7 +69,7 @@ class AgentRow:
 class TurnRow:
     agent_id: str
     n: int
-    status: str
+    status: TurnStatus
     reason: str | None
     prompt: str
     runner: str
@@ -112,7 +120,7 @@ class RunRow:
     depends_on: list[str]
     cwd: str
     agent_id: str | None
-    status: str
+    status: RunStatus
     reason: str | None
     started_at: float | None
     ended_at: float | None
@@ -129,7 +137,7 @@ class BatchRow:
     id: str
     created_at: float
     ended_at: float | None
-    status: str
+    status: BatchStatus
     idempotency_key: str | None = None
     request_hash: str | None = None
     budget_usd: float | None = None
@@ -137,3 +145,75 @@ class BatchRow:
     @classmethod
     def from_row(cls, r: Any) -> BatchRow:
         return cls(**dict(r))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a new batch, as ``insert_batch`` stores it (validated by batches.py)."""
+
+    run_id: str
+    template: str
+    input: str
+    depends_on: list[str]
+    cwd: str
+
+
+@dataclass(frozen=True)
+class TurnStatsUpdate:
+    """What a turn has used and done so far, written over the turn's stats columns (``update_turn_stats``)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    context_tokens: int | None = None
+    tool_calls: int = 0
+    activity: str | None = None
+    last_event_at: float | None = None
+    reads: list[str] = field(default_factory=list[str])
+    writes: list[str] = field(default_factory=list[str])
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentTotals:
+    """An agent's turns summed (``agent_totals``). ``cost_usd`` sums the priced turns (None when none is priced);
+    ``unpriced`` counts turns that used tokens but have no cost."""
+
+    turns: int = 0
+    queued: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    unpriced: int = 0
+    tool_calls: int = 0
+    first_started: float | None = None
+    last_ended: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+class TurnUsage(TypedDict):
+    """One turn's tokens and cost with its agent's name and status (``turn_usage``, the CLI's cost report)."""
+
+    agent_id: str
+    agent: str
+    agent_status: AgentStatus
+    n: int
+    status: TurnStatus
+    runner: str
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    tool_calls: int
+    queued_at: float
+    started_at: float | None
+    ended_at: float | None

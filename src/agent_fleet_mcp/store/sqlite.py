@@ -20,21 +20,30 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from agent_fleet_mcp.errors import AlreadyExists, LimitReached, StoreDamaged
+from agent_fleet_mcp.errors import AlreadyExists, Conflict, LimitReached, StoreDamaged
 from agent_fleet_mcp.private import private_dirs, touch_private
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.integrity import quick_check
 from agent_fleet_mcp.store.migrations import MIGRATIONS
-from agent_fleet_mcp.store.models import AgentRow, BatchRow, RunRow, TurnRow
+from agent_fleet_mcp.store.models import (
+    AgentRow,
+    AgentStatus,
+    AgentTotals,
+    BatchRow,
+    BatchStatus,
+    RunEnd,
+    RunRow,
+    RunSpec,
+    TurnEnd,
+    TurnRow,
+    TurnStatsUpdate,
+    TurnStatus,
+    TurnUsage,
+)
+from agent_fleet_mcp.store.protocol import Store
 
 BUSY_TIMEOUT_MS = 10_000
 OPEN_CHECK_S = 2.0  # the integrity check at open; a bigger database is checked as far as this allows
-_TURN_STAT_COLUMNS = frozenset(
-    (
-        "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "context_tokens",
-        "tool_calls", "activity", "last_event_at", "reads_json", "writes_json", "model",
-    )
-)  # fmt: skip
 
 
 _AGENT_COLUMNS = (
@@ -153,9 +162,13 @@ class SqliteStore:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
-            except BaseException:
+            except BaseException as exc:
                 with anyio.CancelScope(shield=True):
                     await self.db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):  # a constraint the method did not map more precisely
+                    raise Conflict(
+                        f"the fleet database refused the change ({exc}); reload the state and retry"
+                    ) from exc
                 raise
             await self.db.execute("COMMIT")
 
@@ -272,7 +285,7 @@ class SqliteStore:
         )
         return [AgentRow.from_row(r) for r in rows]
 
-    async def set_agent_status(self, agent_id: str, status: str, *, last_error: str | None = None) -> None:
+    async def set_agent_status(self, agent_id: str, status: AgentStatus, *, last_error: str | None = None) -> None:
         async with self._tx() as db:
             await db.execute(
                 "UPDATE agents SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?"
@@ -344,14 +357,14 @@ class SqliteStore:
         )
         return {r["agent_id"]: TurnRow.from_row(r) for r in rows}
 
-    async def turns_with_status(self, *statuses: str) -> list[TurnRow]:
+    async def turns_with_status(self, *statuses: TurnStatus) -> list[TurnRow]:
         marks = ",".join("?" * len(statuses))
         rows = await self._all(
             f"SELECT * FROM turns WHERE status IN ({marks}) ORDER BY queued_at, agent_id, n", list(statuses)
         )
         return [TurnRow.from_row(r) for r in rows]
 
-    async def count_turns(self, agent_id: str, *statuses: str) -> int:
+    async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int:
         marks = ",".join("?" * len(statuses))
         r = await self._one(
             f"SELECT COUNT(*) AS c FROM turns WHERE agent_id = ? AND status IN ({marks})", [agent_id, *statuses]
@@ -436,28 +449,30 @@ class SqliteStore:
                 (agent_id, n),
             )
 
-    async def update_turn_stats(self, agent_id: str, n: int, stats: dict[str, Any]) -> None:
-        cols = [k for k in stats if k in _TURN_STAT_COLUMNS]
-        if not cols:
-            return
-        sets = ", ".join(f"{c} = ?" for c in cols)
+    async def update_turn_stats(self, agent_id: str, n: int, stats: TurnStatsUpdate) -> None:
+        s = stats
         async with self._tx() as db:
             await db.execute(
-                f"UPDATE turns SET {sets} WHERE agent_id = ? AND n = ?", [*(stats[c] for c in cols), agent_id, n]
-            )
+                "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_tokens = ?,"
+                " cost_usd = ?, context_tokens = ?, tool_calls = ?, activity = ?, last_event_at = ?, reads_json = ?,"
+                " writes_json = ?, model = ? WHERE agent_id = ? AND n = ?",
+                (s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.cost_usd,
+                 s.context_tokens, s.tool_calls, s.activity, s.last_event_at, json.dumps(s.reads),
+                 json.dumps(s.writes), s.model, agent_id, n),
+            )  # fmt: skip
 
     async def finish_turn(
         self,
         agent_id: str,
         n: int,
         *,
-        status: str,
+        status: TurnEnd,
         reason: str | None = None,
         exit_code: int | None = None,
         result_text: str | None = None,
         is_error: bool | None = None,
         error: str | None = None,
-        agent_status: str | None = None,
+        agent_status: AgentStatus | None = None,
         ended_at: float | None = None,
     ) -> bool:
         """Close a queued/running turn (first closer wins, across processes) and set the agent's status.
@@ -479,8 +494,8 @@ class SqliteStore:
                 )
         return ok
 
-    async def agent_totals(self, agent_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Per agent: turn count, token sums, cost sum (None when some turn's cost is unknown), tool calls."""
+    async def agent_totals(self, agent_ids: Sequence[str]) -> dict[str, AgentTotals]:
+        """Per agent: turn count, token sums, cost sum (None when no turn is priced), tool calls."""
         if not agent_ids:
             return {}
         marks = ",".join("?" * len(agent_ids))
@@ -495,7 +510,16 @@ class SqliteStore:
             f" FROM turns WHERE agent_id IN ({marks}) GROUP BY agent_id",
             list(agent_ids),
         )
-        return {r["agent_id"]: dict(r) for r in rows}
+        return {
+            r["agent_id"]: AgentTotals(
+                turns=int(r["turns"]), queued=int(r["queued"] or 0), input_tokens=int(r["input_tokens"] or 0),
+                output_tokens=int(r["output_tokens"] or 0), cache_read_tokens=int(r["cache_read_tokens"] or 0),
+                cache_write_tokens=int(r["cache_write_tokens"] or 0), cost_usd=r["cost_usd"],
+                unpriced=int(r["unpriced"] or 0), tool_calls=int(r["tool_calls"] or 0),
+                first_started=r["first_started"], last_ended=r["last_ended"],
+            )
+            for r in rows
+        }  # fmt: skip
 
     async def spend_since(self, since: float) -> float:
         """Cost of every turn (deleted agents included) started at or after ``since``; unpriced turns count 0."""
@@ -513,7 +537,7 @@ class SqliteStore:
         )
         return float(r["c"])
 
-    async def turn_usage(self, *, since: float | None = None) -> list[dict[str, Any]]:
+    async def turn_usage(self, *, since: float | None = None) -> list[TurnUsage]:
         """Tokens and cost of every turn (deleted agents included) queued or started at or after ``since``, with
         the agent's name and status, oldest first. For the CLI's cost report."""
         rows = await self._all(
@@ -525,32 +549,41 @@ class SqliteStore:
             " ORDER BY COALESCE(t.started_at, t.queued_at), t.agent_id, t.n",
             (since, since),
         )
-        return [dict(r) for r in rows]
+        return [TurnUsage(**dict(r)) for r in rows]
 
     # -- batches and runs ------------------------------------------------------------------------------------
     async def insert_batch(
         self,
         batch_id: str,
-        runs: Sequence[dict[str, Any]],
+        runs: Sequence[RunSpec],
         *,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         budget_usd: float | None = None,
     ) -> None:
+        """A batch and its runs in one transaction; a taken idempotency key or batch id raises ``AlreadyExists``."""
         now = time.time()
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash, budget_usd)"
-                " VALUES (?, ?, 'running', ?, ?, ?)",
-                (batch_id, now, idempotency_key, request_hash, budget_usd),
-            )
+            try:
+                await db.execute(
+                    "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash, budget_usd)"
+                    " VALUES (?, ?, 'running', ?, ?, ?)",
+                    (batch_id, now, idempotency_key, request_hash, budget_usd),
+                )
+            except sqlite3.IntegrityError:
+                if idempotency_key is not None:
+                    cur = await db.execute("SELECT 1 FROM batches WHERE idempotency_key = ?", (idempotency_key,))
+                    taken = await cur.fetchone()
+                    await cur.close()
+                    if taken:
+                        raise AlreadyExists("idempotency_key", idempotency_key, holder="a batch") from None
+                raise AlreadyExists("id", batch_id, holder="a batch") from None
             for seq, run in enumerate(runs):
                 await db.execute(
                     "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')",
-                    (batch_id, run["run_id"], seq, run["template"], run["input"], json.dumps(run["depends_on"]),
-                     run["cwd"]),
-                )  # fmt: skip
+                    (batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd),
+                )
 
     async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None:
         r = await self._one("SELECT * FROM batches WHERE idempotency_key = ?", (idempotency_key,))
@@ -560,7 +593,7 @@ class SqliteStore:
         r = await self._one("SELECT * FROM batches WHERE id = ?", (batch_id,))
         return BatchRow.from_row(r) if r else None
 
-    async def list_batches(self, *, status: str | None = None) -> list[BatchRow]:
+    async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
         rows = await self._all(
             "SELECT * FROM batches WHERE ? IS NULL OR status = ? ORDER BY created_at", (status, status)
         )
@@ -570,19 +603,36 @@ class SqliteStore:
         rows = await self._all("SELECT * FROM runs WHERE batch_id = ? ORDER BY seq", (batch_id,))
         return [RunRow.from_row(r) for r in rows]
 
-    async def update_run(self, batch_id: str, run_id: str, **fields: Any) -> None:
-        allowed = {"agent_id", "status", "reason", "started_at", "ended_at"}
-        cols = [k for k in fields if k in allowed]
-        sets = ", ".join(f"{c} = ?" for c in cols)
+    async def start_run(self, batch_id: str, run_id: str, *, agent_id: str) -> bool:
+        """waiting -> running with the agent created for it; True when this call moved it."""
         async with self._tx() as db:
-            await db.execute(
-                f"UPDATE runs SET {sets} WHERE batch_id = ? AND run_id = ?",
-                [*(fields[c] for c in cols), batch_id, run_id],
+            cur = await db.execute(
+                "UPDATE runs SET status = 'running', agent_id = ?, started_at = ?"
+                " WHERE batch_id = ? AND run_id = ? AND status = 'waiting'",
+                (agent_id, time.time(), batch_id, run_id),
             )
+            ok = cur.rowcount == 1
+            await cur.close()
+        return ok
 
-    async def finish_batch(self, batch_id: str, status: str) -> None:
+    async def finish_run(self, batch_id: str, run_id: str, *, status: RunEnd, reason: str | None = None) -> bool:
+        """Close a waiting or running run; the first closer wins (True), later calls change nothing."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE runs SET status = ?, reason = ?, ended_at = ?"
+                " WHERE batch_id = ? AND run_id = ? AND status IN ('waiting', 'running')",
+                (status, reason, time.time(), batch_id, run_id),
+            )
+            ok = cur.rowcount == 1
+            await cur.close()
+        return ok
+
+    async def finish_batch(self, batch_id: str, status: BatchStatus) -> None:
         async with self._tx() as db:
             await db.execute(
                 "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
                 (status, time.time(), batch_id),
             )
+
+
+_conforms: type[Store] = SqliteStore  # pyright checks here that SqliteStore implements the Store protocol

@@ -1,0 +1,206 @@
+"""The ``Store`` protocol: what the fleet, the batch engine, the budgets and the read side need from storage.
+
+``SqliteStore`` (store/sqlite.py) implements it; a second implementation (e.g. PostgreSQL, so several servers on
+several machines share one fleet) must keep the contract in docs/store.md. Each method is one atomic step: a
+decision that reads and writes several rows (claim a turn under the fleet cap, close a turn, insert under a unique
+key) is a single method, never a read here and a write there. Constraint violations raise our errors
+(``AlreadyExists``, ``LimitReached``, ``Conflict``), never a driver's. Timestamps are epoch seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.store.models import (
+    AgentRow,
+    AgentStatus,
+    AgentTotals,
+    BatchRow,
+    BatchStatus,
+    RunEnd,
+    RunRow,
+    RunSpec,
+    TurnEnd,
+    TurnRow,
+    TurnStatsUpdate,
+    TurnStatus,
+    TurnUsage,
+)
+
+
+class Store(Protocol):
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, creating the fleet's schema if needed and applying pending migrations."""
+        ...
+
+    async def open_existing(self) -> bool:
+        """Connect read-only to an existing fleet (the CLI); False when there is none. Never creates one."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- agents ----------------------------------------------------------------------------------------------
+    async def insert_agent(
+        self,
+        *,
+        id: str,
+        name: str,
+        spec: AgentSpec,
+        spec_hash: str,
+        cwd: str,
+        idempotency_key: str | None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
+        depth: int = 1,
+        batch_id: str | None = None,
+        max_tree_agents: int | None = None,
+    ) -> AgentRow:
+        """Insert a live (``idle``) agent. One live agent per name and per idempotency key, fleet-wide: a clash
+        raises ``AlreadyExists``. With ``max_tree_agents``, a tree (``root_id``) already that big raises
+        ``LimitReached`` -- the count and the insert are one atomic step."""
+        ...
+
+    async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:
+        """By id, else by name among live agents (and the newest deleted one with ``include_deleted``)."""
+        ...
+
+    async def find_by_idempotency_key(self, key: str) -> AgentRow | None:
+        """The live agent created under ``key``."""
+        ...
+
+    async def list_agents(self, *, include_deleted: bool = False) -> list[AgentRow]:
+        """Ordered by creation time, then id."""
+        ...
+
+    async def mark_queued_unless_running(self, agent_id: str) -> None:
+        """Set a live agent ``queued`` unless one of its turns is running (atomic with concurrent claims)."""
+        ...
+
+    async def set_session_id(self, agent_id: str, session_id: str) -> None: ...
+
+    async def mark_deleted(self, agent_id: str) -> None:
+        """Soft delete: status ``deleted``; the name and idempotency key become free."""
+        ...
+
+    async def purge_agent(self, agent_id: str) -> None:
+        """Remove the agent and its turns; runs that named it keep their row with no agent."""
+        ...
+
+    # -- turns -----------------------------------------------------------------------------------------------
+    async def insert_turn(self, *, agent_id: str, prompt: str, runner: str, model: str | None) -> TurnRow:
+        """Queue the agent's next turn: number = its highest + 1, allocated atomically."""
+        ...
+
+    async def get_turn(self, agent_id: str, n: int) -> TurnRow | None: ...
+
+    async def turns_of(self, agent_id: str) -> list[TurnRow]:
+        """Ordered by turn number."""
+        ...
+
+    async def latest_turns(self, agent_ids: Sequence[str]) -> dict[str, TurnRow]:
+        """Each agent's highest-numbered turn (agents without turns are absent)."""
+        ...
+
+    async def turns_with_status(self, *statuses: TurnStatus) -> list[TurnRow]:
+        """Fleet-wide, oldest queued first (then agent id, turn number): the dispatch order."""
+        ...
+
+    async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int: ...
+
+    async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:
+        """Atomically: queued -> running if the agent has no running turn and fewer than ``max_running`` turns
+        run fleet-wide (or an ancestor of the agent has a running turn), and set the agent ``running``. True
+        for exactly one of any number of concurrent callers on any number of servers."""
+        ...
+
+    async def set_turn_process(
+        self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
+    ) -> None: ...
+
+    async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
+        """Record the process of a running turn if it is not recorded yet; True when the row changed."""
+        ...
+
+    async def requeue_turn(self, agent_id: str, n: int) -> None:
+        """running -> queued for a claimed turn whose process was never recorded."""
+        ...
+
+    async def update_turn_stats(self, agent_id: str, n: int, stats: TurnStatsUpdate) -> None:
+        """Overwrite the turn's usage columns with ``stats``."""
+        ...
+
+    async def finish_turn(
+        self,
+        agent_id: str,
+        n: int,
+        *,
+        status: TurnEnd,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        result_text: str | None = None,
+        is_error: bool | None = None,
+        error: str | None = None,
+        agent_status: AgentStatus | None = None,
+        ended_at: float | None = None,
+    ) -> bool:
+        """Close a queued or running turn and set its (live) agent's status, atomically. The first closer wins:
+        True for exactly one caller; later ones change nothing and get False."""
+        ...
+
+    # -- usage -----------------------------------------------------------------------------------------------
+    async def agent_totals(self, agent_ids: Sequence[str]) -> dict[str, AgentTotals]:
+        """Per agent with turns (others absent)."""
+        ...
+
+    async def spend_since(self, since: float) -> float:
+        """Cost of every turn (deleted agents' too) started (else queued) at or after ``since``."""
+        ...
+
+    async def batch_spend(self, batch_id: str) -> float:
+        """Cost of every turn of the agents created for the batch."""
+        ...
+
+    async def turn_usage(self, *, since: float | None = None) -> list[TurnUsage]:
+        """Every turn (deleted agents' too) started (else queued) at or after ``since``, oldest first."""
+        ...
+
+    # -- batches and runs ------------------------------------------------------------------------------------
+    async def insert_batch(
+        self,
+        batch_id: str,
+        runs: Sequence[RunSpec],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        budget_usd: float | None = None,
+    ) -> None:
+        """Insert a ``running`` batch and its ``waiting`` runs in one transaction. A taken idempotency key (or
+        batch id) raises ``AlreadyExists`` and inserts nothing."""
+        ...
+
+    async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None: ...
+
+    async def get_batch(self, batch_id: str) -> BatchRow | None: ...
+
+    async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
+        """Ordered by creation time."""
+        ...
+
+    async def runs_of(self, batch_id: str) -> list[RunRow]:
+        """In the order the batch listed them."""
+        ...
+
+    async def start_run(self, batch_id: str, run_id: str, *, agent_id: str) -> bool:
+        """waiting -> running with the agent created for it; True when this call moved it."""
+        ...
+
+    async def finish_run(self, batch_id: str, run_id: str, *, status: RunEnd, reason: str | None = None) -> bool:
+        """Close a waiting or running run; the first closer wins (True), later calls change nothing."""
+        ...
+
+    async def finish_batch(self, batch_id: str, status: BatchStatus) -> None:
+        """Close a running batch (a closed one stays as it is)."""
+        ...
