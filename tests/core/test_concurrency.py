@@ -61,10 +61,18 @@ async def test_global_cap_queues_beyond_max_concurrent(client: Any, tmp_path: Pa
     assert all(r["turn_status"] == "succeeded" for r in rows)
 
 
-async def test_wait_any_and_timeout(client: Any) -> None:
-    await call(client, "create_agent", name="fast", template="sleeper", prompt="0.2")
+async def test_wait_any_and_timeout(client: Any, tmp_path: Path) -> None:
+    gate = tmp_path / "fast-may-finish"  # "fast" ends only once the wait below has started, however slow the machine
+    await call(client, "create_agent", name="fast", template="gate", prompt=str(gate))
     await call(client, "create_agent", name="slow", template="sleeper", prompt="20")
-    any_done = await call(client, "wait_for_agents", agents=["fast", "slow"], until="any", timeout_s=15)
+
+    async def open_gate(p: float, total: float | None, message: str | None) -> None:
+        gate.touch()  # the wait reports progress right away when it has to wait
+
+    res = await client.call_tool(
+        "wait_for_agents", {"agents": ["fast", "slow"], "until": "any", "timeout_s": 30}, progress_callback=open_gate
+    )
+    any_done = res.structured_content
     assert any_done["done"] and "fast" in any_done["finished"] and any_done["still_running"] == ["slow"]
     progress: list[tuple[float, float | None, str | None]] = []
 
