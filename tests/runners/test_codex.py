@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.runners import _cli, get_runner
+from agent_fleet_mcp.runners import get_runner, headless
 from agent_fleet_mcp.runners.codex import USAGE_LEDGER, CodexRunner
 from agent_fleet_mcp.spec import AgentSpec
 
@@ -20,7 +20,7 @@ THREAD = "019a2d7a-41c4-78b1-b7cc-a45d62a89cd5"
 
 @pytest.fixture
 def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     return fake_exe(tmp_path / "bin", "codex").parent
 
 
@@ -33,7 +33,7 @@ def parse(make_request: MakeRequest, name: str, *, exit_code: int | None = 0, st
 
 
 def test_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     with pytest.raises(RunnerUnavailable, match=r"^codex is not installed: npm install -g @openai/codex"):
         CodexRunner().check_available(AgentSpec(runner="codex"), {"PATH": str(tmp_path)})
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.runners import _cli, get_runner
+from agent_fleet_mcp.runners import get_runner, headless
 from agent_fleet_mcp.runners.gemini import MAX_ARGV_PROMPT, GeminiRunner
 from agent_fleet_mcp.spec import AgentSpec
 
@@ -19,7 +19,7 @@ SESSION = "c1b2e0a4-5f0e-4d1a-9a51-1f3f2f6b7a10"
 
 @pytest.fixture
 def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     return fake_exe(tmp_path / "bin", "gemini").parent
 
 
@@ -32,7 +32,7 @@ def parse(make_request: MakeRequest, name: str, *, exit_code: int | None = 0, st
 
 
 def test_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     with pytest.raises(RunnerUnavailable, match=r"^gemini is not installed: npm install -g @google/gemini-cli"):
         GeminiRunner().check_available(AgentSpec(runner="gemini"), {"PATH": str(tmp_path)})
 
@@ -40,7 +40,7 @@ def test_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_registry_and_found_via_tools_bin(bin_dir: Path) -> None:
     runner = get_runner("gemini")
     assert isinstance(runner, GeminiRunner)
-    runner.check_available(AgentSpec(runner="gemini"), {"PATH": "", _cli.TOOLS_BIN_ENV: str(bin_dir)})
+    runner.check_available(AgentSpec(runner="gemini"), {"PATH": "", headless.TOOLS_BIN_ENV: str(bin_dir)})
 
 
 def test_readonly_argv(make_request: MakeRequest, bin_dir: Path) -> None:

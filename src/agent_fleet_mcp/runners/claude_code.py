@@ -30,7 +30,8 @@ from typing import Any
 
 from agent_fleet_mcp.events import Event, make
 from agent_fleet_mcp.permissions import check_readonly
-from agent_fleet_mcp.runners._cli import (
+from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
+from agent_fleet_mcp.runners.headless import (
     CumulativeLedger,
     as_dict,
     as_int,
@@ -42,7 +43,6 @@ from agent_fleet_mcp.runners._cli import (
     require_cli,
     text_size,
 )
-from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
 from agent_fleet_mcp.spec import AgentSpec
 
 PACKAGE = "@anthropic-ai/claude-code"

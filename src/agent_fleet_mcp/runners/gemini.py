@@ -23,8 +23,8 @@ from typing import Any
 
 from agent_fleet_mcp.events import Event, make
 from agent_fleet_mcp.permissions import check_readonly
-from agent_fleet_mcp.runners._cli import as_dict, as_int, clip, parse_line, rel_path, require_cli
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
+from agent_fleet_mcp.runners.headless import as_dict, as_int, clip, parse_line, rel_path, require_cli
 from agent_fleet_mcp.spec import AgentSpec
 
 PACKAGE = "@google/gemini-cli"

@@ -24,7 +24,7 @@ from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import parse_object
 
 TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
-# src/agent_fleet_mcp/runners/_cli.py -> the checkout root (only meaningful in a source checkout)
+# src/agent_fleet_mcp/runners/headless.py -> the checkout root (only meaningful in a source checkout)
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 REPO_TOOLS_BIN = _REPO_ROOT / ".tools" / "node_modules" / ".bin"
 
