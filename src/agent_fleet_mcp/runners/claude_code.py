@@ -36,11 +36,11 @@ from agent_fleet_mcp.runners.headless import (
     as_dict,
     as_int,
     as_list,
-    clip,
     deltas,
     parse_line,
     rel_path,
     require_cli,
+    summary_line,
     text_size,
 )
 from agent_fleet_mcp.spec import AgentSpec
@@ -107,23 +107,23 @@ def summarize_tool(name: str, tool_input: Mapping[str, Any], req: TurnRequest) -
         out.update(summary=f"{name} {path}", writes=[path])
     elif name == "Grep":
         where = rel_path(s("path"), req.cwd) or "."
-        out["summary"] = clip(f"Grep '{s('pattern')}' in {where}")
+        out["summary"] = summary_line(f"Grep '{s('pattern')}' in {where}")
     elif name == "Glob":
         where = rel_path(s("path"), req.cwd)
-        out["summary"] = clip(f"Glob '{s('pattern')}'" + (f" in {where}" if where else ""))
+        out["summary"] = summary_line(f"Glob '{s('pattern')}'" + (f" in {where}" if where else ""))
     elif name == "LS":
         out["summary"] = f"LS {rel_path(s('path'), req.cwd) or '.'}"
     elif name == "Bash":
-        out["summary"] = clip(f"Bash: {s('command')}")
+        out["summary"] = summary_line(f"Bash: {s('command')}")
     elif name in ("Task", "Agent"):
-        out["summary"] = clip(f"{name}: {s('description') or s('prompt')}")
+        out["summary"] = summary_line(f"{name}: {s('description') or s('prompt')}")
     elif name == "WebFetch":
-        out["summary"] = clip(f"WebFetch {s('url')}")
+        out["summary"] = summary_line(f"WebFetch {s('url')}")
     elif name == "WebSearch":
-        out["summary"] = clip(f"WebSearch '{s('query')}'")
+        out["summary"] = summary_line(f"WebSearch '{s('query')}'")
     else:
         args = json.dumps(inp, ensure_ascii=False, separators=(",", ":")) if inp else ""
-        out["summary"] = clip(f"{name} {args}".strip())
+        out["summary"] = summary_line(f"{name} {args}".strip())
     return out
 
 

@@ -33,11 +33,11 @@ from agent_fleet_mcp.runners.headless import (
     as_dict,
     as_int,
     as_list,
-    clip,
     deltas,
     parse_line,
     rel_path,
     require_cli,
+    summary_line,
     text_size,
 )
 from agent_fleet_mcp.spec import AgentSpec
@@ -138,7 +138,7 @@ class CodexParser:
             return []
         if itype == "command_execution":
             command = _unwrap_shell(str(item.get("command") or ""))
-            events = self._tool_use_once(item_id, "shell", clip(f"$ {command}"))
+            events = self._tool_use_once(item_id, "shell", summary_line(f"$ {command}"))
             if completed:
                 exit_code = item.get("exit_code")
                 ok = item.get("status") == "completed" and exit_code in (0, None)
@@ -151,7 +151,7 @@ class CodexParser:
         if itype == "file_change":
             paths = [rel_path(str(as_dict(c).get("path") or ""), self._req.cwd) for c in as_list(item.get("changes"))]
             paths = [p for p in paths if p]
-            summary = clip("Edit " + ", ".join(paths)) if paths else "Edit (no files)"
+            summary = summary_line("Edit " + ", ".join(paths)) if paths else "Edit (no files)"
             events = self._tool_use_once(item_id, "apply_patch", summary, writes=paths or None)
             if completed:
                 events.append(make("tool_result", ok=item.get("status") == "completed", size=0, id=item_id or None))
@@ -160,7 +160,7 @@ class CodexParser:
             name = f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}"
             args = item.get("arguments")
             args_s = json.dumps(args, ensure_ascii=False, separators=(",", ":")) if args else ""
-            events = self._tool_use_once(item_id, name, clip(f"{name} {args_s}".strip()))
+            events = self._tool_use_once(item_id, name, summary_line(f"{name} {args_s}".strip()))
             if completed:
                 result = as_dict(item.get("result"))
                 ok = item.get("status") == "completed" and not item.get("error")
@@ -172,7 +172,7 @@ class CodexParser:
                 events.append(make("tool_result", ok=ok, size=size, id=item_id or None))
             return events
         if itype == "web_search":
-            events = self._tool_use_once(item_id, "web_search", clip(f"WebSearch '{item.get('query') or ''}'"))
+            events = self._tool_use_once(item_id, "web_search", summary_line(f"WebSearch '{item.get('query') or ''}'"))
             if completed:
                 events.append(make("tool_result", ok=True, size=0, id=item_id or None))
             return events

@@ -24,7 +24,7 @@ from typing import Any
 from agent_fleet_mcp.events import Event, make
 from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
-from agent_fleet_mcp.runners.headless import as_dict, as_int, clip, parse_line, rel_path, require_cli
+from agent_fleet_mcp.runners.headless import as_dict, as_int, parse_line, rel_path, require_cli, summary_line
 from agent_fleet_mcp.spec import AgentSpec
 
 PACKAGE = "@google/gemini-cli"
@@ -81,17 +81,17 @@ def summarize_tool(name: str, params: Mapping[str, Any], req: TurnRequest) -> di
     if name in WRITE_TOOLS and path:
         return {"summary": f"{name} {path}", "writes": [path]}
     if name == "run_shell_command":
-        return {"summary": clip(f"$ {s('command')}")}
+        return {"summary": summary_line(f"$ {s('command')}")}
     if name in ("search_file_content", "grep_search", "grep"):
-        return {"summary": clip(f"grep '{s('pattern')}' in {path or '.'}")}
+        return {"summary": summary_line(f"grep '{s('pattern')}' in {path or '.'}")}
     if name == "glob":
-        return {"summary": clip(f"glob '{s('pattern')}'" + (f" in {path}" if path else ""))}
+        return {"summary": summary_line(f"glob '{s('pattern')}'" + (f" in {path}" if path else ""))}
     if name == "list_directory":
         return {"summary": f"ls {path or '.'}"}
     if name == "google_web_search":
-        return {"summary": clip(f"web search '{s('query')}'")}
+        return {"summary": summary_line(f"web search '{s('query')}'")}
     args = json.dumps(p, ensure_ascii=False, separators=(",", ":")) if p else ""
-    return {"summary": clip(f"{name} {args}".strip())}
+    return {"summary": summary_line(f"{name} {args}".strip())}
 
 
 class GeminiParser:

@@ -22,6 +22,7 @@ from typing import Any
 
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import parse_object
+from agent_fleet_mcp.text import first_line
 
 TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
 # src/agent_fleet_mcp/runners/headless.py -> the checkout root (only meaningful in a source checkout)
@@ -72,13 +73,9 @@ def as_int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-def clip(text: str, limit: int = SUMMARY_CHARS) -> str:
-    """First line of ``text``, at most ``limit`` characters (with an ellipsis when cut)."""
-    lines = text.strip().splitlines()
-    first = lines[0] if lines else ""
-    if len(first) > limit or len(lines) > 1:
-        return first[: limit - 1].rstrip() + "…"
-    return first
+def summary_line(text: str) -> str:
+    """A tool call's summary: the first line of ``text``, at most ``SUMMARY_CHARS`` characters."""
+    return first_line(text, SUMMARY_CHARS)
 
 
 def rel_path(path: str, cwd: Path) -> str:
