@@ -26,13 +26,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
+from agent_fleet_mcp.jsonish import as_dict, as_int, as_list
 from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
 from agent_fleet_mcp.runners.headless import (
     CumulativeLedger,
-    as_dict,
-    as_int,
-    as_list,
     deltas,
     parse_line,
     rel_path,

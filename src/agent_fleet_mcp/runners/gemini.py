@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
+from agent_fleet_mcp.jsonish import as_dict, as_int
 from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
-from agent_fleet_mcp.runners.headless import as_dict, as_int, parse_line, rel_path, require_cli, summary_line
+from agent_fleet_mcp.runners.headless import parse_line, rel_path, require_cli, summary_line
 from agent_fleet_mcp.spec import AgentSpec
 
 PACKAGE = "@google/gemini-cli"

@@ -22,6 +22,7 @@ from typing import Any
 
 from agent_fleet_mcp.errors import RunnerUnavailable
 from agent_fleet_mcp.events import parse_object
+from agent_fleet_mcp.jsonish import as_dict, as_list
 from agent_fleet_mcp.text import first_line
 
 TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
@@ -59,18 +60,6 @@ def require_cli(name: str, env: Mapping[str, str], *, package: str) -> str:
 def parse_line(line: str) -> dict[str, Any] | None:
     """One native stream line as a JSON object, or None for blank lines, log noise and non-objects."""
     return parse_object(line)
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}  # pyright: ignore[reportUnknownVariableType]
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
-
-
-def as_int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def summary_line(text: str) -> str:
