@@ -1,14 +1,22 @@
-"""Helpers shared by the headless-CLI runners (claude-code, codex, gemini).
+"""The base of the headless-CLI runners (claude-code, codex, gemini) and the helpers they share.
+
+A headless-CLI runner drives a vendor's coding CLI in its non-interactive mode: one process a turn, the prompt in,
+one JSON object a line out. ``HeadlessRunner`` holds what every such runner does the same way:
 
 - finding the CLI binary: ``$AGENT_FLEET_TOOLS_BIN``, then the child's ``PATH``, then the project-local
-  ``.tools/node_modules/.bin`` that scripts/install-tools.sh fills;
-- reading one native JSONL line defensively;
-- short human summaries of tool calls (paths relative to the agent's cwd);
-- ``CumulativeLedger``: some backends report running totals over a resumed conversation (claude's
-  ``total_cost_usd``, codex's ``turn.completed.usage``). The parser turns them into per-turn amounts by remembering
-  the total each turn ended at, in a small JSON file in the agent's folder.
-"""
+  ``.tools/node_modules/.bin`` that scripts/install-tools.sh fills (``RunnerUnavailable`` names the npm package);
+- refusing a readonly spec whose ``tools`` could write (permissions.py) before any argv is built;
+- the child's environment: the base keys plus the runner's own prefixes and keys (base.py ``scrubbed_env``).
 
+``HeadlessParser`` holds the stream plumbing: one JSON object a line, read defensively, and a closing `result` built
+from the exit code when the stream carried none. A runner module keeps only what differs: its argv flags, its
+tool-call summaries and its mapping of stream objects to events.
+
+Also here: short human summaries of tool calls (paths relative to the agent's cwd), the ``usage`` event of a run,
+and ``CumulativeLedger``: some backends report running totals over a resumed conversation (claude's
+``total_cost_usd``, codex's ``turn.completed.usage``). The parser turns them into per-turn amounts by remembering
+the total each turn ended at, in a small JSON file in the agent's folder.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -16,13 +24,17 @@ import json
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.events import parse_object
+from agent_fleet_mcp.events import Event, make, parse_object
 from agent_fleet_mcp.jsonish import as_dict, as_list
+from agent_fleet_mcp.permissions import check_readonly
+from agent_fleet_mcp.runners.base import LaunchPlan, StreamParser, TurnRequest, result_from_exit, scrubbed_env
+from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.text import first_line
 
 TOOLS_BIN_ENV = "AGENT_FLEET_TOOLS_BIN"
@@ -55,6 +67,81 @@ def require_cli(name: str, env: Mapping[str, str], *, package: str) -> str:
             f"(or run scripts/install-tools.sh, or point ${TOOLS_BIN_ENV} at a folder holding `{name}`)"
         )
     return exe
+
+
+class HeadlessRunner(ABC):
+    """A runner that starts a vendor CLI in headless mode. A subclass names the CLI (``cli``, its npm ``package``),
+    the environment it needs (``env_prefixes``, ``env_keys``), and builds its command line (``command``) and
+    stream parser (``new_parser``)."""
+
+    name: str  # the runner's name in agent specs
+    cli: str  # the executable
+    package: str  # the npm package that installs it
+    env_prefixes: tuple[str, ...] = ()  # variables passed to the child besides base.py's BASE_ENV_KEYS
+    env_keys: tuple[str, ...] = ()
+
+    def check_available(self, spec: AgentSpec, env: Mapping[str, str]) -> None:
+        require_cli(self.cli, env, package=self.package)
+
+    def build(self, req: TurnRequest) -> LaunchPlan:
+        exe = require_cli(self.cli, req.env, package=self.package)
+        env = scrubbed_env(req.env, prefixes=self.env_prefixes, keys=self.env_keys)
+        check_readonly(req.spec)  # a readonly agent never gets a tool that writes or runs commands (permissions.py)
+        argv, stdin_text = self.command(exe, req)
+        return LaunchPlan(argv=argv, env=env, cwd=req.cwd, stdin_text=stdin_text)
+
+    def command(self, exe: str, req: TurnRequest) -> tuple[list[str], str | None]:
+        """The argv that runs ``exe`` for this turn, and the text for its stdin (None: none). By default the
+        prompt goes on stdin (no argv length limit)."""
+        return self.argv(exe, req), req.prompt
+
+    def argv(self, exe: str, req: TurnRequest) -> list[str]:
+        """The argv of the turn when the prompt goes on stdin (see ``command``)."""
+        raise NotImplementedError(f"{type(self).__name__} builds neither command() nor argv()")
+
+    @abstractmethod
+    def new_parser(self, req: TurnRequest) -> StreamParser: ...
+
+
+class HeadlessParser(ABC):
+    """The plumbing of a headless CLI's stream parser. ``feed`` hands each JSON object line to ``on_object``; blank
+    lines, log noise and non-objects are skipped. A subclass sets ``_done`` when the stream carried its own `result`
+    and keeps ``_last_text`` (the latest reply), which the `result` that ``finish`` builds from the exit code
+    carries otherwise."""
+
+    def __init__(self, req: TurnRequest) -> None:
+        self._req = req
+        self._started = False  # the `started` event went out
+        self._done = False  # a `result` went out
+        self._last_text = ""
+
+    def feed(self, line: str) -> list[Event]:
+        obj = parse_line(line)
+        return [] if obj is None else self.on_object(obj)
+
+    @abstractmethod
+    def on_object(self, obj: dict[str, Any]) -> list[Event]:
+        """The events of one stream object."""
+
+    def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
+        if self._done:
+            return []
+        self._done = True
+        return result_from_exit(exit_code, self._last_text, stderr_tail)
+
+
+def run_usage(
+    *, input: int, output: int, cache_read: int, cache_write: int, model: str | None, cost_usd: float | None = None,
+    **fields: Any,
+) -> Event:  # fmt: skip
+    """The `usage` event of a whole run (scope ``run``). ``cost_usd`` is always present: null says the CLI reported
+    no cost, so the fleet prices the tokens itself."""
+    ev = make(
+        "usage", scope="run", input=input, output=output, cache_read=cache_read, cache_write=cache_write,
+        cost_usd=cost_usd, model=model, **fields,
+    )  # fmt: skip
+    ev["cost_usd"] = cost_usd
+    return ev
 
 
 def parse_line(line: str) -> dict[str, Any] | None:
