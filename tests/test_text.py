@@ -7,12 +7,12 @@ import doctest
 import pytest
 
 from agent_fleet_mcp import text
-from agent_fleet_mcp.text import clip, first_line, shorten
+from agent_fleet_mcp.text import clip, first_line, preview, shorten
 
 
 def test_the_docstring_examples_hold() -> None:
     result = doctest.testmod(text)
-    assert result.attempted >= 3 and result.failed == 0
+    assert result.attempted >= 4 and result.failed == 0
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,25 @@ def test_shorten_with_another_ellipsis_keeps_the_limit() -> None:
 def test_first_line(value: str, expected: str) -> None:
     assert first_line(value, 10) == expected
     assert len(first_line(value, 10)) <= 10
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ""),
+        ("", ""),
+        ("ls -la", "ls -la"),
+        ("x" * 10, "x" * 10),
+        ("x" * 11, "x" * 9 + "…"),
+        ("make\nmake test", "make …"),  # later lines left out: marked apart from the line
+        ("x" * 10 + "\nmore", "x" * 10 + " …"),  # the line is whole, the mark goes after it
+        ("x" * 11 + "\nmore", "x" * 9 + "…"),  # a cut line: only the cut is marked
+        ("abcd     efgh", "abcd     …"),  # spaces before the cut stay
+        ("\n  first  \nsecond", "first   …"),  # as cli_views.clip: spaces at the end of the line stay
+    ],
+)
+def test_preview(value: str | None, expected: str) -> None:
+    assert preview(value, 10) == expected
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 - ``shorten(text, limit)``: ``text`` in at most ``limit`` characters, its end replaced by an ellipsis when cut;
 - ``first_line(text, limit)``: the first line only, in at most ``limit`` characters, "…" when anything was left out;
+- ``preview(text, limit)``: the first line, "…" when it was cut, " …" after it when only later lines were left out;
 - ``clip(text, limit)``: the whole text cut after ``limit`` characters, with a note of how many were cut.
 """
 
@@ -31,6 +32,20 @@ def first_line(text: str, limit: int) -> str:
     if len(first) > limit or len(lines) > 1:
         return first[: limit - 1].rstrip() + ELLIPSIS
     return first
+
+
+def preview(text: str | None, limit: int) -> str:
+    """The first line of ``text`` (stripped) for a table cell: cut to ``limit`` characters ending in "…", or, when
+    it fits but more lines follow, whole and followed by " …" (so a cut line and a short first line differ).
+
+    >>> preview("make\\nmake test", 80), preview("Bash: pytest -q tests", 12), preview(None, 5)
+    ('make …', 'Bash: pytes…', '')
+    """
+    stripped = (text or "").strip()
+    first = stripped.splitlines()[0] if stripped else ""
+    if len(first) > limit:
+        return first[: limit - 1] + ELLIPSIS
+    return first + (" " + ELLIPSIS if "\n" in stripped else "")
 
 
 def clip(text: str, limit: int) -> str:
