@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from agent_fleet_mcp.runners import process
-from agent_fleet_mcp.runners._cli import find_cli
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.runners.claude_code import ClaudeCodeRunner
+from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.runners.process import TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer, ToolCall

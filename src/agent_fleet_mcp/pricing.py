@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Source: Claude Code 2.1.329's model catalog, cross-checked against the costUSD it reported on real runs
-# (/work/shared/reference/agent-cli-formats.md). Update the table and this date together.
+# Source: Claude Code 2.1.329's model catalog, cross-checked against the costUSD it reported on real runs; the public
+# reference is the pricing page of Anthropic's Claude API documentation. Update the table and this date together.
 PRICES_AS_OF = "2026-11"
 
 # Where the catalog gives no cache price, the API's standard multipliers of the input price apply:
@@ -97,17 +97,19 @@ def price_of(model: str | None) -> Price | None:
 
 def cost_usd(
     model: str | None,
+    *,
     input: int,
     output: int,
     cache_read: int = 0,
     cache_write: int = 0,
-    *,
     cache_write_1h: int = 0,
 ) -> float | None:
     """USD cost of ONE model request; ``None`` for a model not in the table.
 
-    ``cache_write`` is all cache-creation tokens (the API's ``cache_creation_input_tokens``); ``cache_write_1h`` is
-    the part of them written with a 1-hour TTL (priced higher), when known.
+    The token counts are keyword-only (named like the fields of a ``usage`` event): ``input`` is the uncached input,
+    ``cache_read`` the input read from the cache, ``cache_write`` all cache-creation tokens (the API's
+    ``cache_creation_input_tokens``) and ``cache_write_1h`` the part of them written with a 1-hour TTL (priced
+    higher), when known.
     """
     price = price_of(model)
     if price is None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable
 
 from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.text import clip as _clip
 
 TEXT_LINE_CHARS = 2_000
 
@@ -42,8 +43,3 @@ def render_event(ev: Event, *, with_time: bool = True) -> str:
 
 def render_events(events: Iterable[Event], *, with_time: bool = True) -> str:
     return "\n".join(render_event(e, with_time=with_time) for e in events)
-
-
-def _clip(s: str, n: int) -> str:
-    s = s.strip()
-    return s if len(s) <= n else s[:n] + f" [... {len(s) - n} chars]"

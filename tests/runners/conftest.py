@@ -1,4 +1,4 @@
-"""Fixtures of the CLI-runner tests: a TurnRequest factory."""
+"""Fixtures of the CLI-runner tests: a TurnRequest factory, a folder holding stub CLIs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ from typing import Any
 
 import pytest
 
+from agent_fleet_mcp.runners import headless
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
 
-from .helpers import PROJ, MakeRequest
+from .helpers import PROJ, CliBin, MakeRequest, fake_exe
+
+
+@pytest.fixture
+def no_repo_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkout's own .tools folder is hidden from the CLI lookup."""
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+
+
+@pytest.fixture
+def cli_bin(tmp_path: Path, no_repo_tools: None) -> CliBin:
+    """``cli_bin("codex")``: the folder holding a stub ``codex`` (the checkout's .tools is hidden)."""
+    return lambda name: fake_exe(tmp_path / "bin", name).parent
 
 
 @pytest.fixture

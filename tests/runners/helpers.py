@@ -6,12 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners.base import StreamParser, TurnRequest
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 PROJ = Path("/home/dev/proj")  # the cwd the recorded fixtures were normalized to
 
 MakeRequest = Callable[..., TurnRequest]  # the `make_request` fixture (conftest.py)
+CliBin = Callable[[str], Path]  # the `cli_bin` fixture (conftest.py)
 
 
 def replay(
@@ -27,6 +29,14 @@ def replay(
     for ev in events:
         assert isinstance(ev.pop("ts"), float)
     return events
+
+
+def replay_fixture(
+    make_request: MakeRequest, runner: str, path: Path, *, exit_code: int | None = 0, stderr: str = "", **req: object
+) -> list[Event]:
+    """``replay`` of the recorded stream ``path`` through a new parser of ``runner`` for ``make_request(**req)``."""
+    parser = get_runner(runner).new_parser(make_request(runner, **req))
+    return replay(parser, path, exit_code=exit_code, stderr=stderr)
 
 
 def of_type(events: list[Event], type_: str) -> list[Event]:

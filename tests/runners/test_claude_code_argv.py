@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.runners import _cli, get_runner
+from agent_fleet_mcp.runners import get_runner, headless
 from agent_fleet_mcp.runners.claude_code import ClaudeCodeRunner
 from agent_fleet_mcp.spec import AgentSpec
 
@@ -19,7 +19,7 @@ SPEC = AgentSpec(runner="claude-code")
 @pytest.fixture
 def tools_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tools folder holding a stub `claude`; the checkout's own .tools is hidden from the lookup."""
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     folder = tmp_path / "bin"
     fake_exe(folder, "claude")
     return folder
@@ -30,7 +30,7 @@ def test_registry_resolves_the_runner() -> None:
 
 
 def test_missing_cli_is_unavailable_with_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     with pytest.raises(RunnerUnavailable, match=r"claude is not installed: npm install -g @anthropic-ai/claude-code"):
         ClaudeCodeRunner().check_available(SPEC, {"PATH": str(tmp_path)})
 
@@ -40,17 +40,17 @@ def test_cli_found_on_path_in_tools_bin_env_and_in_repo_tools(
 ) -> None:
     runner = ClaudeCodeRunner()
     runner.check_available(SPEC, {"PATH": f"/nonexistent:{tools_bin}"})
-    runner.check_available(SPEC, {"PATH": "/nonexistent", _cli.TOOLS_BIN_ENV: str(tools_bin)})
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tools_bin)
+    runner.check_available(SPEC, {"PATH": "/nonexistent", headless.TOOLS_BIN_ENV: str(tools_bin)})
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tools_bin)
     runner.check_available(SPEC, {"PATH": "/nonexistent"})
-    assert _cli.find_cli("claude", {"PATH": ""}) == str(tools_bin / "claude")
+    assert headless.find_cli("claude", {"PATH": ""}) == str(tools_bin / "claude")
 
 
 def test_tools_bin_env_wins_over_path(tmp_path: Path, tools_bin: Path) -> None:
     other = tmp_path / "other"
     fake_exe(other, "claude")
-    env = {"PATH": str(other), _cli.TOOLS_BIN_ENV: str(tools_bin)}
-    assert _cli.find_cli("claude", env) == str(tools_bin / "claude")
+    env = {"PATH": str(other), headless.TOOLS_BIN_ENV: str(tools_bin)}
+    assert headless.find_cli("claude", env) == str(tools_bin / "claude")
 
 
 def test_default_argv_is_readonly_headless_with_max_turns(make_request: MakeRequest, tools_bin: Path) -> None:
@@ -129,6 +129,6 @@ def test_environment_is_scrubbed(make_request: MakeRequest, tools_bin: Path) -> 
 
 
 def test_build_without_cli_raises(make_request: MakeRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     with pytest.raises(RunnerUnavailable):
         ClaudeCodeRunner().build(make_request("claude-code", env={"PATH": str(tmp_path)}))

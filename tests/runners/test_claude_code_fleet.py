@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.runners._cli import find_cli
+from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.server import build_server
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.testing import ScriptedModelServer

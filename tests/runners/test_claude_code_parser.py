@@ -12,15 +12,15 @@ import pytest
 
 from agent_fleet_mcp.runners.claude_code import COST_LEDGER, ClaudeCodeRunner
 
-from .helpers import FIXTURES, MakeRequest, of_type, replay
+from .helpers import FIXTURES, MakeRequest, of_type, replay, replay_fixture
 
 CLAUDE = FIXTURES / "claude"
 SESSION = "12e2e7cf-7ca0-495e-bb0e-98ab57ea9918"
 
 
 def parse(make_request: MakeRequest, name: str, *, exit_code: int | None = 0, stderr: str = "", **req: object):
-    parser = ClaudeCodeRunner().new_parser(make_request("claude-code", **req))
-    return replay(parser, CLAUDE / f"{name}.jsonl", exit_code=exit_code, stderr=stderr)
+    path = CLAUDE / f"{name}.jsonl"
+    return replay_fixture(make_request, "claude-code", path, exit_code=exit_code, stderr=stderr, **req)
 
 
 def test_tool_turn_maps_every_block(make_request: MakeRequest) -> None:

@@ -17,9 +17,9 @@ import pytest
 
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.runners import containment, process
-from agent_fleet_mcp.runners._cli import find_cli
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.runners.claude_code import ClaudeCodeParser, ClaudeCodeRunner
+from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.runners.process import TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.testing import ApiError, Reply, ScriptedModelServer, ToolCall

@@ -7,41 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.runners import _cli, get_runner
 from agent_fleet_mcp.runners.codex import USAGE_LEDGER, CodexRunner
-from agent_fleet_mcp.spec import AgentSpec
 
-from .helpers import FIXTURES, MakeRequest, fake_exe, of_type, replay
+from .helpers import FIXTURES, CliBin, MakeRequest, of_type, replay, replay_fixture
 
 CODEX = FIXTURES / "codex"
 THREAD = "019a2d7a-41c4-78b1-b7cc-a45d62a89cd5"
 
 
 @pytest.fixture
-def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
-    return fake_exe(tmp_path / "bin", "codex").parent
+def bin_dir(cli_bin: CliBin) -> Path:
+    return cli_bin("codex")
 
 
 def parse(make_request: MakeRequest, name: str, *, exit_code: int | None = 0, stderr: str = "", **req: object):
-    return replay(CodexRunner().new_parser(make_request("codex", **req)), CODEX / f"{name}.jsonl",
-                  exit_code=exit_code, stderr=stderr)  # fmt: skip
+    return replay_fixture(make_request, "codex", CODEX / f"{name}.jsonl", exit_code=exit_code, stderr=stderr, **req)
 
 
-# -- availability and argv ------------------------------------------------------------------------------------
-
-
-def test_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
-    with pytest.raises(RunnerUnavailable, match=r"^codex is not installed: npm install -g @openai/codex"):
-        CodexRunner().check_available(AgentSpec(runner="codex"), {"PATH": str(tmp_path)})
-
-
-def test_registry_and_found_on_path(bin_dir: Path) -> None:
-    runner = get_runner("codex")
-    assert isinstance(runner, CodexRunner)
-    runner.check_available(AgentSpec(runner="codex"), {"PATH": str(bin_dir)})
+# -- argv (finding the CLI: test_headless.py) ---------------------------------------------------------------------
 
 
 def test_fresh_readonly_argv_reads_the_prompt_from_stdin(make_request: MakeRequest, bin_dir: Path) -> None:

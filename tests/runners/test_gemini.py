@@ -6,41 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.runners import _cli, get_runner
 from agent_fleet_mcp.runners.gemini import MAX_ARGV_PROMPT, GeminiRunner
-from agent_fleet_mcp.spec import AgentSpec
 
-from .helpers import FIXTURES, MakeRequest, fake_exe, of_type, replay
+from .helpers import FIXTURES, CliBin, MakeRequest, of_type, replay, replay_fixture
 
 GEMINI = FIXTURES / "gemini"
 SESSION = "c1b2e0a4-5f0e-4d1a-9a51-1f3f2f6b7a10"
 
 
 @pytest.fixture
-def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
-    return fake_exe(tmp_path / "bin", "gemini").parent
+def bin_dir(cli_bin: CliBin) -> Path:
+    return cli_bin("gemini")
 
 
 def parse(make_request: MakeRequest, name: str, *, exit_code: int | None = 0, stderr: str = "", **req: object):
-    return replay(GeminiRunner().new_parser(make_request("gemini", **req)), GEMINI / f"{name}.jsonl",
-                  exit_code=exit_code, stderr=stderr)  # fmt: skip
+    return replay_fixture(make_request, "gemini", GEMINI / f"{name}.jsonl", exit_code=exit_code, stderr=stderr, **req)
 
 
-# -- availability and argv ------------------------------------------------------------------------------------
-
-
-def test_missing_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
-    with pytest.raises(RunnerUnavailable, match=r"^gemini is not installed: npm install -g @google/gemini-cli"):
-        GeminiRunner().check_available(AgentSpec(runner="gemini"), {"PATH": str(tmp_path)})
-
-
-def test_registry_and_found_via_tools_bin(bin_dir: Path) -> None:
-    runner = get_runner("gemini")
-    assert isinstance(runner, GeminiRunner)
-    runner.check_available(AgentSpec(runner="gemini"), {"PATH": "", _cli.TOOLS_BIN_ENV: str(bin_dir)})
+# -- argv (finding the CLI: test_headless.py) ---------------------------------------------------------------------
 
 
 def test_readonly_argv(make_request: MakeRequest, bin_dir: Path) -> None:

@@ -12,7 +12,7 @@ import yaml
 from agent_fleet_mcp.catalog import parse_definition
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import DefinitionError, InvalidRequest
-from agent_fleet_mcp.runners import _cli, get_runner
+from agent_fleet_mcp.runners import get_runner, headless
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.trust import trust_files
@@ -26,7 +26,7 @@ def fake_exe(folder: Path, name: str) -> None:
 
 @pytest.fixture
 def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(_cli, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
+    monkeypatch.setattr(headless, "REPO_TOOLS_BIN", tmp_path / "no-such-dir")
     folder = tmp_path / "bin"
     for exe in ("claude", "gemini", "codex"):
         fake_exe(folder, exe)

@@ -212,6 +212,16 @@ def test_unknown_routes_are_404_json(srv: ScriptedModelServer) -> None:
     assert status == 404 and json.loads(text)["type"] == "error"
 
 
+def test_a_body_that_is_not_a_json_object_is_a_400(srv: ScriptedModelServer) -> None:
+    for body in ([{"role": "user"}], "hi", None):
+        status, _, text = post_raw(srv, "/v1/messages", body)
+        assert status == 400 and json.loads(text)["error"] == {
+            "type": "invalid_request_error", "message": "request body must be a JSON object"
+        }  # fmt: skip
+    status, _, text = post_raw(srv, "/v1/messages/count_tokens", {})  # an empty object is still an object
+    assert status == 200 and json.loads(text)["input_tokens"] >= 1
+
+
 def test_assert_complete(srv: ScriptedModelServer, client: anthropic.Anthropic) -> None:
     srv.extend(["one", "two", When(lambda body: False, "never", times=None)])
     create(client)

@@ -42,35 +42,42 @@ def test_every_table_key_is_reachable_from_its_claude_id() -> None:
 
 def test_cost_of_one_request_uses_input_output_and_cache_prices() -> None:
     # sonnet-4-5: 3 in, 15 out, 3.75 cache write (5m), 0.30 cache read per Mtok
-    cost = cost_usd("claude-sonnet-4-5-20250929", 1_000_000, 100_000, cache_read=2_000_000, cache_write=400_000)
+    cost = cost_usd(
+        "claude-sonnet-4-5-20250929", input=1_000_000, output=100_000, cache_read=2_000_000, cache_write=400_000
+    )
     assert cost == pytest.approx(3 + 1.5 + 0.6 + 1.5)
 
 
+def test_token_counts_are_keyword_only_so_they_cannot_be_swapped() -> None:
+    with pytest.raises(TypeError, match="positional"):
+        cost_usd("claude-sonnet-4-5", 1_000, 100)  # type: ignore[misc]  # pyright: ignore[reportCallIssue]
+
+
 def test_one_hour_cache_writes_are_priced_higher() -> None:
-    five_min = cost_usd("claude-opus-4-5", 0, 0, 0, 1_000_000)
-    one_hour = cost_usd("claude-opus-4-5", 0, 0, 0, 1_000_000, cache_write_1h=1_000_000)
+    five_min = cost_usd("claude-opus-4-5", input=0, output=0, cache_write=1_000_000)
+    one_hour = cost_usd("claude-opus-4-5", input=0, output=0, cache_write=1_000_000, cache_write_1h=1_000_000)
     assert (five_min, one_hour) == (pytest.approx(6.25), pytest.approx(10.0))
 
 
 def test_catalog_specific_cache_prices() -> None:
-    assert cost_usd("claude-sonnet-5-5", 0, 0, cache_read=1_000_000) == pytest.approx(0.10)
-    assert cost_usd("claude-sonnet-5", 0, 0, cache_read=1_000_000) == pytest.approx(0.20)
-    assert cost_usd("claude-opus-5-5", 1_000_000, 1_000_000) == pytest.approx(24.0)
+    assert cost_usd("claude-sonnet-5-5", input=0, output=0, cache_read=1_000_000) == pytest.approx(0.10)
+    assert cost_usd("claude-sonnet-5", input=0, output=0, cache_read=1_000_000) == pytest.approx(0.20)
+    assert cost_usd("claude-opus-5-5", input=1_000_000, output=1_000_000) == pytest.approx(24.0)
 
 
 def test_haiku_5_5_long_prompt_tier_applies_above_100k_prompt_tokens() -> None:
-    short = cost_usd("claude-haiku-5-5", 100_000, 1_000)
+    short = cost_usd("claude-haiku-5-5", input=100_000, output=1_000)
     assert short == pytest.approx((100_000 * 0.10 + 1_000 * 0.50) / 1e6)
     # the prompt counts cache reads and writes too: 60k + 50k > 100k -> every token at the long tier
-    long = cost_usd("claude-haiku-5-5", 60_000, 1_000, cache_read=50_000)
+    long = cost_usd("claude-haiku-5-5", input=60_000, output=1_000, cache_read=50_000)
     assert long == pytest.approx((60_000 * 0.50 + 1_000 * 2.50 + 50_000 * 0.05) / 1e6)
 
 
 def test_unknown_model_costs_none_never_a_guess() -> None:
-    assert cost_usd("claude-sonnet-9-9", 10, 10) is None
-    assert cost_usd("my-local-llama", 10, 10) is None
-    assert cost_usd(None, 10, 10) is None
-    assert cost_usd("sonnet", 10, 10) is None
+    assert cost_usd("claude-sonnet-9-9", input=10, output=10) is None
+    assert cost_usd("my-local-llama", input=10, output=10) is None
+    assert cost_usd(None, input=10, output=10) is None
+    assert cost_usd("sonnet", input=10, output=10) is None
 
 
 def test_prices_are_dated() -> None:

@@ -74,7 +74,8 @@ def test_tool_loop_then_a_second_turn_continues_the_conversation(tmp_path: Path,
     usage = first.of("usage")[0]
     assert usage == {
         "type": "usage", "ts": usage["ts"], "input": 1000, "output": 100, "cache_read": 5000, "cache_write": 2000,
-        "cost_usd": pricing.cost_usd("claude-sonnet-4-5", 1000, 100, 5000, 2000), "model": "claude-sonnet-4-5",
+        "cost_usd": pricing.cost_usd("claude-sonnet-4-5", input=1000, output=100, cache_read=5000, cache_write=2000),
+        "model": "claude-sonnet-4-5",
         "context_tokens": 8000, "scope": "request",
     }  # fmt: skip
     assert usage["cost_usd"] == pytest.approx((1000 * 3 + 100 * 15 + 5000 * 0.3 + 2000 * 3.75) / 1e6)

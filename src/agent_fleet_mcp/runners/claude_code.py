@@ -29,32 +29,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
-from agent_fleet_mcp.permissions import check_readonly
-from agent_fleet_mcp.runners._cli import (
+from agent_fleet_mcp.jsonish import as_dict, as_int, as_list
+from agent_fleet_mcp.runners.base import TurnRequest
+from agent_fleet_mcp.runners.headless import (
     CumulativeLedger,
-    as_dict,
-    as_int,
-    as_list,
-    clip,
+    HeadlessParser,
+    HeadlessRunner,
     deltas,
-    parse_line,
     rel_path,
-    require_cli,
+    run_usage,
+    summary_line,
     text_size,
 )
-from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
-from agent_fleet_mcp.spec import AgentSpec
 
-PACKAGE = "@anthropic-ai/claude-code"
 DEFAULT_MAX_TURNS = 30
 COST_LEDGER = "claude_cost.json"
 READONLY_TOOLS: tuple[str, ...] = ("Read", "Grep", "Glob", "LS")
 WRITE_TOOLS: tuple[str, ...] = ("Write", "Edit", "MultiEdit", "NotebookEdit")
-ENV_PREFIXES: tuple[str, ...] = ("ANTHROPIC_", "CLAUDE_CODE_", "AGENT_FLEET_")
-ENV_KEYS: tuple[str, ...] = (
-    "CLAUDE_CONFIG_DIR", "IS_SANDBOX", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
-    "NODE_EXTRA_CA_CERTS",
-)  # fmt: skip
 SUBTYPE_REASONS = {
     "error_max_turns": "max_turns",
     "error_max_budget_usd": "max_cost",
@@ -64,8 +55,9 @@ MAX_DENIALS_REPORTED = 10
 
 
 def build_argv(exe: str, req: TurnRequest) -> list[str]:
+    """The argv of a turn; the prompt goes on stdin. (HeadlessRunner.build has refused a readonly spec naming
+    Bash/Write/Edit... before.)"""
     spec = req.spec
-    check_readonly(spec)  # a readonly agent never gets Bash/Write/Edit... (permissions.py)
     max_turns = req.limits.max_turns or spec.max_turns or DEFAULT_MAX_TURNS
     argv = [exe, "-p", "--output-format", "stream-json", "--verbose", "--max-turns", str(max_turns)]
     if spec.permission == "readonly":
@@ -107,44 +99,38 @@ def summarize_tool(name: str, tool_input: Mapping[str, Any], req: TurnRequest) -
         out.update(summary=f"{name} {path}", writes=[path])
     elif name == "Grep":
         where = rel_path(s("path"), req.cwd) or "."
-        out["summary"] = clip(f"Grep '{s('pattern')}' in {where}")
+        out["summary"] = summary_line(f"Grep '{s('pattern')}' in {where}")
     elif name == "Glob":
         where = rel_path(s("path"), req.cwd)
-        out["summary"] = clip(f"Glob '{s('pattern')}'" + (f" in {where}" if where else ""))
+        out["summary"] = summary_line(f"Glob '{s('pattern')}'" + (f" in {where}" if where else ""))
     elif name == "LS":
         out["summary"] = f"LS {rel_path(s('path'), req.cwd) or '.'}"
     elif name == "Bash":
-        out["summary"] = clip(f"Bash: {s('command')}")
+        out["summary"] = summary_line(f"Bash: {s('command')}")
     elif name in ("Task", "Agent"):
-        out["summary"] = clip(f"{name}: {s('description') or s('prompt')}")
+        out["summary"] = summary_line(f"{name}: {s('description') or s('prompt')}")
     elif name == "WebFetch":
-        out["summary"] = clip(f"WebFetch {s('url')}")
+        out["summary"] = summary_line(f"WebFetch {s('url')}")
     elif name == "WebSearch":
-        out["summary"] = clip(f"WebSearch '{s('query')}'")
+        out["summary"] = summary_line(f"WebSearch '{s('query')}'")
     else:
         args = json.dumps(inp, ensure_ascii=False, separators=(",", ":")) if inp else ""
-        out["summary"] = clip(f"{name} {args}".strip())
+        out["summary"] = summary_line(f"{name} {args}".strip())
     return out
 
 
-class ClaudeCodeParser:
+class ClaudeCodeParser(HeadlessParser):
     """Maps ``claude -p --output-format stream-json --verbose`` lines to normalized events."""
 
     def __init__(self, req: TurnRequest) -> None:
-        self._req = req
+        super().__init__(req)
         self._ledger = CumulativeLedger(req.agent_dir / COST_LEDGER)
         self._model: str | None = req.spec.model
         self._session_id: str | None = req.session_id
-        self._started = False
-        self._done = False
-        self._last_text = ""
         self._context_tokens: int | None = None
         self._tool_names: dict[str, str] = {}
 
-    def feed(self, line: str) -> list[Event]:
-        obj = parse_line(line)
-        if obj is None:
-            return []
+    def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "system":
             return self._system(obj)
@@ -155,12 +141,6 @@ class ClaudeCodeParser:
         if kind == "result":
             return self._result(obj)
         return []
-
-    def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
-        if self._done:
-            return []
-        self._done = True
-        return result_from_exit(exit_code, self._last_text, stderr_tail)
 
     # -- line kinds -------------------------------------------------------------------------------------------
 
@@ -269,9 +249,7 @@ class ClaudeCodeParser:
         model_usage = as_dict(obj.get("modelUsage"))
         if len(model_usage) == 1:
             model = next(iter(model_usage))
-        ev = make(
-            "usage",
-            scope="run",
+        return run_usage(
             input=as_int(usage.get("input_tokens")),
             output=as_int(usage.get("output_tokens")),
             cache_read=as_int(usage.get("cache_read_input_tokens")),
@@ -280,8 +258,6 @@ class ClaudeCodeParser:
             model=model,
             context_tokens=self._context_tokens,
         )
-        ev["cost_usd"] = cost  # explicit null when the CLI reported no cost
-        return ev
 
     def _denial(self, denial: Any) -> str:
         d = as_dict(denial)
@@ -289,16 +265,18 @@ class ClaudeCodeParser:
         return str(summarize_tool(name, as_dict(d.get("tool_input")), self._req).get("summary") or name)
 
 
-class ClaudeCodeRunner:
+class ClaudeCodeRunner(HeadlessRunner):
     name = "claude-code"
+    cli = "claude"
+    package = "@anthropic-ai/claude-code"
+    env_prefixes = ("ANTHROPIC_", "CLAUDE_CODE_", "AGENT_FLEET_")
+    env_keys = (
+        "CLAUDE_CONFIG_DIR", "IS_SANDBOX", "DISABLE_AUTOUPDATER", "DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING",
+        "NODE_EXTRA_CA_CERTS",
+    )  # fmt: skip
 
-    def check_available(self, spec: AgentSpec, env: Mapping[str, str]) -> None:
-        require_cli("claude", env, package=PACKAGE)
-
-    def build(self, req: TurnRequest) -> LaunchPlan:
-        exe = require_cli("claude", req.env, package=PACKAGE)
-        env = scrubbed_env(req.env, prefixes=ENV_PREFIXES, keys=ENV_KEYS)
-        return LaunchPlan(argv=build_argv(exe, req), env=env, cwd=req.cwd, stdin_text=req.prompt)
+    def argv(self, exe: str, req: TurnRequest) -> list[str]:
+        return build_argv(exe, req)
 
     def new_parser(self, req: TurnRequest) -> ClaudeCodeParser:
         return ClaudeCodeParser(req)

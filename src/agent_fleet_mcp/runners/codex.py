@@ -22,37 +22,31 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
-from agent_fleet_mcp.permissions import check_readonly
-from agent_fleet_mcp.runners._cli import (
+from agent_fleet_mcp.jsonish import as_dict, as_int, as_list
+from agent_fleet_mcp.runners.base import TurnRequest
+from agent_fleet_mcp.runners.headless import (
     CumulativeLedger,
-    as_dict,
-    as_int,
-    as_list,
-    clip,
+    HeadlessParser,
+    HeadlessRunner,
     deltas,
-    parse_line,
     rel_path,
-    require_cli,
+    run_usage,
+    summary_line,
     text_size,
 )
-from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
-from agent_fleet_mcp.spec import AgentSpec
 
-PACKAGE = "@openai/codex"
 USAGE_LEDGER = "codex_usage.json"
-ENV_PREFIXES: tuple[str, ...] = ("OPENAI_", "CODEX_", "AGENT_FLEET_")
-ENV_KEYS: tuple[str, ...] = ("AZURE_OPENAI_API_KEY", "NODE_EXTRA_CA_CERTS")
 SANDBOX = {"readonly": "read-only", "readwrite": "workspace-write"}
 _USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens")
 
 
 def build_argv(exe: str, req: TurnRequest) -> list[str]:
+    """The argv of a turn; the prompt goes on stdin. Readonly is ``-s read-only`` (and HeadlessRunner.build has
+    refused a readonly spec whose ``tools`` pretend otherwise)."""
     spec = req.spec
-    check_readonly(spec)  # readonly is `-s read-only`, and no `tools` entry may pretend otherwise
     argv = [exe, "exec", "--json", "-s", SANDBOX[spec.permission], "--skip-git-repo-check", "-C", str(req.cwd)]
     if spec.model:
         argv += ["-m", spec.model]
@@ -76,23 +70,17 @@ def _unwrap_shell(command: str) -> str:
     return command
 
 
-class CodexParser:
+class CodexParser(HeadlessParser):
     """Maps ``codex exec --json`` lines to normalized events."""
 
     def __init__(self, req: TurnRequest) -> None:
-        self._req = req
+        super().__init__(req)
         self._ledger = CumulativeLedger(req.agent_dir / USAGE_LEDGER)
         self._thread_id: str | None = req.session_id
-        self._started = False
-        self._done = False
-        self._last_message = ""
         self._last_error = ""
         self._open_tools: set[str] = set()
 
-    def feed(self, line: str) -> list[Event]:
-        obj = parse_line(line)
-        if obj is None:
-            return []
+    def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "thread.started":
             return self._thread_started(obj)
@@ -110,11 +98,7 @@ class CodexParser:
         return []  # turn.started, item.updated, item.plan.delta ...
 
     def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
-        if self._done:
-            return []
-        self._done = True
-        tail = stderr_tail if stderr_tail.strip() else self._last_error
-        return result_from_exit(exit_code, self._last_message, tail)
+        return super().finish(exit_code, stderr_tail if stderr_tail.strip() else self._last_error)
 
     def _thread_started(self, obj: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
@@ -133,12 +117,12 @@ class CodexParser:
         if itype == "agent_message":
             text = item.get("text")
             if completed and isinstance(text, str) and text.strip():
-                self._last_message = text
+                self._last_text = text
                 return [make("text", text=text)]
             return []
         if itype == "command_execution":
             command = _unwrap_shell(str(item.get("command") or ""))
-            events = self._tool_use_once(item_id, "shell", clip(f"$ {command}"))
+            events = self._tool_use_once(item_id, "shell", summary_line(f"$ {command}"))
             if completed:
                 exit_code = item.get("exit_code")
                 ok = item.get("status") == "completed" and exit_code in (0, None)
@@ -151,7 +135,7 @@ class CodexParser:
         if itype == "file_change":
             paths = [rel_path(str(as_dict(c).get("path") or ""), self._req.cwd) for c in as_list(item.get("changes"))]
             paths = [p for p in paths if p]
-            summary = clip("Edit " + ", ".join(paths)) if paths else "Edit (no files)"
+            summary = summary_line("Edit " + ", ".join(paths)) if paths else "Edit (no files)"
             events = self._tool_use_once(item_id, "apply_patch", summary, writes=paths or None)
             if completed:
                 events.append(make("tool_result", ok=item.get("status") == "completed", size=0, id=item_id or None))
@@ -160,7 +144,7 @@ class CodexParser:
             name = f"{item.get('server') or 'mcp'}.{item.get('tool') or 'tool'}"
             args = item.get("arguments")
             args_s = json.dumps(args, ensure_ascii=False, separators=(",", ":")) if args else ""
-            events = self._tool_use_once(item_id, name, clip(f"{name} {args_s}".strip()))
+            events = self._tool_use_once(item_id, name, summary_line(f"{name} {args_s}".strip()))
             if completed:
                 result = as_dict(item.get("result"))
                 ok = item.get("status") == "completed" and not item.get("error")
@@ -172,7 +156,7 @@ class CodexParser:
                 events.append(make("tool_result", ok=ok, size=size, id=item_id or None))
             return events
         if itype == "web_search":
-            events = self._tool_use_once(item_id, "web_search", clip(f"WebSearch '{item.get('query') or ''}'"))
+            events = self._tool_use_once(item_id, "web_search", summary_line(f"WebSearch '{item.get('query') or ''}'"))
             if completed:
                 events.append(make("tool_result", ok=True, size=0, id=item_id or None))
             return events
@@ -197,37 +181,33 @@ class CodexParser:
             turn = deltas(totals, self._ledger.baseline(self._thread_id, self._req.turn), _USAGE_KEYS)
             self._ledger.record(self._thread_id, self._req.turn, totals)
         cached = int(turn["cached_input_tokens"])
-        ev = make(
-            "usage",
-            scope="run",
+        usage = run_usage(
             input=max(0, int(turn["input_tokens"]) - cached),
             output=int(turn["output_tokens"]),
             cache_read=cached,
             cache_write=0,
             model=self._req.spec.model,
         )
-        ev["cost_usd"] = None
-        return [ev, make("result", text=self._last_message, is_error=False)]
+        return [usage, make("result", text=self._last_text, is_error=False)]
 
     def _turn_failed(self, error: dict[str, Any]) -> list[Event]:
         self._done = True
         message = str(error.get("message") or self._last_error or "the codex turn failed")
         return [
             make("error", kind="api_error", message=message),
-            make("result", text=self._last_message or message, is_error=True, reason="error"),
+            make("result", text=self._last_text or message, is_error=True, reason="error"),
         ]
 
 
-class CodexRunner:
+class CodexRunner(HeadlessRunner):
     name = "codex"
+    cli = "codex"
+    package = "@openai/codex"
+    env_prefixes = ("OPENAI_", "CODEX_", "AGENT_FLEET_")
+    env_keys = ("AZURE_OPENAI_API_KEY", "NODE_EXTRA_CA_CERTS")
 
-    def check_available(self, spec: AgentSpec, env: Mapping[str, str]) -> None:
-        require_cli("codex", env, package=PACKAGE)
-
-    def build(self, req: TurnRequest) -> LaunchPlan:
-        exe = require_cli("codex", req.env, package=PACKAGE)
-        env = scrubbed_env(req.env, prefixes=ENV_PREFIXES, keys=ENV_KEYS)
-        return LaunchPlan(argv=build_argv(exe, req), env=env, cwd=req.cwd, stdin_text=req.prompt)
+    def argv(self, exe: str, req: TurnRequest) -> list[str]:
+        return build_argv(exe, req)
 
     def new_parser(self, req: TurnRequest) -> CodexParser:
         return CodexParser(req)

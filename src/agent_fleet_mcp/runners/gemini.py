@@ -22,15 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent_fleet_mcp.events import Event, make
-from agent_fleet_mcp.permissions import check_readonly
-from agent_fleet_mcp.runners._cli import as_dict, as_int, clip, parse_line, rel_path, require_cli
-from agent_fleet_mcp.runners.base import LaunchPlan, TurnRequest, result_from_exit, scrubbed_env
-from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.jsonish import as_dict, as_int
+from agent_fleet_mcp.runners.base import TurnRequest
+from agent_fleet_mcp.runners.headless import HeadlessParser, HeadlessRunner, rel_path, run_usage, summary_line
 
-PACKAGE = "@google/gemini-cli"
 APPROVAL = {"readonly": "default", "readwrite": "auto_edit"}
-ENV_PREFIXES: tuple[str, ...] = ("GEMINI_", "GOOGLE_", "AGENT_FLEET_")
-ENV_KEYS: tuple[str, ...] = ("CLOUDSDK_CONFIG", "NODE_EXTRA_CA_CERTS", "NO_BROWSER")
 MAX_ARGV_PROMPT = 100_000  # bytes; Linux caps one argv entry at 128 KiB
 # FatalError exit codes of gemini-cli (packages/core/src/utils/errors.ts)
 EXIT_REASONS = {41: "auth", 42: "input", 52: "config", 53: "max_turns", 130: "cancelled"}
@@ -50,9 +46,9 @@ def full_prompt(req: TurnRequest) -> str:
 
 
 def build_argv(exe: str, req: TurnRequest, prompt: str) -> tuple[list[str], str | None]:
-    """argv and the stdin text (None unless the prompt is too long for argv)."""
+    """argv and the stdin text (None unless the prompt is too long for argv). (HeadlessRunner.build has refused a
+    readonly spec naming run_shell_command/write_file... before.)"""
     spec = req.spec
-    check_readonly(spec)  # a readonly agent never gets run_shell_command/write_file... (permissions.py)
     argv = [exe, "-o", "stream-json", "--approval-mode", APPROVAL[spec.permission]]
     if spec.model:
         argv += ["-m", spec.model]
@@ -81,34 +77,28 @@ def summarize_tool(name: str, params: Mapping[str, Any], req: TurnRequest) -> di
     if name in WRITE_TOOLS and path:
         return {"summary": f"{name} {path}", "writes": [path]}
     if name == "run_shell_command":
-        return {"summary": clip(f"$ {s('command')}")}
+        return {"summary": summary_line(f"$ {s('command')}")}
     if name in ("search_file_content", "grep_search", "grep"):
-        return {"summary": clip(f"grep '{s('pattern')}' in {path or '.'}")}
+        return {"summary": summary_line(f"grep '{s('pattern')}' in {path or '.'}")}
     if name == "glob":
-        return {"summary": clip(f"glob '{s('pattern')}'" + (f" in {path}" if path else ""))}
+        return {"summary": summary_line(f"glob '{s('pattern')}'" + (f" in {path}" if path else ""))}
     if name == "list_directory":
         return {"summary": f"ls {path or '.'}"}
     if name == "google_web_search":
-        return {"summary": clip(f"web search '{s('query')}'")}
+        return {"summary": summary_line(f"web search '{s('query')}'")}
     args = json.dumps(p, ensure_ascii=False, separators=(",", ":")) if p else ""
-    return {"summary": clip(f"{name} {args}".strip())}
+    return {"summary": summary_line(f"{name} {args}".strip())}
 
 
-class GeminiParser:
+class GeminiParser(HeadlessParser):
     """Maps ``gemini -o stream-json`` lines to normalized events."""
 
     def __init__(self, req: TurnRequest) -> None:
-        self._req = req
+        super().__init__(req)
         self._model: str | None = req.spec.model
-        self._started = False
-        self._done = False
         self._buffer: list[str] = []  # assistant chunks of the reply being streamed
-        self._last_reply = ""
 
-    def feed(self, line: str) -> list[Event]:
-        obj = parse_line(line)
-        if obj is None:
-            return []
+    def on_object(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "message":
             if obj.get("role") == "assistant" and isinstance(obj.get("content"), str):
@@ -139,13 +129,10 @@ class GeminiParser:
         return events
 
     def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
-        events = self._flush()
-        if self._done:
-            return events
-        self._done = True
-        closing = result_from_exit(exit_code, self._last_reply, stderr_tail)
+        events = self._flush()  # first: the reply it completes is the one a closing result carries
+        closing = super().finish(exit_code, stderr_tail)
         reason = EXIT_REASONS.get(exit_code or 0)
-        if reason and closing[-1].get("is_error"):
+        if reason and closing and closing[-1].get("is_error"):
             closing[-1]["reason"] = reason
         return events + closing
 
@@ -154,7 +141,7 @@ class GeminiParser:
         self._buffer.clear()
         if not text.strip():
             return []
-        self._last_reply = text
+        self._last_text = text
         return [make("text", text=text)]
 
     def _init(self, obj: dict[str, Any]) -> list[Event]:
@@ -175,16 +162,13 @@ class GeminiParser:
         if stats:
             cached = as_int(stats.get("cached"))
             uncached = as_int(stats["input"]) if "input" in stats else as_int(stats.get("input_tokens")) - cached
-            usage = make(
-                "usage",
-                scope="run",
+            usage = run_usage(
                 input=max(0, uncached),
                 output=as_int(stats.get("output_tokens")),
                 cache_read=cached,
                 cache_write=0,
                 model=self._model,
             )
-            usage["cost_usd"] = None
             events.append(usage)
         if obj.get("status") == "error":
             err = as_dict(obj.get("error"))
@@ -193,9 +177,9 @@ class GeminiParser:
             reason = ERROR_TYPE_REASONS.get(error_type or "", "error")
             kind = "max_turns" if reason == "max_turns" else "api_error"
             events.append(make("error", kind=kind, message=message, error_type=error_type))
-            events.append(make("result", text=self._last_reply or message, is_error=True, reason=reason))
+            events.append(make("result", text=self._last_text or message, is_error=True, reason=reason))
         else:
-            events.append(make("result", text=self._last_reply, is_error=False))
+            events.append(make("result", text=self._last_text, is_error=False))
         return events
 
 
@@ -203,17 +187,15 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class GeminiRunner:
+class GeminiRunner(HeadlessRunner):
     name = "gemini"
+    cli = "gemini"
+    package = "@google/gemini-cli"
+    env_prefixes = ("GEMINI_", "GOOGLE_", "AGENT_FLEET_")
+    env_keys = ("CLOUDSDK_CONFIG", "NODE_EXTRA_CA_CERTS", "NO_BROWSER")
 
-    def check_available(self, spec: AgentSpec, env: Mapping[str, str]) -> None:
-        require_cli("gemini", env, package=PACKAGE)
-
-    def build(self, req: TurnRequest) -> LaunchPlan:
-        exe = require_cli("gemini", req.env, package=PACKAGE)
-        env = scrubbed_env(req.env, prefixes=ENV_PREFIXES, keys=ENV_KEYS)
-        argv, stdin_text = build_argv(exe, req, full_prompt(req))
-        return LaunchPlan(argv=argv, env=env, cwd=req.cwd, stdin_text=stdin_text)
+    def command(self, exe: str, req: TurnRequest) -> tuple[list[str], str | None]:
+        return build_argv(exe, req, full_prompt(req))
 
     def new_parser(self, req: TurnRequest) -> GeminiParser:
         return GeminiParser(req)

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_fleet_mcp.testing.wire import as_dict, as_list, conversation
+from agent_fleet_mcp.jsonish import as_dict, as_list, is_object
+from agent_fleet_mcp.testing.wire import conversation
 
 TOOL_NAMES: Mapping[str, tuple[str, ...]] = {
     "list": ("list_files", "Glob", "glob", "LS"),
@@ -47,7 +48,7 @@ def text_of(content: Any) -> str:
     parts: list[str] = []
     for item in as_list(content):
         block = as_dict(item)
-        if block is not None and block.get("type") == "text":
+        if block.get("type") == "text":
             parts.append(str(block.get("text", "")))
         elif isinstance(item, str):
             parts.append(item)
@@ -55,14 +56,14 @@ def text_of(content: Any) -> str:
 
 
 def _blocks(message: Any) -> list[dict[str, Any]]:
-    content = (as_dict(message) or {}).get("content")
+    content = as_dict(message).get("content")
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    return [block for item in as_list(content) if (block := as_dict(item)) is not None]
+    return [item for item in as_list(content) if is_object(item)]
 
 
 def _role(message: Any) -> str | None:
-    role = (as_dict(message) or {}).get("role")
+    role = as_dict(message).get("role")
     return role if isinstance(role, str) else None
 
 
@@ -116,12 +117,12 @@ class View:
 def _offered_tools(body: Mapping[str, Any]) -> dict[str, Tool]:
     tools: dict[str, Tool] = {}
     for item in as_list(body.get("tools")):
-        spec = as_dict(item) or {}
+        spec = as_dict(item)
         name = spec.get("name")
         if not isinstance(name, str):
             continue
         kind = _KIND_OF.get(name)
-        props = as_dict((as_dict(spec.get("input_schema")) or {}).get("properties")) or {}
+        props = as_dict(as_dict(spec.get("input_schema")).get("properties"))
         properties = frozenset(str(k) for k in props)
         # earlier names in TOOL_NAMES win (Glob over LS; our names over Claude Code's when both exist)
         if kind and (kind not in tools or TOOL_NAMES[kind].index(name) < TOOL_NAMES[kind].index(tools[kind].name)):
@@ -162,7 +163,7 @@ def read_view(body: Mapping[str, Any]) -> View:
                 continue
             name = str(block.get("name", ""))
             raw_input = block.get("input")
-            args: dict[str, Any] = dict(as_dict(raw_input) or {})
+            args: dict[str, Any] = dict(as_dict(raw_input))
             result = results.get(str(block.get("id")))
             kind = _KIND_OF.get(name)
             if kind == "bash" and isinstance(cmd := args.get("command"), str):

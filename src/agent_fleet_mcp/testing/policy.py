@@ -41,6 +41,7 @@ from agent_fleet_mcp.testing.grammar import (
     prompt_words,
 )
 from agent_fleet_mcp.testing.script import Reply, ToolCall
+from agent_fleet_mcp.text import shorten
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def _decide(view: View) -> Reply | ToolCall:
 
 
 def _excerpt(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(" ".join(text.split()), limit, ellipsis="...")
 
 
 def _first_line(text: str) -> str:

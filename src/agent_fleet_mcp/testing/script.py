@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
+from agent_fleet_mcp.text import shorten
+
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "pause_turn", "refusal"]
 
 #: HTTP status -> the API's error ``type`` (used when ``ApiError.type`` is not given).
@@ -170,5 +172,4 @@ def resolve(step: Any, body: dict[str, Any]) -> Message | ApiError:
 
 def describe(step: Any) -> str:
     """A short human form of a pending step, for ``assert_complete`` messages."""
-    text = repr(step)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return shorten(repr(step), 120, ellipsis="...")

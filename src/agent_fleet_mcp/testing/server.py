@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
+from agent_fleet_mcp.jsonish import is_object
 from agent_fleet_mcp.testing import wire
 from agent_fleet_mcp.testing.policy import default_policy
 from agent_fleet_mcp.testing.script import (
@@ -268,12 +269,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         route = path.rstrip("/")
         if route not in (MESSAGES_PATH, COUNT_TOKENS_PATH):
             return self._send_error(404, "not_found_error", f"No route for POST {path}")
-        request = wire.as_dict(body)
-        if request is None:  # a client bug, not a scripted error: say so the way the API does
+        if not is_object(body):  # a client bug, not a scripted error: say so the way the API does
             return self._send_error(400, "invalid_request_error", "request body must be a JSON object")
         if route == COUNT_TOKENS_PATH:
-            return self._send_json(200, {"input_tokens": wire.input_tokens(request)})
-        self._answer(request)
+            return self._send_json(200, {"input_tokens": wire.input_tokens(body)})
+        self._answer(body)
 
     def do_GET(self) -> None:
         path = self.path.partition("?")[0]

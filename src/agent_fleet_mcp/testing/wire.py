@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
+from agent_fleet_mcp.jsonish import as_dict, as_list
 from agent_fleet_mcp.testing.script import ApiError, Message, Reply, ToolCall, Turn
 
 USAGE_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -19,19 +20,9 @@ def compact(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def as_dict(value: object) -> dict[str, Any] | None:
-    """``value`` as a JSON object, or ``None`` when it is not one."""
-    return cast(dict[str, Any], value) if isinstance(value, dict) else None
-
-
-def as_list(value: object) -> list[Any]:
-    """``value`` as a JSON array (``[]`` when it is not one)."""
-    return cast(list[Any], value) if isinstance(value, list) else []
-
-
 def conversation(body: Mapping[str, Any]) -> list[Any]:
     """The request's ``messages`` without ``role: "system"`` entries (the claude CLI may send them)."""
-    return [m for m in as_list(body.get("messages")) if (as_dict(m) or {}).get("role") != "system"]
+    return [m for m in as_list(body.get("messages")) if as_dict(m).get("role") != "system"]
 
 
 def input_tokens(body: Mapping[str, Any]) -> int:

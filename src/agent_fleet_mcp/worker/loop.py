@@ -117,7 +117,7 @@ def usage_fields(usage: Any, model: str) -> dict[str, Any]:
     write = getattr(usage, "cache_creation_input_tokens", None) or 0
     creation = getattr(usage, "cache_creation", None)
     write_1h = (getattr(creation, "ephemeral_1h_input_tokens", None) or 0) if creation is not None else 0
-    cost = pricing.cost_usd(model, inp, out, read, write, cache_write_1h=write_1h)
+    cost = pricing.cost_usd(model, input=inp, output=out, cache_read=read, cache_write=write, cache_write_1h=write_1h)
     return {
         "input": inp,
         "output": out,
