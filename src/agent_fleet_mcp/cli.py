@@ -1,5 +1,5 @@
 """Command-line entry points: `agent-fleet-mcp` (the server) and `agent-fleet` (for humans: status, watch, logs,
-cost, agents, demo). Thin: no SQL, no subprocess calls; reading is observe.py, rendering cli_views.py. Fleet errors
+cost, agents, demo). Thin: no SQL, no subprocess calls; reading is reader.py, rendering cli_views.py. Fleet errors
 become exit code 1 with their message; Ctrl-C ends `watch` and `logs -f` quietly with exit code 0."""
 
 from __future__ import annotations
@@ -285,10 +285,11 @@ def logs(agent: str, turn: int | None, follow: bool, raw: bool) -> None:
 @_json_opt
 def cost(since: str | None, as_json: bool) -> None:
     """Tokens and cost by agent, by runner and by model ('?' where the cost is unknown)."""
-    from agent_fleet_mcp import cli_views, observe
+    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.reader import parse_since
 
     try:
-        since_ts = None if since is None else observe.parse_since(since)
+        since_ts = None if since is None else parse_since(since)
     except FleetError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     _run(cli_views.show_cost, settings=_settings(), since=since_ts, as_json=as_json)

@@ -16,7 +16,7 @@ import anyio
 import click
 from rich.text import Text
 
-from agent_fleet_mcp import observe, trust
+from agent_fleet_mcp import trust
 from agent_fleet_mcp.catalog import (
     builtin_agents_dir,
     catalog_dirs,
@@ -28,19 +28,17 @@ from agent_fleet_mcp.catalog import (
 )
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import DefinitionError, InvalidRequest, UntrustedDefinition
+from agent_fleet_mcp.reader import open_reader
 
 
 async def written_by_turns(settings: Settings) -> dict[str, str]:
     """file key -> "agent NAME turn N" for every file an agent turn recorded as written (deleted agents too)."""
     out: dict[str, str] = {}
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
+    async with open_reader(settings) as reader:
+        if reader is None:
             return out
-        for agent in await fleet.store.list_agents(include_deleted=True):
-            for turn in await fleet.store.turns_of(agent.id):
-                for rel in turn.writes:
-                    path = Path(rel) if Path(rel).is_absolute() else Path(agent.cwd) / rel
-                    out.setdefault(trust.file_key(path), f"agent {agent.name!r} turn {turn.n}")
+        for path, agent, n in await reader.written_files():
+            out.setdefault(trust.file_key(path), f"agent {agent.name!r} turn {n}")
     return out
 
 

@@ -1,7 +1,7 @@
 """Rendering for the human CLI (rich): the catalog, fleet status, one agent in detail, logs, cost, and the live
 `watch` screen. Output goes to the terminal: this module is never used by the stdio server.
 
-Data comes from observe.py (the read side); every value taken from the fleet is shown as plain ``Text`` (never
+Data comes from reader.py (the read side); every value taken from the fleet is shown as plain ``Text`` (never
 parsed as rich markup), so agent output with brackets prints as it is.
 """
 
@@ -23,16 +23,24 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agent_fleet_mcp import observe
 from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
 from agent_fleet_mcp.cli_trust import untrusted_lines
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import NotFound
 from agent_fleet_mcp.events import Event
-from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
+from agent_fleet_mcp.reader import EMPTY_FLEET, empty_status, not_found_message, open_reader
+from agent_fleet_mcp.reader_models import (
+    STALL_AFTER_S,
+    AgentDetail,
+    AgentStatus,
+    BatchReport,
+    CostGroup,
+    CostReport,
+    Note,
+    StatusReport,
+)
 from agent_fleet_mcp.render import render_event
 from agent_fleet_mcp.schemas import Tokens
-from agent_fleet_mcp.views import STALL_AFTER_S
 
 STATUS_STYLE = {
     "running": "bold green", "queued": "yellow", "idle": "cyan", "failed": "bold red", "stopped": "magenta",
@@ -122,7 +130,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
             n = report.deleted_agents
             return Text(f"No live agents ({n} deleted: `agent-fleet status --all` lists them, `agent-fleet cost` "
                         "adds up what they spent).")  # fmt: skip
-        return Text(observe.EMPTY_FLEET)
+        return Text(EMPTY_FLEET)
     parts: list[RenderableType] = [agents_table(report.agents, width=width), fleet_line(report)]
     for a in report.agents:
         if a.status == "failed" and a.last_error:
@@ -371,18 +379,20 @@ def log_header(agent_name: str, runner: str, turn_n: int, last_n: int, status: s
 async def show_logs(settings: Settings, *, agent: str, turn: int | None, follow: bool, raw: bool) -> None:
     out = make_console(soft_wrap=True)
     err = make_console(stderr=True, soft_wrap=True)
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
-            raise NotFound(observe.not_found_message(agent, []))
-        row = await observe.find_agent(fleet, agent)
-        t = await observe.pick_turn(fleet, row, turn)
-        last = (await fleet.store.latest_turns([row.id]))[row.id].n
-        header = log_header(row.name, row.spec.runner, t.n, last, t.status, t.prompt, fleet.turn_files(row.id, t.n).out)
+    async with open_reader(settings) as reader:
+        if reader is None:
+            raise NotFound(not_found_message(agent, []))
+        row = await reader.find_agent(agent)
+        t = await reader.pick_turn(row, turn)
+        latest = await reader.latest_turn(row)
+        last = latest.n if latest else t.n
+        path = reader.turn_files(row.id, t.n).out
+        header = log_header(row.name, row.spec.runner, t.n, last, t.status, t.prompt, path)
         (err if raw else out).print(header)
         lines = LogLines()
-        async with aclosing(observe.turn_log(fleet, row, t, follow=follow, raw=raw)) as items:
+        async with aclosing(reader.turn_log(row, t, follow=follow, raw=raw)) as items:
             async for item in items:
-                if isinstance(item, observe.Note):
+                if isinstance(item, Note):
                     (err if raw else out).print(Text(f"── {item.text}", style="dim"))
                 elif isinstance(item, str):
                     click.echo(item)
@@ -464,19 +474,17 @@ def _cost_table(title: str, groups: list[CostGroup], *, extra: tuple[str, ...]) 
 
 async def show_status(settings: Settings, *, agent: str | None, as_json: bool, include_all: bool) -> None:
     console = make_console()
-    async with observe.open_fleet(settings) as fleet:
+    async with open_reader(settings) as reader:
         if agent is not None:
-            if fleet is None:
-                raise NotFound(observe.not_found_message(agent, []))
-            detail = await observe.agent_detail(fleet, agent)
+            if reader is None:
+                raise NotFound(not_found_message(agent, []))
+            detail = await reader.agent_detail(agent)
             if as_json:
                 echo_json(detail.model_dump_json(indent=2))
             else:
                 console.print(detail_view(detail))
             return
-        report = observe.empty_status(settings) if fleet is None else await observe.status_report(
-            fleet, include_all=include_all
-        )  # fmt: skip
+        report = empty_status(settings) if reader is None else await reader.status_report(include_all=include_all)
     if as_json:
         echo_json(report.model_dump_json(indent=2))
     else:
@@ -484,14 +492,14 @@ async def show_status(settings: Settings, *, agent: str | None, as_json: bool, i
 
 
 async def show_cost(settings: Settings, *, since: float | None, as_json: bool) -> None:
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
+    async with open_reader(settings) as reader:
+        if reader is None:
             if as_json:
-                echo_json(json.dumps({"since": since, "agents": 0, "note": observe.EMPTY_FLEET}))
+                echo_json(json.dumps({"since": since, "agents": 0, "note": EMPTY_FLEET}))
             else:
-                make_console().print(Text(observe.EMPTY_FLEET))
+                make_console().print(Text(EMPTY_FLEET))
             return
-        report = await observe.cost_report(fleet.store, since=since, settings=settings)
+        report = await reader.cost_report(since=since)
     if as_json:
         echo_json(report.model_dump_json(indent=2))
     else:
@@ -502,7 +510,7 @@ def watch_frame(report: StatusReport | None, *, home: Path, interval: float, wid
     head = Text("agent-fleet watch", style="bold")
     head.append(f"  {home}  {time.strftime('%H:%M:%S')}  every {interval:g}s  stalled after {STALL_AFTER_S:g}s")
     head.append("  Ctrl-C to quit", style="dim")
-    body = Text(observe.EMPTY_FLEET) if report is None else status_view(report, width=width)
+    body = Text(EMPTY_FLEET) if report is None else status_view(report, width=width)
     return Group(head, Text(""), body)
 
 
@@ -512,13 +520,13 @@ async def watch(settings: Settings, *, interval: float, include_all: bool) -> No
     console = make_console()
     with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False) as live:
         while True:
-            async with observe.open_fleet(settings) as fleet:
+            async with open_reader(settings) as reader:
                 while True:
-                    report = None if fleet is None else await observe.status_report(fleet, include_all=include_all)
+                    report = None if reader is None else await reader.status_report(include_all=include_all)
                     frame = watch_frame(report, home=settings.home, interval=interval, width=console.width)
                     live.update(frame, refresh=True)
                     await anyio.sleep(interval)
-                    if fleet is None:
+                    if reader is None:
                         break  # look for the database again
 
 

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
-from agent_fleet_mcp import __version__, logs, private, views
+from agent_fleet_mcp import __version__, logs, private
 from agent_fleet_mcp.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
@@ -39,7 +39,7 @@ async def publish_changes(fleet: Fleet, bus: InMemorySubscriptionBus) -> None:
     while True:
         await fleet.changed(RESOURCE_NOTIFY_S * 2)
         try:
-            rows = await views.agent_rows(fleet, await fleet.store.list_agents())
+            rows = await fleet.reader.agent_rows(await fleet.reader.list_agents())
         except Exception:  # never let notifications take the server down; the next change retries
             log.exception("resource_notify_failed")
             rows = []
@@ -76,7 +76,7 @@ async def lifespan(
         fleet = Fleet(cfg, store)
         async with fleet.running(), anyio.create_task_group() as tg:
             tg.start_soon(publish_changes, fleet, bus)
-            state = AppState(fleet)
+            state = AppState(fleet, fleet.reader)
             running.state = state
             try:
                 yield state

@@ -10,29 +10,22 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
-from agent_fleet_mcp import views
 from agent_fleet_mcp.errors import FleetError
-from agent_fleet_mcp.schemas import StatusOut
 from agent_fleet_mcp.server.state import AppState, RunningApp, app_state
 
 
 async def fleet_resource(running: RunningApp) -> str:
-    fleet = running.get().fleet
-    rows = await views.agent_rows(fleet, await fleet.store.list_agents())
-    return StatusOut(fleet=views.fleet_summary(rows), agents=rows).model_dump_json()
+    return (await running.get().reader.status()).model_dump_json()
 
 
 async def agent_resource(agent: str, ctx: Context[AppState, Any]) -> str:
-    fleet = app_state(ctx).fleet
+    reader = app_state(ctx).reader
     try:
-        row = await fleet.get_agent(agent)
+        row = await reader.get_agent(agent)
     except FleetError as exc:
         raise ResourceNotFoundError(str(exc)) from exc
-    [status] = await views.agent_rows(fleet, [row])
-    turns = await fleet.store.turns_of(row.id)
-    recent = ""
-    if turns:
-        recent = (await views.transcript_text(fleet, row, turns[-1]))[-views.RECENT_ACTIVITY_CHARS :]
+    [status] = await reader.agent_rows([row])
+    recent = await reader.recent_activity(row)
     return json.dumps({"status": status.model_dump(mode="json"), "recent_activity": recent})
 
 

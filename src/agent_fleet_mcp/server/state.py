@@ -10,13 +10,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.reader import FleetReader
 
 
 @dataclass
 class AppState:
-    """What the lifespan hands every request: the fleet (writes)."""
+    """What the lifespan hands every request: the fleet for writes, its reader for reads."""
 
     fleet: Fleet
+    reader: FleetReader
 
 
 def app_state(ctx: Context[AppState, Any]) -> AppState:

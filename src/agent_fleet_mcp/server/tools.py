@@ -12,9 +12,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_fleet_mcp import deprecation, views
+from agent_fleet_mcp import deprecation
 from agent_fleet_mcp.batches import RunRequest
-from agent_fleet_mcp.errors import FleetError, NotFound
+from agent_fleet_mcp.errors import FleetError
 from agent_fleet_mcp.schemas import (
     CommandOut,
     CreateOut,
@@ -30,8 +30,6 @@ from agent_fleet_mcp.schemas import (
 from agent_fleet_mcp.server.state import AppState, app_state
 from agent_fleet_mcp.spec import Concurrency
 from agent_fleet_mcp.waits import MAX_WAIT_S, wait_for
-
-FILES_SHOWN = 20
 
 # A tool's description is its raw docstring and part of the contract: the continuation lines keep the 8-space
 # indent they had when these handlers were nested in build_server (tools/list is unchanged byte for byte).
@@ -113,13 +111,13 @@ async def create_agent(
 ) -> CreateOut:
     """Create an agent (from a template or ad hoc) and, with a prompt, start it. Retry-safe: the same name and
         spec returns the existing agent."""
-    fleet = app_state(ctx).fleet
-    res = await fleet.create_agent(
+    app = app_state(ctx)
+    res = await app.fleet.create_agent(
         name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
         cwd=cwd, permission=permission, max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s,
         idempotency_key=idempotency_key, max_tokens=max_tokens,
     )  # fmt: skip
-    [row] = await views.agent_rows(fleet, [res.agent])
+    [row] = await app.reader.agent_rows([res.agent])
     if not res.created:
         note = "already existed with this spec; nothing new started"
     elif res.turn is None:
@@ -148,11 +146,7 @@ async def command_agent(ctx: Context[AppState, Any], agent: str, prompt: str) ->
 @edge
 async def get_agent_status(ctx: Context[AppState, Any], agents: list[str] | None = None) -> StatusOut:
     """Fleet summary plus one compact row per agent: status, current activity, turns, tokens, cost, errors."""
-    fleet = app_state(ctx).fleet
-    rows = [await fleet.get_agent(a) for a in agents] if agents else await fleet.store.list_agents()
-    out = await views.agent_rows(fleet, rows)
-    all_rows = out if not agents else await views.agent_rows(fleet, await fleet.store.list_agents())
-    return StatusOut(fleet=views.fleet_summary(all_rows), agents=out)
+    return await app_state(ctx).reader.status(agents)
 
 
 
@@ -166,12 +160,12 @@ async def wait_for_agents(
 ) -> WaitOut:
     """Sleep until the agents (default: all) or a run_agents batch finish, or timeout_s (max 45). Cheap: call
         it repeatedly instead of polling status."""
-    fleet = app_state(ctx).fleet
+    app = app_state(ctx)
     res = await wait_for(
-        fleet, agents=agents, batch=batch, until=until, timeout_s=timeout_s, progress=ctx.report_progress
+        app.fleet, agents=agents, batch=batch, until=until, timeout_s=timeout_s, progress=ctx.report_progress
     )
-    rows = await views.agent_rows(fleet, res.agents)
-    batch_out = await views.batch_view(fleet, batch) if batch else None
+    rows = await app.reader.agent_rows(res.agents)
+    batch_out = await app.reader.batch_view(batch) if batch else None
     if res.done:
         note = "done; read results with get_agent_output" if not batch else "batch finished"
     else:
@@ -194,32 +188,7 @@ async def get_agent_output(
 ) -> OutputOut:
     """Read an agent's output in bounded pages: the final result, the live tail, or the transcript. Works for
         deleted (not purged) agents too."""
-    fleet = app_state(ctx).fleet
-    row = await fleet.get_agent(agent, include_deleted=True)
-    turns = await fleet.store.turns_of(row.id)
-    if not turns:
-        raise NotFound(f"agent {agent!r} has no turns yet; command_agent gives it work")
-    t = turns[-1] if turn is None else next((x for x in turns if x.n == turn), None)
-    if t is None:
-        raise NotFound(f"agent {agent!r} has turns 1..{turns[-1].n}; no turn {turn}")
-    path = str(fleet.turn_files(row.id, t.n).out)
-    if mode == "result":
-        if t.done:
-            text = t.result_text or (f"(no result text; {t.status}: {t.error or t.reason})" if t.error else "")
-        else:
-            text = f"(turn {t.n} is {t.status}; no result yet. Use mode='tail' for live progress.)"
-        chunk, more, nxt = views.page(text, cursor, max_chars)
-    elif mode == "tail":
-        text = await views.transcript_text(fleet, row, t)
-        chunk, more, nxt = text[-max_chars:], len(text) > max_chars, None
-    else:
-        text = await views.transcript_text(fleet, row, t)
-        chunk, more, nxt = views.page(text, cursor, max_chars)
-    return OutputOut(
-        agent=row.name, turn=t.n, turn_status=t.status, mode=mode, text=chunk, truncated=more, next_cursor=nxt,
-        total_chars=len(text), transcript_path=path, files_read=t.reads[:FILES_SHOWN],
-        files_written=t.writes[:FILES_SHOWN], reads_total=len(t.reads), writes_total=len(t.writes),
-    )  # fmt: skip
+    return await app_state(ctx).reader.output(agent, turn=turn, mode=mode, cursor=cursor, max_chars=max_chars)
 
 
 
@@ -247,14 +216,14 @@ async def run_agents(
 ) -> RunAgentsOut:
     """Delegate tasks to catalog task agents in parallel; depends_on orders them in waves and {{id}} passes a
         finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
-    fleet = app_state(ctx).fleet
-    batch_id = await fleet.batches.start(
+    app = app_state(ctx)
+    batch_id = await app.fleet.batches.start(
         [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
         idempotency_key=idempotency_key,
         budget_usd=budget_usd,
     )
-    res = await wait_for(fleet, batch=batch_id, timeout_s=wait_s, progress=ctx.report_progress)
-    view = await views.batch_view(fleet, batch_id)
+    res = await wait_for(app.fleet, batch=batch_id, timeout_s=wait_s, progress=ctx.report_progress)
+    view = await app.reader.batch_view(batch_id)
     note = (
         "batch finished"
         if res.done
