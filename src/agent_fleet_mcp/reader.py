@@ -23,6 +23,7 @@ from agent_fleet_mcp.errors import InvalidRequest, NotFound
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.reader_models import (
+    EMPTY_FLEET,
     FILES_SHOWN,
     RESULT_PREVIEW_CHARS,
     AgentDetail,
@@ -55,7 +56,6 @@ from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
 
-EMPTY_FLEET = "No agents yet. Start the MCP server and create some, or run `agent-fleet demo`."
 GONE_GRACE_S = 3.0  # a dead process whose turn is still `running` this long after exiting: no server records it
 FOLLOW_POLL_S = 0.25
 BATCH_RESULT_CHARS = 1_500  # a run's result in the batch view of run_agents / wait_for_agents

@@ -15,6 +15,7 @@ from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, LimitsOut, Out, Tokens
 from agent_fleet_mcp.store.models import AgentRow, TurnRow
 
+EMPTY_FLEET = "No agents yet. Start the MCP server and create some, or run `agent-fleet demo`."
 STALL_AFTER_S = 120.0
 CONTEXT_WINDOW = 200_000
 FILES_SHOWN = 20  # files read/written listed by get_agent_output and `agent-fleet status AGENT`

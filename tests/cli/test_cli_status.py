@@ -151,7 +151,7 @@ def test_parse_since() -> None:
 
 
 def test_stalled_and_gone_agents_are_flagged() -> None:
-    from agent_fleet_mcp.cli_views import status_cell
+    from agent_fleet_mcp.cli.render import status_cell
     from agent_fleet_mcp.reader_models import AgentStatus
 
     base = {"name": "x", "status": "running", "runner": "command", "model": None, "turn": 1, "turn_status": "running"}

@@ -1,46 +1,41 @@
 """Rendering for the human CLI (rich): the catalog, fleet status, one agent in detail, logs, cost, and the live
-`watch` screen. Output goes to the terminal: this module is never used by the stdio server.
+`watch` screen. Pure: report models in (reader_models.py), renderables out; no store, no printing (commands.py
+prints). This module is never used by the stdio server.
 
-Data comes from reader.py (the read side); every value taken from the fleet is shown as plain ``Text`` (never
-parsed as rich markup), so agent output with brackets prints as it is.
+Every value taken from the fleet is shown as plain ``Text`` (never parsed as rich markup), so agent output with
+brackets prints as it is.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
-from contextlib import aclosing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
-import click
 from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
-from agent_fleet_mcp.cli_trust import untrusted_lines
-from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.errors import NotFound
+from agent_fleet_mcp.catalog import Catalog, builtin_agents_dir, trust_command
+from agent_fleet_mcp.deprecation import DefinitionNotice
+from agent_fleet_mcp.errors import UntrustedDefinition
 from agent_fleet_mcp.events import Event
-from agent_fleet_mcp.reader import EMPTY_FLEET, empty_status, not_found_message, open_reader
 from agent_fleet_mcp.reader_models import (
+    EMPTY_FLEET,
     STALL_AFTER_S,
     AgentDetail,
     AgentStatus,
     BatchReport,
     CostGroup,
     CostReport,
-    Note,
     StatusReport,
 )
 from agent_fleet_mcp.render import render_event
 from agent_fleet_mcp.schemas import Tokens
+from agent_fleet_mcp.spec import TaskAgentDefinition
 
 STATUS_STYLE = {
     "running": "bold green", "queued": "yellow", "idle": "cyan", "failed": "bold red", "stopped": "magenta",
@@ -63,9 +58,6 @@ FAILED_ERROR_CHARS = 300
 def make_console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     return Console(highlight=False, stderr=stderr, soft_wrap=soft_wrap)
 
-
-def echo_json(data: str) -> None:
-    click.echo(data)
 
 
 # -- small formats ---------------------------------------------------------------------------------------------
@@ -109,7 +101,7 @@ def fmt_clock(ts: float | None, now: float | None = None) -> str:
 
 
 def clip(text: str | None, n: int) -> str:
-    """First line, at most n chars."""
+    """First line, at most n chars. (Branch `runners` adds the package's one clip helper, text.py: use it here.)"""
     if not text:
         return ""
     first = text.strip().splitlines()[0] if text.strip() else ""
@@ -139,7 +131,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
             parts.append(line)
     for b in report.batches:
         parts.append(Text(""))
-        parts.append(batch_view(b))
+        parts.append(batch_lines(b))
     if report.older_batches:
         parts.append(Text(f"({report.older_batches} older batches not shown)", style="dim"))
     return Group(*parts)
@@ -237,7 +229,7 @@ def fleet_line(report: StatusReport) -> Text:
     return line
 
 
-def batch_view(b: BatchReport) -> Group:
+def batch_lines(b: BatchReport) -> Group:
     done = sum(1 for r in b.runs if r.status in ("succeeded", "failed", "skipped"))
     head = Text("batch ", style="bold")
     head.append(b.batch, style="bold")
@@ -376,30 +368,6 @@ def log_header(agent_name: str, runner: str, turn_n: int, last_n: int, status: s
     return text
 
 
-async def show_logs(settings: Settings, *, agent: str, turn: int | None, follow: bool, raw: bool) -> None:
-    out = make_console(soft_wrap=True)
-    err = make_console(stderr=True, soft_wrap=True)
-    async with open_reader(settings) as reader:
-        if reader is None:
-            raise NotFound(not_found_message(agent, []))
-        row = await reader.find_agent(agent)
-        t = await reader.pick_turn(row, turn)
-        latest = await reader.latest_turn(row)
-        last = latest.n if latest else t.n
-        path = reader.turn_files(row.id, t.n).out
-        header = log_header(row.name, row.spec.runner, t.n, last, t.status, t.prompt, path)
-        (err if raw else out).print(header)
-        lines = LogLines()
-        async with aclosing(reader.turn_log(row, t, follow=follow, raw=raw)) as items:
-            async for item in items:
-                if isinstance(item, Note):
-                    (err if raw else out).print(Text(f"── {item.text}", style="dim"))
-                elif isinstance(item, str):
-                    click.echo(item)
-                else:
-                    out.print(lines.render(item))
-
-
 # -- cost ------------------------------------------------------------------------------------------------------
 
 
@@ -469,43 +437,6 @@ def _cost_table(title: str, groups: list[CostGroup], *, extra: tuple[str, ...]) 
     return table
 
 
-# -- commands (async bodies, called by cli.py) -----------------------------------------------------------------
-
-
-async def show_status(settings: Settings, *, agent: str | None, as_json: bool, include_all: bool) -> None:
-    console = make_console()
-    async with open_reader(settings) as reader:
-        if agent is not None:
-            if reader is None:
-                raise NotFound(not_found_message(agent, []))
-            detail = await reader.agent_detail(agent)
-            if as_json:
-                echo_json(detail.model_dump_json(indent=2))
-            else:
-                console.print(detail_view(detail))
-            return
-        report = empty_status(settings) if reader is None else await reader.status_report(include_all=include_all)
-    if as_json:
-        echo_json(report.model_dump_json(indent=2))
-    else:
-        console.print(status_view(report, width=console.width))
-
-
-async def show_cost(settings: Settings, *, since: float | None, as_json: bool) -> None:
-    async with open_reader(settings) as reader:
-        if reader is None:
-            if as_json:
-                echo_json(json.dumps({"since": since, "agents": 0, "note": EMPTY_FLEET}))
-            else:
-                make_console().print(Text(EMPTY_FLEET))
-            return
-        report = await reader.cost_report(since=since)
-    if as_json:
-        echo_json(report.model_dump_json(indent=2))
-    else:
-        make_console().print(cost_view(report))
-
-
 def watch_frame(report: StatusReport | None, *, home: Path, interval: float, width: int) -> RenderableType:
     head = Text("agent-fleet watch", style="bold")
     head.append(f"  {home}  {time.strftime('%H:%M:%S')}  every {interval:g}s  stalled after {STALL_AFTER_S:g}s")
@@ -514,48 +445,32 @@ def watch_frame(report: StatusReport | None, *, home: Path, interval: float, wid
     return Group(head, Text(""), body)
 
 
-async def watch(settings: Settings, *, interval: float, include_all: bool) -> None:
-    """Redraw the status every ``interval`` seconds (alternate screen, no flicker) until cancelled (Ctrl-C). A
-    missing fleet is waited for."""
-    console = make_console()
-    with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False) as live:
-        while True:
-            async with open_reader(settings) as reader:
-                while True:
-                    report = None if reader is None else await reader.status_report(include_all=include_all)
-                    frame = watch_frame(report, home=settings.home, interval=interval, width=console.width)
-                    live.update(frame, refresh=True)
-                    await anyio.sleep(interval)
-                    if reader is None:
-                        break  # look for the database again
-
-
 # -- catalog ---------------------------------------------------------------------------------------------------
 
 
-def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) -> None:
-    from agent_fleet_mcp import deprecation  # only `agents` needs it
+def untrusted_lines(untrusted: Sequence[UntrustedDefinition], short: Callable[[str], str]) -> list[Text]:
+    """What `agent-fleet agents` prints about untrusted files: each with the command to trust it, then why."""
+    out: list[Text] = []
+    for u in untrusted:
+        line = Text("not trusted ", style="bold yellow")
+        what = ": changed since trusted" if u.changed else ": new file"
+        line.append(short(u.path) + (f" ({u.name})" if u.name else "") + what)
+        line.append(f"\n  review it, then: {trust_command(u.path)}", style="dim")
+        out.append(line)
+    if untrusted:
+        out.append(Text(
+            f"{len(untrusted)} definition file(s) are not used until you trust them: a file outside the built-ins "
+            "could have been written by an agent. `agent-fleet trust --all` trusts every one that no agent turn "
+            "wrote.", style="yellow",
+        ))  # fmt: skip
+    return out
 
-    console = make_console()
-    cat = load_catalog(project_dir, env)
-    defs = sorted(cat.definitions.values(), key=lambda d: d.name)
-    notices = deprecation.definition_notices(defs)
-    if as_json:
-        data = {
-            "agents": [
-                {"name": d.name, "description": d.description, "tags": list(d.tags), "runner": d.spec.runner,
-                 "model": d.spec.model, "permission": d.spec.permission, "source": d.source,
-                 "visibility": d.visibility}
-                for d in defs
-            ],
-            "problems": [str(p) for p in cat.problems] + [str(n) for n in notices],
-            "untrusted": [{"path": u.path, "name": u.name, "changed": u.changed, "trust": trust_command(u.path)}
-                          for u in cat.untrusted],
-            "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
-            "dirs": [str(d) for d in cat.dirs],
-        }  # fmt: skip
-        console.print_json(json.dumps(data))
-        return
+
+def catalog_view(
+    cat: Catalog, defs: Sequence[TaskAgentDefinition], notices: Sequence[DefinitionNotice], project_dir: Path
+) -> RenderableType:
+    """`agent-fleet agents`: the definitions, then shadowed ones, definition errors, model notices, untrusted files
+    and the folders searched."""
     builtin = str(builtin_agents_dir())
     home = str(Path.home())
 
@@ -582,28 +497,29 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
             name, Text(d.spec.runner), Text(d.spec.model or "-"), Text(d.spec.permission), Text(", ".join(d.tags)),
             Text(short(d.source), overflow="fold"),
         )  # fmt: skip
-    console.print(table)
+    parts: list[RenderableType] = [table]
     for name, used, hidden in cat.shadowed:
         line = Text("shadowed ", style="bold yellow")
         line.append(f"{name}: {short(hidden)} is hidden by {short(used)}")
-        console.print(line)
+        parts.append(line)
     untrusted = cat.untrusted
     for p in cat.problems:
         if p in untrusted:
             continue
         line = Text("definition error ", style="bold red")
         line.append(str(p))
-        console.print(line)
+        parts.append(line)
     for n in notices:
         line = Text(f"model {n.notice.level} ", style="bold red" if n.notice.level == "error" else "bold yellow")
         line.append(str(n))
-        console.print(line)
+        parts.append(line)
     for text in untrusted_lines(untrusted, short):
-        console.print(text)
+        parts.append(text)
 
     def folder(d: Path) -> str:
         if str(d) == builtin:
             return "built-in"
         return "./" + str(d.relative_to(project_dir)) if d.is_relative_to(project_dir) else short(str(d))
 
-    console.print(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
+    parts.append(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
+    return Group(*parts)
