@@ -681,7 +681,6 @@ class Fleet:
         await self.dispatch()
         return sorted(results, key=lambda r: r[0].created_at)
 
-    # -- waiting ---------------------------------------------------------------------------------------------
 
 def _tokens(stats: TurnStats) -> int:
     return stats.input_tokens + stats.output_tokens + stats.cache_read_tokens + stats.cache_write_tokens

@@ -152,6 +152,8 @@ def limits_out(limits: budgets.Limits, tot: dict[str, Any]) -> LimitsOut:
         cost_left_usd=None if limits.max_cost_usd is None else round(max(0.0, limits.max_cost_usd - spent.cost_usd), 6),
         tokens_left=None if limits.max_tokens is None else max(0, limits.max_tokens - spent.tokens),
     )  # fmt: skip
+
+
 def agent_row(
     agent: AgentRow, turn: TurnRow | None, tot: dict[str, Any], now: float, limits: budgets.Limits | None = None
 ) -> AgentRowOut:

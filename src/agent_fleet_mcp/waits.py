@@ -85,4 +85,3 @@ async def wait_for(
             await progress(float(len(finished)), float(total), msg)
             last_progress = time.monotonic()
         await fleet.changed(min(POLL_S, timeout_s - elapsed))
-

@@ -59,7 +59,6 @@ def make_console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     return Console(highlight=False, stderr=stderr, soft_wrap=soft_wrap)
 
 
-
 # -- small formats ---------------------------------------------------------------------------------------------
 
 

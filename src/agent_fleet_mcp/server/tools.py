@@ -4,6 +4,7 @@ writes through the fleet. ``edge`` turns a FleetError into a ToolError with the 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
@@ -30,9 +31,6 @@ from agent_fleet_mcp.schemas import (
 from agent_fleet_mcp.server.state import AppState, app_state
 from agent_fleet_mcp.spec import Concurrency
 from agent_fleet_mcp.waits import MAX_WAIT_S, wait_for
-
-# A tool's description is its raw docstring and part of the contract: the continuation lines keep the 8-space
-# indent they had when these handlers were nested in build_server (tools/list is unchanged byte for byte).
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,7 +85,6 @@ async def list_task_agents(
     )  # fmt: skip
 
 
-
 @edge
 async def create_agent(
     ctx: Context[AppState, Any],
@@ -110,7 +107,7 @@ async def create_agent(
     ] = None,
 ) -> CreateOut:
     """Create an agent (from a template or ad hoc) and, with a prompt, start it. Retry-safe: the same name and
-        spec returns the existing agent."""
+    spec returns the existing agent."""
     app = app_state(ctx)
     res = await app.fleet.create_agent(
         name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
@@ -132,22 +129,19 @@ async def create_agent(
     )  # fmt: skip
 
 
-
 @edge
 async def command_agent(ctx: Context[AppState, Any], agent: str, prompt: str) -> CommandOut:
     """Give an existing agent a new task (a new turn continuing its conversation). A busy agent queues, rejects
-        or replaces per its template's concurrency strategy."""
+    or replaces per its template's concurrency strategy."""
     turn = await app_state(ctx).fleet.command_agent(agent, prompt)
     note = "started" if turn.status == "running" else "queued: starts when the agent/fleet has capacity"
     return CommandOut(agent=agent, turn=turn.n, status=turn.status, note=note)
-
 
 
 @edge
 async def get_agent_status(ctx: Context[AppState, Any], agents: list[str] | None = None) -> StatusOut:
     """Fleet summary plus one compact row per agent: status, current activity, turns, tokens, cost, errors."""
     return await app_state(ctx).reader.status(agents)
-
 
 
 @edge
@@ -159,7 +153,7 @@ async def wait_for_agents(
     timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 30.0,
 ) -> WaitOut:
     """Sleep until the agents (default: all) or a run_agents batch finish, or timeout_s (max 45). Cheap: call
-        it repeatedly instead of polling status."""
+    it repeatedly instead of polling status."""
     app = app_state(ctx)
     res = await wait_for(
         app.fleet, agents=agents, batch=batch, until=until, timeout_s=timeout_s, progress=ctx.report_progress
@@ -176,7 +170,6 @@ async def wait_for_agents(
     )  # fmt: skip
 
 
-
 @edge
 async def get_agent_output(
     ctx: Context[AppState, Any],
@@ -187,9 +180,8 @@ async def get_agent_output(
     max_chars: Annotated[int, Field(ge=200, le=20_000)] = 4_000,
 ) -> OutputOut:
     """Read an agent's output in bounded pages: the final result, the live tail, or the transcript. Works for
-        deleted (not purged) agents too."""
+    deleted (not purged) agents too."""
     return await app_state(ctx).reader.output(agent, turn=turn, mode=mode, cursor=cursor, max_chars=max_chars)
-
 
 
 @edge
@@ -203,7 +195,6 @@ async def delete_agent(
     return DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge)
 
 
-
 @edge
 async def run_agents(
     ctx: Context[AppState, Any],
@@ -215,7 +206,7 @@ async def run_agents(
     ] = None,
 ) -> RunAgentsOut:
     """Delegate tasks to catalog task agents in parallel; depends_on orders them in waves and {{id}} passes a
-        finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
+    finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
     app = app_state(ctx)
     batch_id = await app.fleet.batches.start(
         [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
@@ -235,21 +226,28 @@ async def run_agents(
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
+def _writes(*, idempotent: bool = False, destructive: bool = False) -> ToolAnnotations:
+    return ToolAnnotations(read_only_hint=False, destructive_hint=destructive, idempotent_hint=idempotent)
+
+
+def _description(fn: Callable[..., Any]) -> str:
+    """The tool's description: its docstring with continuation lines indented by 8 spaces, as the raw docstrings
+    read when these handlers were nested in build_server (the descriptions are part of the contract; this keeps
+    them byte for byte whatever a formatter does to the docstrings)."""
+    return inspect.cleandoc(fn.__doc__ or "").replace("\n", "\n        ")
+
+
+def _add(mcp: MCPServer[AppState], fn: Callable[..., Any], annotations: ToolAnnotations) -> None:
+    mcp.add_tool(fn, description=_description(fn), annotations=annotations)
+
+
 def register(mcp: MCPServer[AppState]) -> None:
     """The tools in the order tools/list shows them."""
-    mcp.add_tool(list_task_agents, annotations=READ_ONLY)
-    mcp.add_tool(
-        create_agent, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
-    )
-    mcp.add_tool(
-        command_agent, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
-    )
-    mcp.add_tool(get_agent_status, annotations=READ_ONLY)
-    mcp.add_tool(wait_for_agents, annotations=READ_ONLY)
-    mcp.add_tool(get_agent_output, annotations=READ_ONLY)
-    mcp.add_tool(
-        delete_agent, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
-    )
-    mcp.add_tool(
-        run_agents, annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
-    )
+    _add(mcp, list_task_agents, READ_ONLY)
+    _add(mcp, create_agent, _writes(idempotent=True))
+    _add(mcp, command_agent, _writes())
+    _add(mcp, get_agent_status, READ_ONLY)
+    _add(mcp, wait_for_agents, READ_ONLY)
+    _add(mcp, get_agent_output, READ_ONLY)
+    _add(mcp, delete_agent, _writes(destructive=True))
+    _add(mcp, run_agents, _writes())
