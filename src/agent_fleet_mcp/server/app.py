@@ -4,9 +4,8 @@ registers the tools (tools.py), resources (resources.py) and prompts (prompts.py
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import structlog
@@ -90,7 +89,7 @@ def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
     bus = InMemorySubscriptionBus()
     running = RunningApp()
 
-    def server_lifespan(_: MCPServer[AppState]) -> Any:
+    def server_lifespan(_: MCPServer[AppState]) -> AbstractAsyncContextManager[AppState]:
         return lifespan(settings, bus, running)
 
     mcp: MCPServer[AppState] = ArgumentCheckingServer(
