@@ -2,7 +2,7 @@
 
 A check is a plain function ``(Settings) -> list[Check]`` listed in ``CHECKS``; it never raises (a check that
 cannot tell reports ``warn`` with why). Containment, home permissions, store integrity and runner availability each
-add their own check function here. Rendering lives in cli_views.py; this module only gathers facts.
+add their own check function here. Rendering lives in cli/doctor.py; this module only gathers facts.
 """
 
 from __future__ import annotations

@@ -31,10 +31,11 @@ from agent_fleet_mcp import budgets, deprecation
 from agent_fleet_mcp import catalog as catalog_mod
 from agent_fleet_mcp.batches import BatchEngine
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached, NotFound
+from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached
 from agent_fleet_mcp.inputs import MAX_PROMPT_CHARS, quote, unusable_char
 from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.private import private_dirs
+from agent_fleet_mcp.reader import FleetReader, turn_files, turn_request
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
@@ -82,6 +83,7 @@ class Fleet:
         self.settings = settings
         self.store = store
         self._runner_for = runner_for
+        self.reader = FleetReader(settings, store, runner_for=runner_for)
         self._tg: anyio.abc.TaskGroup | None = None
         self._changed = anyio.Event()
         self._dispatch_lock = anyio.Lock()
@@ -184,18 +186,12 @@ class Fleet:
         return self.settings.agents_dir / agent_id
 
     def turn_files(self, agent_id: str, n: int) -> proc.TurnFiles:
-        return proc.TurnFiles.for_turn(self.agent_dir(agent_id) / "turns", n)
+        return turn_files(self.settings, agent_id, n)
 
     # -- lookups ---------------------------------------------------------------------------------------------
     async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow:
-        """A live agent by name or id; with include_deleted, else the newest deleted one of that name (its
-        transcripts stay readable until a purge)."""
-        agent = await self.store.get_agent(ref, include_deleted=include_deleted)
-        if agent is None:
-            live = [a.name for a in await self.store.list_agents()]
-            hint = f"live agents: {', '.join(live[:20])}" if live else "the fleet is empty; create_agent first"
-            raise NotFound(f"no agent named {quote(ref)} ({hint})")
-        return agent
+        """A live agent by name or id (``FleetReader.get_agent``)."""
+        return await self.reader.get_agent(ref, include_deleted=include_deleted)
 
     def runner(self, name: str) -> Runner:
         return self._runner_for(name)
@@ -493,12 +489,7 @@ class Fleet:
         self._start_follower(agent.id, turn.n)
 
     def turn_request(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits | None = None) -> TurnRequest:
-        return TurnRequest(
-            agent_id=agent.id, agent_name=agent.name, turn=turn.n, prompt=turn.prompt, spec=agent.spec,
-            cwd=Path(agent.cwd), agent_dir=self.agent_dir(agent.id), session_id=agent.session_id,
-            env={**self.settings.env, **self.settings.child_env(agent.id, agent.root_id, agent.depth)},
-            limits=limits or TurnLimits(),
-        )  # fmt: skip
+        return turn_request(self.settings, agent, turn, limits)
 
     def _start_follower(self, agent_id: str, n: int) -> None:
         key = (agent_id, n)
@@ -690,13 +681,6 @@ class Fleet:
         self.notify()
         await self.dispatch()
         return sorted(results, key=lambda r: r[0].created_at)
-
-    # -- waiting ---------------------------------------------------------------------------------------------
-    async def busy(self, agent_ids: Sequence[str]) -> set[str]:
-        """Agents with unfinished work. An agent's turns start in number order, so its latest turn is the last to
-        finish: the agent is busy exactly while that turn is not done."""
-        latest = await self.store.latest_turns(agent_ids)
-        return {aid for aid, t in latest.items() if not t.done}
 
 
 def _tokens(stats: TurnStats) -> int:

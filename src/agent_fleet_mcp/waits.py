@@ -1,4 +1,5 @@
-"""The orchestrator's sleep: block until agents (or a batch) finish or a timeout passes, reporting progress."""
+"""The orchestrator's sleep: block until agents (or a batch) finish or a timeout passes, reporting progress.
+Orchestration: it advances batches and waits on the fleet's changes; every read goes through ``fleet.reader``."""
 
 from __future__ import annotations
 
@@ -39,43 +40,44 @@ async def wait_for(
     timeout_s: float = 30.0,
     progress: Progress = _noop,
 ) -> WaitResult:
+    reader = fleet.reader
     timeout_s = max(0.0, min(float(timeout_s), MAX_WAIT_S))
     start = time.monotonic()
     if batch is not None:
-        await fleet.batches.get(batch)  # NotFound for a bad id
+        await reader.batch_runs(batch)  # NotFound for a bad id
         targets: list[AgentRow] = []
     elif agents:
-        targets = [await fleet.get_agent(a) for a in dict.fromkeys(agents)]
+        targets = [await reader.get_agent(a) for a in dict.fromkeys(agents)]
     else:
-        targets = await fleet.store.list_agents()
+        targets = await reader.list_agents()
     initially_busy: set[str] | None = None
     last_progress = start - PROGRESS_EVERY_S  # report once right away when it has to wait
     while True:
         if batch is not None:
             await fleet.batches.advance(batch)
-            runs = await fleet.batches.get(batch)
+            runs = await reader.batch_runs(batch)
             finished = [r.run_id for r in runs if r.status in RUN_DONE]
             pending = [r.run_id for r in runs if r.status not in RUN_DONE]
             total = len(runs)
             if initially_busy is None:
                 initially_busy = set(pending)
-            activity = await _batch_activity(fleet, [r.agent_id for r in runs if r.status == "running" and r.agent_id])
+            activity = await reader.latest_activity([r.agent_id for r in runs if r.status == "running" and r.agent_id])
         else:
-            busy_ids = await fleet.busy([a.id for a in targets])
+            busy_ids = await reader.busy([a.id for a in targets])
             finished = [a.name for a in targets if a.id not in busy_ids]
             pending = [a.name for a in targets if a.id in busy_ids]
             total = len(targets)
             if initially_busy is None:
                 initially_busy = set(pending)
-            activity = await _batch_activity(fleet, [a.id for a in targets if a.id in busy_ids])
+            activity = await reader.latest_activity([a.id for a in targets if a.id in busy_ids])
         if until == "all":
             met = not pending
         else:  # any: one of those busy at the start finished (or nothing was busy)
             met = not initially_busy or any(x not in pending for x in initially_busy)
         elapsed = time.monotonic() - start
         if met or elapsed >= timeout_s:
-            fresh = [await fleet.store.get_agent(a.id, include_deleted=True) for a in targets]
-            return WaitResult(met, finished, pending, round(elapsed, 1), [a for a in fresh if a is not None])
+            fresh = await reader.agents_by_id(a.id for a in targets)
+            return WaitResult(met, finished, pending, round(elapsed, 1), fresh)
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
             msg = f"{len(finished)}/{total} done"
             if activity:
@@ -83,16 +85,3 @@ async def wait_for(
             await progress(float(len(finished)), float(total), msg)
             last_progress = time.monotonic()
         await fleet.changed(min(POLL_S, timeout_s - elapsed))
-
-
-async def _batch_activity(fleet: Fleet, agent_ids: list[str]) -> str:
-    """'scout-2: grep 'auth' in src/' for the most recently active busy agent."""
-    if not agent_ids:
-        return ""
-    latest = await fleet.store.latest_turns(agent_ids)
-    best = max(latest.values(), key=lambda t: t.last_event_at or 0.0, default=None)
-    if best is None or not best.activity:
-        return ""
-    agent = await fleet.store.get_agent(best.agent_id, include_deleted=True)
-    name = agent.name if agent else best.agent_id
-    return f"{name}: {best.activity}"[:120]

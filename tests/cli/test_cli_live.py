@@ -13,7 +13,7 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from agent_fleet_mcp import observe
+from agent_fleet_mcp import reader
 from agent_fleet_mcp.cli import main
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
@@ -91,7 +91,7 @@ async def test_watch_in_a_terminal_until_ctrl_c(settings: Settings, fleet_env: d
 async def test_follow_ends_when_the_process_dies_unrecorded(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(observe, "GONE_GRACE_S", 0.3)
+    monkeypatch.setattr(reader, "GONE_GRACE_S", 0.3)
     async with SqliteStore(settings.db_path) as store:
         fleet = Fleet(settings, store)
         async with fleet.running():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent_fleet_mcp.cli_views import LogLines
+from agent_fleet_mcp.cli.render import LogLines
 from agent_fleet_mcp.events import make
 
 from .conftest import Home, invoke

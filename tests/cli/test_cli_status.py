@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_fleet_mcp.observe import EMPTY_FLEET, parse_since
+from agent_fleet_mcp.reader import EMPTY_FLEET, parse_since
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
 from .conftest import READS, WRITES, Home, invoke
@@ -151,8 +151,8 @@ def test_parse_since() -> None:
 
 
 def test_stalled_and_gone_agents_are_flagged() -> None:
-    from agent_fleet_mcp.cli_views import status_cell
-    from agent_fleet_mcp.observe import AgentStatus
+    from agent_fleet_mcp.cli.render import status_cell
+    from agent_fleet_mcp.reader_models import AgentStatus
 
     base = {"name": "x", "status": "running", "runner": "command", "model": None, "turn": 1, "turn_status": "running"}
     stalled = AgentStatus(**base, id="ag_1", stalled=True, idle_s=300.0)

@@ -1,6 +1,7 @@
 """Command-line entry points: `agent-fleet-mcp` (the server) and `agent-fleet` (for humans: status, watch, logs,
-cost, agents, demo). Thin: no SQL, no subprocess calls; reading is observe.py, rendering cli_views.py. Fleet errors
-become exit code 1 with their message; Ctrl-C ends `watch` and `logs -f` quietly with exit code 0."""
+cost, agents, demo). Thin: no SQL, no subprocess calls; command bodies are commands.py (reading through
+reader.py), rendering render.py. Fleet errors become exit code 1 with their message; Ctrl-C ends `watch` and
+`logs -f` quietly with exit code 0."""
 
 from __future__ import annotations
 
@@ -145,9 +146,9 @@ def http_token() -> None:
 def agents(as_json: bool) -> None:
     """List the task-agent catalog: name, runner, model, tags and source file, then shadowed definitions (a name
     defined again further down the search path), definition errors and the folders searched."""
-    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.cli import commands
 
-    cli_views.show_catalog(Path.cwd(), dict(os.environ), as_json=as_json)
+    commands.show_catalog(Path.cwd(), dict(os.environ), as_json=as_json)
 
 
 @main.command()
@@ -161,7 +162,7 @@ def trust(files: tuple[Path, ...], trust_all: bool, list_only: bool, revoke: boo
 
     A definition file outside the built-ins is used only once trusted; changing it needs a new trust. The
     trust (sha256 of each file) is kept in the fleet home (AGENT_FLEET_HOME, default ~/.agent-fleet)."""
-    from agent_fleet_mcp.cli_trust import run_trust
+    from agent_fleet_mcp.cli.trust import run_trust
 
     try:
         code = run_trust(
@@ -182,19 +183,19 @@ def trust(files: tuple[Path, ...], trust_all: bool, list_only: bool, revoke: boo
 )  # fmt: skip
 def doctor(as_json: bool, repair: bool) -> None:
     """Check this machine and the fleet home: containment, permissions, store, runners. Exit code 1 on a failure."""
-    from agent_fleet_mcp import cli_doctor
+    from agent_fleet_mcp.cli import doctor as doctor_view
     from agent_fleet_mcp.doctor import run_checks
 
     if repair:
         from agent_fleet_mcp.repair import repair_store
 
         report = repair_store(_settings())
-        cli_doctor.show_repair(report, as_json=as_json)
+        doctor_view.show_repair(report, as_json=as_json)
         if not report.repaired and "nothing to repair" not in report.message:
             raise SystemExit(1)
         return
     checks = run_checks(_settings())
-    cli_doctor.show_checks(checks, as_json=as_json)
+    doctor_view.show_checks(checks, as_json=as_json)
     if any(c.level == "fail" for c in checks):
         raise SystemExit(1)
 
@@ -251,9 +252,9 @@ def status(agent: str | None, as_json: bool, include_all: bool) -> None:
 
     Reads the fleet home of AGENT_FLEET_HOME (default ~/.agent-fleet) while servers keep running; never creates
     it. Exit code 1 for an unknown agent."""
-    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.cli import commands
 
-    _run(cli_views.show_status, settings=_settings(), agent=agent, as_json=as_json, include_all=include_all)
+    _run(commands.show_status, settings=_settings(), agent=agent, as_json=as_json, include_all=include_all)
 
 
 @main.command()
@@ -263,9 +264,9 @@ def status(agent: str | None, as_json: bool, include_all: bool) -> None:
 @click.option("--all", "include_all", is_flag=True, help="Also deleted agents and recent finished batches.")
 def watch(interval: float, include_all: bool) -> None:
     """`status`, live, redrawn in place until Ctrl-C."""
-    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.cli import commands
 
-    _run(cli_views.watch, interruptible=True, settings=_settings(), interval=interval, include_all=include_all)
+    _run(commands.watch, interruptible=True, settings=_settings(), interval=interval, include_all=include_all)
 
 
 @main.command()
@@ -275,9 +276,9 @@ def watch(interval: float, include_all: bool) -> None:
 @click.option("--raw", is_flag=True, help="The transcript lines as the runner wrote them (e.g. for jq).")
 def logs(agent: str, turn: int | None, follow: bool, raw: bool) -> None:
     """What AGENT did in a turn: tool calls, text, results, errors, usage (any runner's transcript)."""
-    from agent_fleet_mcp import cli_views
+    from agent_fleet_mcp.cli import commands
 
-    _run(cli_views.show_logs, interruptible=True, settings=_settings(), agent=agent, turn=turn, follow=follow, raw=raw)
+    _run(commands.show_logs, interruptible=True, settings=_settings(), agent=agent, turn=turn, follow=follow, raw=raw)
 
 
 @main.command()
@@ -285,13 +286,14 @@ def logs(agent: str, turn: int | None, follow: bool, raw: bool) -> None:
 @_json_opt
 def cost(since: str | None, as_json: bool) -> None:
     """Tokens and cost by agent, by runner and by model ('?' where the cost is unknown)."""
-    from agent_fleet_mcp import cli_views, observe
+    from agent_fleet_mcp.cli import commands
+    from agent_fleet_mcp.reader import parse_since
 
     try:
-        since_ts = None if since is None else observe.parse_since(since)
+        since_ts = None if since is None else parse_since(since)
     except FleetError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    _run(cli_views.show_cost, settings=_settings(), since=since_ts, as_json=as_json)
+    _run(commands.show_cost, settings=_settings(), since=since_ts, as_json=as_json)
 
 
 @main.command()

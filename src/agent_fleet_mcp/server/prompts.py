@@ -53,18 +53,24 @@ failure needs explaining; then use get_agent_output(mode="tail") for that one ag
 """
 
 
+def orchestrate(task: str, cwd: str | None = None) -> str:
+    hint = f" = {cwd!r}" if cwd else " = the project folder"
+    return ORCHESTRATE.format(task=task, cwd_hint=hint)
+
+
+def review(target: str, focus: str | None = None) -> str:
+    return REVIEW.format(target=target, focus_hint=f", focusing on {focus}" if focus else "")
+
+
+def fleet(detail: str | None = None) -> str:
+    return FLEET.format(detail_hint=f"Also cover: {detail}. " if detail else "")
+
+
 def register(mcp: MCPServer[Any]) -> None:
-    @mcp.prompt(
+    mcp.prompt(
         name="orchestrate", description="Delegate a task to a fleet: scouts -> plan -> build, sleeping while they work"
+    )(orchestrate)
+    mcp.prompt(name="review", description="Parallel code review + test writing for a path or diff, findings merged")(
+        review
     )
-    def orchestrate(task: str, cwd: str | None = None) -> str:
-        hint = f" = {cwd!r}" if cwd else " = the project folder"
-        return ORCHESTRATE.format(task=task, cwd_hint=hint)
-
-    @mcp.prompt(name="review", description="Parallel code review + test writing for a path or diff, findings merged")
-    def review(target: str, focus: str | None = None) -> str:
-        return REVIEW.format(target=target, focus_hint=f", focusing on {focus}" if focus else "")
-
-    @mcp.prompt(name="fleet", description="Summarize fleet status and costs")
-    def fleet(detail: str | None = None) -> str:
-        return FLEET.format(detail_hint=f"Also cover: {detail}. " if detail else "")
+    mcp.prompt(name="fleet", description="Summarize fleet status and costs")(fleet)

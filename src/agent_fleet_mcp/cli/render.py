@@ -1,38 +1,41 @@
 """Rendering for the human CLI (rich): the catalog, fleet status, one agent in detail, logs, cost, and the live
-`watch` screen. Output goes to the terminal: this module is never used by the stdio server.
+`watch` screen. Pure: report models in (reader_models.py), renderables out; no store, no printing (commands.py
+prints). This module is never used by the stdio server.
 
-Data comes from observe.py (the read side); every value taken from the fleet is shown as plain ``Text`` (never
-parsed as rich markup), so agent output with brackets prints as it is.
+Every value taken from the fleet is shown as plain ``Text`` (never parsed as rich markup), so agent output with
+brackets prints as it is.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
-from contextlib import aclosing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
-import click
 from rich import box
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from agent_fleet_mcp import observe
-from agent_fleet_mcp.catalog import builtin_agents_dir, load_catalog, trust_command
-from agent_fleet_mcp.cli_trust import untrusted_lines
-from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.errors import NotFound
+from agent_fleet_mcp.catalog import Catalog, builtin_agents_dir, trust_command
+from agent_fleet_mcp.deprecation import DefinitionNotice
+from agent_fleet_mcp.errors import UntrustedDefinition
 from agent_fleet_mcp.events import Event
-from agent_fleet_mcp.observe import AgentDetail, AgentStatus, BatchReport, CostGroup, CostReport, StatusReport
+from agent_fleet_mcp.reader_models import (
+    EMPTY_FLEET,
+    STALL_AFTER_S,
+    AgentDetail,
+    AgentStatus,
+    BatchReport,
+    CostGroup,
+    CostReport,
+    StatusReport,
+)
 from agent_fleet_mcp.render import render_event
 from agent_fleet_mcp.schemas import Tokens
-from agent_fleet_mcp.views import STALL_AFTER_S
+from agent_fleet_mcp.spec import TaskAgentDefinition
 
 STATUS_STYLE = {
     "running": "bold green", "queued": "yellow", "idle": "cyan", "failed": "bold red", "stopped": "magenta",
@@ -54,10 +57,6 @@ FAILED_ERROR_CHARS = 300
 
 def make_console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     return Console(highlight=False, stderr=stderr, soft_wrap=soft_wrap)
-
-
-def echo_json(data: str) -> None:
-    click.echo(data)
 
 
 # -- small formats ---------------------------------------------------------------------------------------------
@@ -101,7 +100,7 @@ def fmt_clock(ts: float | None, now: float | None = None) -> str:
 
 
 def clip(text: str | None, n: int) -> str:
-    """First line, at most n chars."""
+    """First line, at most n chars. (Branch `runners` adds the package's one clip helper, text.py: use it here.)"""
     if not text:
         return ""
     first = text.strip().splitlines()[0] if text.strip() else ""
@@ -122,7 +121,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
             n = report.deleted_agents
             return Text(f"No live agents ({n} deleted: `agent-fleet status --all` lists them, `agent-fleet cost` "
                         "adds up what they spent).")  # fmt: skip
-        return Text(observe.EMPTY_FLEET)
+        return Text(EMPTY_FLEET)
     parts: list[RenderableType] = [agents_table(report.agents, width=width), fleet_line(report)]
     for a in report.agents:
         if a.status == "failed" and a.last_error:
@@ -131,7 +130,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
             parts.append(line)
     for b in report.batches:
         parts.append(Text(""))
-        parts.append(batch_view(b))
+        parts.append(batch_lines(b))
     if report.older_batches:
         parts.append(Text(f"({report.older_batches} older batches not shown)", style="dim"))
     return Group(*parts)
@@ -229,7 +228,7 @@ def fleet_line(report: StatusReport) -> Text:
     return line
 
 
-def batch_view(b: BatchReport) -> Group:
+def batch_lines(b: BatchReport) -> Group:
     done = sum(1 for r in b.runs if r.status in ("succeeded", "failed", "skipped"))
     head = Text("batch ", style="bold")
     head.append(b.batch, style="bold")
@@ -368,28 +367,6 @@ def log_header(agent_name: str, runner: str, turn_n: int, last_n: int, status: s
     return text
 
 
-async def show_logs(settings: Settings, *, agent: str, turn: int | None, follow: bool, raw: bool) -> None:
-    out = make_console(soft_wrap=True)
-    err = make_console(stderr=True, soft_wrap=True)
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
-            raise NotFound(observe.not_found_message(agent, []))
-        row = await observe.find_agent(fleet, agent)
-        t = await observe.pick_turn(fleet, row, turn)
-        last = (await fleet.store.latest_turns([row.id]))[row.id].n
-        header = log_header(row.name, row.spec.runner, t.n, last, t.status, t.prompt, fleet.turn_files(row.id, t.n).out)
-        (err if raw else out).print(header)
-        lines = LogLines()
-        async with aclosing(observe.turn_log(fleet, row, t, follow=follow, raw=raw)) as items:
-            async for item in items:
-                if isinstance(item, observe.Note):
-                    (err if raw else out).print(Text(f"── {item.text}", style="dim"))
-                elif isinstance(item, str):
-                    click.echo(item)
-                else:
-                    out.print(lines.render(item))
-
-
 # -- cost ------------------------------------------------------------------------------------------------------
 
 
@@ -459,95 +436,40 @@ def _cost_table(title: str, groups: list[CostGroup], *, extra: tuple[str, ...]) 
     return table
 
 
-# -- commands (async bodies, called by cli.py) -----------------------------------------------------------------
-
-
-async def show_status(settings: Settings, *, agent: str | None, as_json: bool, include_all: bool) -> None:
-    console = make_console()
-    async with observe.open_fleet(settings) as fleet:
-        if agent is not None:
-            if fleet is None:
-                raise NotFound(observe.not_found_message(agent, []))
-            detail = await observe.agent_detail(fleet, agent)
-            if as_json:
-                echo_json(detail.model_dump_json(indent=2))
-            else:
-                console.print(detail_view(detail))
-            return
-        report = observe.empty_status(settings) if fleet is None else await observe.status_report(
-            fleet, include_all=include_all
-        )  # fmt: skip
-    if as_json:
-        echo_json(report.model_dump_json(indent=2))
-    else:
-        console.print(status_view(report, width=console.width))
-
-
-async def show_cost(settings: Settings, *, since: float | None, as_json: bool) -> None:
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
-            if as_json:
-                echo_json(json.dumps({"since": since, "agents": 0, "note": observe.EMPTY_FLEET}))
-            else:
-                make_console().print(Text(observe.EMPTY_FLEET))
-            return
-        report = await observe.cost_report(fleet.store, since=since, settings=settings)
-    if as_json:
-        echo_json(report.model_dump_json(indent=2))
-    else:
-        make_console().print(cost_view(report))
-
-
 def watch_frame(report: StatusReport | None, *, home: Path, interval: float, width: int) -> RenderableType:
     head = Text("agent-fleet watch", style="bold")
     head.append(f"  {home}  {time.strftime('%H:%M:%S')}  every {interval:g}s  stalled after {STALL_AFTER_S:g}s")
     head.append("  Ctrl-C to quit", style="dim")
-    body = Text(observe.EMPTY_FLEET) if report is None else status_view(report, width=width)
+    body = Text(EMPTY_FLEET) if report is None else status_view(report, width=width)
     return Group(head, Text(""), body)
-
-
-async def watch(settings: Settings, *, interval: float, include_all: bool) -> None:
-    """Redraw the status every ``interval`` seconds (alternate screen, no flicker) until cancelled (Ctrl-C). A
-    missing fleet is waited for."""
-    console = make_console()
-    with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False) as live:
-        while True:
-            async with observe.open_fleet(settings) as fleet:
-                while True:
-                    report = None if fleet is None else await observe.status_report(fleet, include_all=include_all)
-                    frame = watch_frame(report, home=settings.home, interval=interval, width=console.width)
-                    live.update(frame, refresh=True)
-                    await anyio.sleep(interval)
-                    if fleet is None:
-                        break  # look for the database again
 
 
 # -- catalog ---------------------------------------------------------------------------------------------------
 
 
-def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) -> None:
-    from agent_fleet_mcp import deprecation  # only `agents` needs it
+def untrusted_lines(untrusted: Sequence[UntrustedDefinition], short: Callable[[str], str]) -> list[Text]:
+    """What `agent-fleet agents` prints about untrusted files: each with the command to trust it, then why."""
+    out: list[Text] = []
+    for u in untrusted:
+        line = Text("not trusted ", style="bold yellow")
+        what = ": changed since trusted" if u.changed else ": new file"
+        line.append(short(u.path) + (f" ({u.name})" if u.name else "") + what)
+        line.append(f"\n  review it, then: {trust_command(u.path)}", style="dim")
+        out.append(line)
+    if untrusted:
+        out.append(Text(
+            f"{len(untrusted)} definition file(s) are not used until you trust them: a file outside the built-ins "
+            "could have been written by an agent. `agent-fleet trust --all` trusts every one that no agent turn "
+            "wrote.", style="yellow",
+        ))  # fmt: skip
+    return out
 
-    console = make_console()
-    cat = load_catalog(project_dir, env)
-    defs = sorted(cat.definitions.values(), key=lambda d: d.name)
-    notices = deprecation.definition_notices(defs)
-    if as_json:
-        data = {
-            "agents": [
-                {"name": d.name, "description": d.description, "tags": list(d.tags), "runner": d.spec.runner,
-                 "model": d.spec.model, "permission": d.spec.permission, "source": d.source,
-                 "visibility": d.visibility}
-                for d in defs
-            ],
-            "problems": [str(p) for p in cat.problems] + [str(n) for n in notices],
-            "untrusted": [{"path": u.path, "name": u.name, "changed": u.changed, "trust": trust_command(u.path)}
-                          for u in cat.untrusted],
-            "shadowed": [{"name": n, "used": used, "shadowed": hidden} for n, used, hidden in cat.shadowed],
-            "dirs": [str(d) for d in cat.dirs],
-        }  # fmt: skip
-        console.print_json(json.dumps(data))
-        return
+
+def catalog_view(
+    cat: Catalog, defs: Sequence[TaskAgentDefinition], notices: Sequence[DefinitionNotice], project_dir: Path
+) -> RenderableType:
+    """`agent-fleet agents`: the definitions, then shadowed ones, definition errors, model notices, untrusted files
+    and the folders searched."""
     builtin = str(builtin_agents_dir())
     home = str(Path.home())
 
@@ -574,28 +496,29 @@ def show_catalog(project_dir: Path, env: Mapping[str, str], *, as_json: bool) ->
             name, Text(d.spec.runner), Text(d.spec.model or "-"), Text(d.spec.permission), Text(", ".join(d.tags)),
             Text(short(d.source), overflow="fold"),
         )  # fmt: skip
-    console.print(table)
+    parts: list[RenderableType] = [table]
     for name, used, hidden in cat.shadowed:
         line = Text("shadowed ", style="bold yellow")
         line.append(f"{name}: {short(hidden)} is hidden by {short(used)}")
-        console.print(line)
+        parts.append(line)
     untrusted = cat.untrusted
     for p in cat.problems:
         if p in untrusted:
             continue
         line = Text("definition error ", style="bold red")
         line.append(str(p))
-        console.print(line)
+        parts.append(line)
     for n in notices:
         line = Text(f"model {n.notice.level} ", style="bold red" if n.notice.level == "error" else "bold yellow")
         line.append(str(n))
-        console.print(line)
+        parts.append(line)
     for text in untrusted_lines(untrusted, short):
-        console.print(text)
+        parts.append(text)
 
     def folder(d: Path) -> str:
         if str(d) == builtin:
             return "built-in"
         return "./" + str(d.relative_to(project_dir)) if d.is_relative_to(project_dir) else short(str(d))
 
-    console.print(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
+    parts.append(Text(f"searched (first wins): {', '.join(folder(d) for d in cat.dirs)}", style="dim"))
+    return Group(*parts)

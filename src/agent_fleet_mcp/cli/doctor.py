@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from agent_fleet_mcp.cli_views import make_console, make_table
+from agent_fleet_mcp.cli.render import make_console, make_table
 from agent_fleet_mcp.doctor import Check
 from agent_fleet_mcp.repair import RepairReport
 

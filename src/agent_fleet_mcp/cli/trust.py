@@ -9,14 +9,13 @@ them (a shell command) cannot be told apart: ``--all`` says so, and prints what 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
 import click
-from rich.text import Text
 
-from agent_fleet_mcp import observe, trust
+from agent_fleet_mcp import trust
 from agent_fleet_mcp.catalog import (
     builtin_agents_dir,
     catalog_dirs,
@@ -27,20 +26,18 @@ from agent_fleet_mcp.catalog import (
     trust_command,
 )
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.errors import DefinitionError, InvalidRequest, UntrustedDefinition
+from agent_fleet_mcp.errors import DefinitionError, InvalidRequest
+from agent_fleet_mcp.reader import open_reader
 
 
 async def written_by_turns(settings: Settings) -> dict[str, str]:
     """file key -> "agent NAME turn N" for every file an agent turn recorded as written (deleted agents too)."""
     out: dict[str, str] = {}
-    async with observe.open_fleet(settings) as fleet:
-        if fleet is None:
+    async with open_reader(settings) as reader:
+        if reader is None:
             return out
-        for agent in await fleet.store.list_agents(include_deleted=True):
-            for turn in await fleet.store.turns_of(agent.id):
-                for rel in turn.writes:
-                    path = Path(rel) if Path(rel).is_absolute() else Path(agent.cwd) / rel
-                    out.setdefault(trust.file_key(path), f"agent {agent.name!r} turn {turn.n}")
+        for path, agent, n in await reader.written_files():
+            out.setdefault(trust.file_key(path), f"agent {agent.name!r} turn {n}")
     return out
 
 
@@ -134,21 +131,3 @@ def _list(home: Path) -> int:
         at = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.trusted_at)) if e.trusted_at else "-"
         click.echo(f"{e.sha256[:12]}  {at}  {state:<18}  {key}")
     return 0
-
-
-def untrusted_lines(untrusted: Sequence[UntrustedDefinition], short: Callable[[str], str]) -> list[Text]:
-    """What `agent-fleet agents` prints about untrusted files: each with the command to trust it, then why."""
-    out: list[Text] = []
-    for u in untrusted:
-        line = Text("not trusted ", style="bold yellow")
-        what = ": changed since trusted" if u.changed else ": new file"
-        line.append(short(u.path) + (f" ({u.name})" if u.name else "") + what)
-        line.append(f"\n  review it, then: {trust_command(u.path)}", style="dim")
-        out.append(line)
-    if untrusted:
-        out.append(Text(
-            f"{len(untrusted)} definition file(s) are not used until you trust them: a file outside the built-ins "
-            "could have been written by an agent. `agent-fleet trust --all` trusts every one that no agent turn "
-            "wrote.", style="yellow",
-        ))  # fmt: skip
-    return out

@@ -1,0 +1,542 @@
+"""The read side of a fleet home: every read the MCP tools, the resources and the CLI do goes through one
+``FleetReader`` built from a store and the settings (transcripts are files under the home). The server's reader is
+the running fleet's (``Fleet.reader``); the CLI opens the database read-only (``open_reader``) and never builds a
+``Fleet``. Shaping into models is reader_models.py; no SQL here (store/), no rendering (cli/render.py)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from agent_fleet_mcp import budgets, turn_outcome
+from agent_fleet_mcp.batches import waves
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.errors import InvalidRequest, NotFound
+from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.inputs import quote
+from agent_fleet_mcp.reader_models import (
+    EMPTY_FLEET,
+    FILES_SHOWN,
+    RESULT_PREVIEW_CHARS,
+    AgentDetail,
+    AgentStatus,
+    BatchReport,
+    CostGroup,
+    CostReport,
+    EndedOnDisk,
+    FileList,
+    FleetBudget,
+    LogItem,
+    Note,
+    StatusReport,
+    add_turn,
+    agent_row,
+    by_cost,
+    fleet_summary,
+    page,
+    turn_info,
+    union,
+    unpriced,
+)  # fmt: skip
+from agent_fleet_mcp.render import render_events
+from agent_fleet_mcp.runners import get_runner
+from agent_fleet_mcp.runners import process as proc
+from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
+from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, OutputOut, RunOut, StatusOut
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, RunRow, TurnRow
+from agent_fleet_mcp.store.protocol import Store
+from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.tracking import TurnStats
+from agent_fleet_mcp.transcript import TranscriptReader
+
+GONE_GRACE_S = 3.0  # a dead process whose turn is still `running` this long after exiting: no server records it
+FOLLOW_POLL_S = 0.25
+BATCH_RESULT_CHARS = 1_500  # a run's result in the batch view of run_agents / wait_for_agents
+STATUS_RUN_RESULT_CHARS = 200  # a run's result in `agent-fleet status --json` (the batch lines show none)
+RECENT_ACTIVITY_CHARS = 3_000  # the transcript tail in the fleet://agents/{agent} resource
+RECENT_BATCHES = 10
+AGENTS_IN_HINT = 30
+ACTIVITY_CHARS = 120  # the busiest agent's activity in a wait's progress message
+NO_TURNS_CLI = " (it was created without a prompt)"
+
+
+def turn_files(settings: Settings, agent_id: str, n: int) -> proc.TurnFiles:
+    return proc.TurnFiles.for_turn(settings.agents_dir / agent_id / "turns", n)
+
+
+def turn_request(settings: Settings, agent: AgentRow, turn: TurnRow, limits: TurnLimits | None = None) -> TurnRequest:
+    """What the agent's runner gets for this turn (to start it, or to build the parser that reads its transcript)."""
+    return TurnRequest(
+        agent_id=agent.id, agent_name=agent.name, turn=turn.n, prompt=turn.prompt, spec=agent.spec,
+        cwd=Path(agent.cwd), agent_dir=settings.agents_dir / agent.id, session_id=agent.session_id,
+        env={**settings.env, **settings.child_env(agent.id, agent.root_id, agent.depth)},
+        limits=limits or TurnLimits(),
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def open_reader(settings: Settings) -> AsyncGenerator[FleetReader | None]:
+    """The reader of ``settings.home`` (the database opened read-only), or None when there is no fleet database
+    yet (nothing is created)."""
+    store = SqliteStore(settings.db_path)
+    if not await store.open_existing():
+        yield None
+        return
+    try:
+        yield FleetReader(settings, store)
+    finally:
+        await store.close()
+
+
+def not_found_message(ref: str, names: list[str], *, deleted: list[str] | None = None) -> str:
+    """Says which agents exist (and the closest name) so the next command can be right."""
+    deleted = list(dict.fromkeys(deleted or ()))
+    if not names and not deleted:
+        return f"no agent named {ref!r}. {EMPTY_FLEET}"
+    close = difflib.get_close_matches(ref, names + deleted, n=1)
+    msg = f"no agent named {ref!r}." + (f" Did you mean {close[0]!r}?" if close else "")
+    for label, group in (("Agents", names), ("Deleted", deleted)):
+        if group:
+            more = f" (+{len(group) - AGENTS_IN_HINT} more)" if len(group) > AGENTS_IN_HINT else ""
+            msg += f" {label}: {', '.join(group[:AGENTS_IN_HINT])}{more}."
+    if not names:
+        msg += " No live agents."
+    return msg
+
+
+class _RawParser:
+    """Keeps each transcript line as it is (``logs --raw``)."""
+
+    def feed(self, line: str) -> list[Event]:
+        return [{"type": "raw", "line": line}]
+
+    def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
+        return []
+
+
+class FleetReader:
+    """Reads a fleet home: agents, turns, outputs, batches, cost. Writes nothing."""
+
+    def __init__(
+        self, settings: Settings, store: Store, *, runner_for: Callable[[str], Runner] = get_runner
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._runner_for = runner_for
+
+    # -- agents ----------------------------------------------------------------------------------------------
+    async def list_agents(self, *, include_deleted: bool = False) -> list[AgentRow]:
+        return await self._store.list_agents(include_deleted=include_deleted)
+
+    async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow:
+        """A live agent by name or id; with include_deleted, else the newest deleted one of that name (its
+        transcripts stay readable until a purge). ``NotFound`` names the live agents (the tools' wording)."""
+        agent = await self._store.get_agent(ref, include_deleted=include_deleted)
+        if agent is None:
+            live = [a.name for a in await self._store.list_agents()]
+            hint = f"live agents: {', '.join(live[:20])}" if live else "the fleet is empty; create_agent first"
+            raise NotFound(f"no agent named {quote(ref)} ({hint})")
+        return agent
+
+    async def find_agent(self, ref: str) -> AgentRow:
+        """A live agent by name or id (else the newest deleted one of that name). ``NotFound`` lists the agents
+        and the closest name (the CLI's wording)."""
+        agent = await self._store.get_agent(ref, include_deleted=True)
+        if agent is not None:
+            return agent
+        everyone = await self._store.list_agents(include_deleted=True)
+        live = [a.name for a in everyone if a.status != "deleted"]
+        raise NotFound(not_found_message(ref, live, deleted=[a.name for a in everyone if a.status == "deleted"]))
+
+    async def agents_by_id(self, ids: Iterable[str]) -> list[AgentRow]:
+        """The agents as they are now (deleted ones too; purged ones are left out)."""
+        found = [await self._store.get_agent(i, include_deleted=True) for i in ids]
+        return [a for a in found if a is not None]
+
+    async def busy(self, agent_ids: Sequence[str]) -> set[str]:
+        """Agents with unfinished work. An agent's turns start in number order, so its latest turn is the last to
+        finish: the agent is busy exactly while that turn is not done."""
+        latest = await self._store.latest_turns(agent_ids)
+        return {aid for aid, t in latest.items() if not t.done}
+
+    async def latest_activity(self, agent_ids: list[str]) -> str:
+        """'scout-2: grep 'auth' in src/' for the most recently active of the agents."""
+        if not agent_ids:
+            return ""
+        latest = await self._store.latest_turns(agent_ids)
+        best = max(latest.values(), key=lambda t: t.last_event_at or 0.0, default=None)
+        if best is None or not best.activity:
+            return ""
+        agent = await self._store.get_agent(best.agent_id, include_deleted=True)
+        name = agent.name if agent else best.agent_id
+        return f"{name}: {best.activity}"[:ACTIVITY_CHARS]
+
+    # -- status rows -----------------------------------------------------------------------------------------
+    async def agent_rows(self, agents: list[AgentRow]) -> list[AgentRowOut]:
+        ids = [a.id for a in agents]
+        latest = await self._store.latest_turns(ids)
+        totals = await self._store.agent_totals(ids)
+        now = time.time()
+        return [
+            agent_row(
+                a, latest.get(a.id), totals.get(a.id, AgentTotals()), now, budgets.Limits.of(a.spec, self.settings)
+            )
+            for a in agents
+        ]
+
+    async def status(self, names: list[str] | None = None) -> StatusOut:
+        """get_agent_status: the rows of the named agents (default: all live ones) and the whole fleet's summary."""
+        everyone = await self._store.list_agents()
+        out = await self.agent_rows([await self.get_agent(a) for a in names] if names else everyone)
+        all_rows = out if not names else await self.agent_rows(everyone)
+        return StatusOut(fleet=fleet_summary(all_rows), agents=out)
+
+    async def agent_statuses(self, agents: list[AgentRow]) -> list[AgentStatus]:
+        """Rows as get_agent_status shows them, except a turn whose process ended while no server recorded it:
+        that one shows its real outcome and duration, read from its files (``process_gone``)."""
+        rows = await self.agent_rows(agents)
+        latest = await self._store.latest_turns([a.id for a in agents])
+        by_id = {a.id: a for a in agents}
+        running = [(by_id[t.agent_id], t) for t in latest.values() if t.status == "running" and t.pid is not None]
+        ended = await anyio.to_thread.run_sync(self._ended_turns, running, time.time())
+        out: list[AgentStatus] = []
+        for a, row in zip(agents, rows, strict=True):
+            status = AgentStatus(**row.model_dump(), id=a.id)
+            if (end := ended.get(a.id)) is not None:
+                status = status.model_copy(
+                    update={
+                        "process_gone": True, "status": "idle" if end.status == "succeeded" else "failed",
+                        "turn_status": end.status, "elapsed_s": end.elapsed_s, "idle_s": None, "stalled": False,
+                        "last_error": end.error or row.last_error,
+                    }
+                )  # fmt: skip
+            out.append(status)
+        return out
+
+    def _ended_turns(self, turns: Iterable[tuple[AgentRow, TurnRow]], now: float) -> dict[str, EndedOnDisk]:
+        """Agent id -> the real outcome of its running turn whose process has exited (from the exit file and the
+        transcript, exactly as a following server closes it). Blocking (psutil, files): call from a thread."""
+        out: dict[str, EndedOnDisk] = {}
+        for agent, t in turns:
+            if t.pid is None or proc.is_alive(t.pid, t.proc_start):
+                continue
+            files = self.turn_files(t.agent_id, t.n)
+            code = proc.exit_code(files)
+            ended = turn_outcome.ended_on_disk(files) or t.last_event_at or t.started_at or now
+            if code is None and now - ended <= GONE_GRACE_S:
+                continue  # just died: its exit file may be on its way
+            reader = self._transcript(agent, t)
+            stats = TurnStats()
+            for ev in reader.read_new():
+                stats.apply(ev)
+            stream_result = stats.has_result
+            for ev in reader.close(code, files.err):
+                stats.apply(ev)
+            status, _reason, error = turn_outcome.turn_outcome(stats, stream_result=stream_result, exit_code=code)
+            ended = max(ended, t.started_at or ended)
+            elapsed = round(ended - t.started_at, 1) if t.started_at is not None else None
+            out[t.agent_id] = EndedOnDisk(status=status, error=error, exit_code=code, ended_at=ended, elapsed_s=elapsed)
+        return out
+
+    async def status_report(self, *, include_all: bool = False) -> StatusReport:
+        """Every live agent and the running batches; with ``include_all`` also the deleted agents (counted in the
+        totals) and the most recent finished batches."""
+        everyone = await self._store.list_agents(include_deleted=True)
+        agents = everyone if include_all else [a for a in everyone if a.status != "deleted"]
+        rows = await self.agent_statuses(agents)
+        batches = await self._store.list_batches() if include_all else await self._store.list_batches(status="running")
+        older = max(0, len(batches) - RECENT_BATCHES) if include_all else 0
+        now = time.time()
+        return StatusReport(
+            home=str(self.settings.home), at=now, fleet=fleet_summary(list(rows)),
+            unpriced_agents=sum(1 for r in rows if unpriced(r)), agents=rows,
+            deleted_agents=sum(1 for a in everyone if a.status == "deleted"),
+            batches=[await self.batch_report(b, now) for b in batches[older:]], older_batches=older,
+        )  # fmt: skip
+
+    # -- turns and outputs -----------------------------------------------------------------------------------
+    def turn_files(self, agent_id: str, n: int) -> proc.TurnFiles:
+        return turn_files(self.settings, agent_id, n)
+
+    def _transcript(self, agent: AgentRow, turn: TurnRow) -> TranscriptReader:
+        """A reader of the turn's transcript through its runner's parser (every backend reads the same)."""
+        parser = self._runner_for(agent.spec.runner).new_parser(turn_request(self.settings, agent, turn))
+        return TranscriptReader(self.turn_files(agent.id, turn.n).out, parser)
+
+    async def turns_of(self, agent: AgentRow) -> list[TurnRow]:
+        return await self._store.turns_of(agent.id)
+
+    async def latest_turn(self, agent: AgentRow) -> TurnRow | None:
+        return (await self._store.latest_turns([agent.id])).get(agent.id)
+
+    async def pick_turn(
+        self, agent: AgentRow, n: int | None, *, no_turns: str = NO_TURNS_CLI, missing: str = "there is no turn"
+    ) -> TurnRow:
+        """Turn ``n`` of the agent (default: its latest). ``NotFound`` ends with ``no_turns`` when it has none,
+        and says ``{missing} {n}`` for a number it does not have (the tools and the CLI word these apart)."""
+        turns = await self._store.turns_of(agent.id)
+        if not turns:
+            raise NotFound(f"agent {agent.name!r} has no turns yet{no_turns}")
+        if n is None:
+            return turns[-1]
+        for t in turns:
+            if t.n == n:
+                return t
+        raise NotFound(f"agent {agent.name!r} has turns 1..{turns[-1].n}; {missing} {n}")
+
+    async def read_events(self, agent: AgentRow, turn: TurnRow) -> list[Event]:
+        """Re-read a turn's transcript through its runner's parser (finished turns get their closing events too)."""
+        files = self.turn_files(agent.id, turn.n)
+        reader = self._transcript(agent, turn)
+
+        def read() -> list[Event]:
+            events = reader.read_new()
+            if turn.done:
+                events.extend(reader.close(turn.exit_code, files.err))
+            return events
+
+        return await anyio.to_thread.run_sync(read)
+
+    async def transcript_text(self, agent: AgentRow, turn: TurnRow) -> str:
+        return render_events(await self.read_events(agent, turn))
+
+    async def recent_activity(self, agent: AgentRow) -> str:
+        """The tail of the latest turn's transcript ("" without turns)."""
+        turns = await self._store.turns_of(agent.id)
+        if not turns:
+            return ""
+        return (await self.transcript_text(agent, turns[-1]))[-RECENT_ACTIVITY_CHARS:]
+
+    async def output(
+        self, ref: str, *, turn: int | None, mode: Literal["result", "tail", "transcript"], cursor: int, max_chars: int
+    ) -> OutputOut:
+        """get_agent_output: a bounded page of a turn's result, live tail or transcript (deleted agents too)."""
+        row = await self.get_agent(ref, include_deleted=True)
+        t = await self.pick_turn(row, turn, no_turns="; command_agent gives it work", missing="no turn")
+        path = str(self.turn_files(row.id, t.n).out)
+        if mode == "result":
+            if t.done:
+                text = t.result_text or (f"(no result text; {t.status}: {t.error or t.reason})" if t.error else "")
+            else:
+                text = f"(turn {t.n} is {t.status}; no result yet. Use mode='tail' for live progress.)"
+            chunk, more, nxt = page(text, cursor, max_chars)
+        elif mode == "tail":
+            text = await self.transcript_text(row, t)
+            chunk, more, nxt = text[-max_chars:], len(text) > max_chars, None
+        else:
+            text = await self.transcript_text(row, t)
+            chunk, more, nxt = page(text, cursor, max_chars)
+        return OutputOut(
+            agent=row.name, turn=t.n, turn_status=t.status, mode=mode, text=chunk, truncated=more, next_cursor=nxt,
+            total_chars=len(text), transcript_path=path, files_read=t.reads[:FILES_SHOWN],
+            files_written=t.writes[:FILES_SHOWN], reads_total=len(t.reads), writes_total=len(t.writes),
+        )  # fmt: skip
+
+    async def written_files(self) -> list[tuple[Path, AgentRow, int]]:
+        """Every file an agent turn recorded as written (deleted agents too): (path, agent, turn number)."""
+        out: list[tuple[Path, AgentRow, int]] = []
+        for agent in await self._store.list_agents(include_deleted=True):
+            for turn in await self._store.turns_of(agent.id):
+                for rel in turn.writes:
+                    out.append((Path(rel) if Path(rel).is_absolute() else Path(agent.cwd) / rel, agent, turn.n))
+        return out
+
+    # -- batches ---------------------------------------------------------------------------------------------
+    async def batch_runs(self, batch_id: str) -> list[RunRow]:
+        if await self._store.get_batch(batch_id) is None:
+            raise NotFound(f"no batch {batch_id!r}; run_agents returns the batch id to wait on")
+        return await self._store.runs_of(batch_id)
+
+    async def batch_view(self, batch_id: str, *, result_chars: int = BATCH_RESULT_CHARS) -> BatchOut:
+        """A batch's runs by wave, each finished one with the first ``result_chars`` of its result."""
+        runs = await self.batch_runs(batch_id)
+        batch = await self._store.get_batch(batch_id)
+        assert batch is not None
+        wave_of = waves({r.run_id: r.depends_on for r in runs})
+        names = {a.id: a.name for a in await self._store.list_agents(include_deleted=True)}
+        out: list[RunOut] = []
+        durations: list[float] = []
+        for r in runs:
+            result, truncated = None, False
+            if r.status in ("succeeded", "failed") and r.agent_id:
+                turn = await self._store.get_turn(r.agent_id, 1)
+                text = (turn.result_text if turn else None) or ""
+                if text:
+                    truncated = len(text) > result_chars
+                    result = text[:result_chars]
+            if r.started_at and r.ended_at:
+                durations.append(r.ended_at - r.started_at)
+            out.append(
+                RunOut(
+                    id=r.run_id, template=r.template, agent=names.get(r.agent_id or ""), status=r.status,
+                    wave=wave_of[r.run_id], depends_on=r.depends_on, result=result, truncated=truncated,
+                    reason=r.reason,
+                )
+            )  # fmt: skip
+        end = batch.ended_at or time.time()
+        return BatchOut(
+            batch=batch_id, status=batch.status, runs=out, wall_s=round(end - batch.created_at, 1),
+            sum_run_s=round(sum(durations), 1) if durations else None,
+        )  # fmt: skip
+
+    async def batch_report(self, batch: BatchRow, now: float) -> BatchReport:
+        view = await self.batch_view(batch.id, result_chars=STATUS_RUN_RESULT_CHARS)
+        spans = [((r.ended_at or now) - r.started_at) for r in await self._store.runs_of(batch.id) if r.started_at]
+        busy = round(sum(spans), 1) if spans else None
+        saved = round(busy - view.wall_s, 1) if busy is not None and view.wall_s is not None else None
+        return BatchReport(**view.model_dump(), created_at=batch.created_at, busy_s=busy, saved_s=saved)
+
+    # -- one agent in detail, its logs -----------------------------------------------------------------------
+    async def agent_detail(self, ref: str) -> AgentDetail:
+        agent = await self.find_agent(ref)
+        [row] = await self.agent_statuses([agent])
+        turns = await self._store.turns_of(agent.id)
+        infos = [turn_info(t) for t in turns]
+        if row.process_gone and infos:  # the latest turn ended while no server was up: its real outcome
+            infos[-1] = infos[-1].model_copy(
+                update={"status": row.turn_status, "duration_s": row.elapsed_s, "error": row.last_error}
+            )
+        reads = union(t.reads for t in turns)
+        writes = union(t.writes for t in turns)
+        finished = [t for t in turns if t.done and t.result_text]
+        last = finished[-1] if finished else None
+        return AgentDetail(
+            agent=row, cwd=agent.cwd, template=agent.spec.template, session_id=agent.session_id,
+            created_at=agent.created_at, turns=infos,
+            reads=FileList(total=len(reads), shown=reads[:FILES_SHOWN]),
+            writes=FileList(total=len(writes), shown=writes[:FILES_SHOWN]),
+            last_error=row.last_error, result_turn=last.n if last else None,
+            result_preview=(last.result_text or "")[:RESULT_PREVIEW_CHARS] if last else None,
+            result_chars=len(last.result_text or "") if last else 0,
+            transcript=str(self.turn_files(agent.id, turns[-1].n).out) if turns else None,
+        )  # fmt: skip
+
+    async def turn_log(
+        self, agent: AgentRow, turn: TurnRow, *, follow: bool = False, raw: bool = False,
+        poll_s: float = FOLLOW_POLL_S,
+    ) -> AsyncGenerator[LogItem, None]:  # fmt: skip
+        """The turn's transcript as normalized events (through its runner's parser, so every backend reads the same)
+        or as raw lines. With ``follow``, keeps reading until the turn ends; a process that died while no server was
+        recording it also ends the stream (with the closing events its exit code gives)."""
+        files = self.turn_files(agent.id, turn.n)
+        reader = TranscriptReader(files.out, _RawParser()) if raw else self._transcript(agent, turn)
+        said_queued = False
+        gone_since: float | None = None
+        opened = time.time()
+        catching_up = True
+        while True:
+            for ev in await anyio.to_thread.run_sync(reader.read_new):
+                if catching_up and ev.get("ts", 0) >= opened:
+                    ev.pop("ts")  # stamped by the parser just now (a stream without times): not when it happened
+                yield _item(ev)
+            catching_up = False
+            cur = await self._store.get_turn(agent.id, turn.n)
+            if cur is None:
+                yield Note(f"turn {turn.n} of {agent.name} was purged")
+                return
+            if cur.done:
+                for ev in await anyio.to_thread.run_sync(reader.close, cur.exit_code, files.err):
+                    if ev.get("ts", 0) >= opened:
+                        ev["ts"] = cur.ended_at  # closing events are rebuilt from the exit: date them at the end
+                    yield _item(ev)
+                yield Note(_ended(cur))
+                return
+            if not follow:
+                yield Note(f"turn {cur.n} is {cur.status}; `-f` follows it live")
+                return
+            if cur.pid is None:
+                if not said_queued:
+                    yield Note(f"turn {cur.n} is {cur.status}; waiting for it to start")
+                    said_queued = True
+            elif await anyio.to_thread.run_sync(proc.is_alive, cur.pid, cur.proc_start):
+                gone_since = None
+            else:
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > GONE_GRACE_S:
+                    code = await anyio.to_thread.run_sync(proc.exit_code, files)
+                    for ev in await anyio.to_thread.run_sync(reader.close, code, files.err):
+                        yield _item(ev)
+                    yield Note(
+                        f"the process of turn {cur.n} has ended (exit code {'?' if code is None else code}) but no "
+                        "server has recorded it yet: start the MCP server (`agent-fleet serve` or your MCP host) to "
+                        "record it"
+                    )
+                    return
+            await anyio.sleep(poll_s)
+
+    # -- cost ------------------------------------------------------------------------------------------------
+    async def fleet_budget(self) -> FleetBudget:
+        now = time.time()
+        spent = await budgets.fleet_spent_today(self._store, now)
+        budget = self.settings.budget_usd
+        left = None if budget is None else round(max(0.0, budget - spent), 6)
+        return FleetBudget(
+            budget_usd=budget, spent_today_usd=round(spent, 6), left_usd=left, resets_at=budgets.day_start(now) + 86_400
+        )
+
+    async def cost_report(self, *, since: float | None = None) -> CostReport:
+        """Tokens and cost of the turns started since ``since`` by agent, runner and model, and the daily budget."""
+        rows = await self._store.turn_usage(since=since)
+        total = CostGroup(name="total")
+        by_agent: dict[str, CostGroup] = {}
+        by_runner: dict[str, CostGroup] = {}
+        by_model: dict[str, CostGroup] = {}
+        for r in rows:
+            agent = by_agent.setdefault(
+                r["agent_id"],
+                CostGroup(name=r["agent"], runner=r["runner"], deleted=r["agent_status"] == "deleted"),
+            )
+            agent.model = r["model"] or agent.model
+            runner = by_runner.setdefault(r["runner"], CostGroup(name=r["runner"]))
+            model = by_model.setdefault(r["model"] or "-", CostGroup(name=r["model"] or "-", runner=r["runner"]))
+            if model.runner != r["runner"]:
+                model.runner = None  # the same model name under several runners
+            for group in (total, agent, runner, model):
+                add_turn(group, r)
+        return CostReport(
+            since=since, budget=await self.fleet_budget(), total=total, by_agent=list(by_agent.values()),
+            by_runner=by_cost(by_runner.values()), by_model=by_cost(by_model.values()),
+        )  # fmt: skip
+
+
+def _item(ev: Event) -> LogItem:
+    return str(ev["line"]) if ev.get("type") == "raw" else ev
+
+
+def _ended(t: TurnRow) -> str:
+    took = f" in {t.ended_at - t.started_at:.1f}s" if t.ended_at and t.started_at else ""
+    why = f": {t.error or t.reason}" if t.status != "succeeded" and (t.error or t.reason) else ""
+    return f"turn {t.n} {t.status}{took}{why}"
+
+
+def empty_status(settings: Settings) -> StatusReport:
+    """The status of a home without a fleet database."""
+    return StatusReport(
+        home=str(settings.home), at=time.time(), fleet=fleet_summary([]), unpriced_agents=0, agents=[], batches=[]
+    )
+
+
+_SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``30m``, ``1h``, ``2d``, ``1w`` ago, or a local date/time such as ``2026-11-20`` or ``2026-11-20T09:30``."""
+    now = time.time() if now is None else now
+    if m := _SINCE_RE.match(text):
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise InvalidRequest(
+            f"--since takes a duration (30m, 1h, 2d, 1w) or a local date/time (2026-11-20, 2026-11-20T09:30); "
+            f"got {text!r}"
+        ) from None

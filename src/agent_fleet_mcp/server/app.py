@@ -1,0 +1,102 @@
+"""The MCP server: its lifespan (store, fleet, reader, resource notifications) and ``build_server``, which
+registers the tools (tools.py), resources (resources.py) and prompts (prompts.py) on a new ``MCPServer``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import anyio
+import structlog
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated
+
+from agent_fleet_mcp import __version__, logs, private
+from agent_fleet_mcp.arguments import ArgumentCheckingServer
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.server import prompts, resources, tools
+from agent_fleet_mcp.server.state import AppState, RunningApp
+from agent_fleet_mcp.store.sqlite import SqliteStore
+
+INSTRUCTIONS = (
+    "Orchestrate a fleet of AI agents without filling your context: create or delegate (run_agents), then sleep "
+    "with wait_for_agents, check get_agent_status, read bounded results with get_agent_output, and delete_agent "
+    "when done. Calls never block more than 45 s; call wait_for_agents again while agents still run."
+)
+
+RESOURCE_NOTIFY_S = 0.5
+log = structlog.get_logger("agent_fleet.server")
+
+
+async def publish_changes(fleet: Fleet, bus: InMemorySubscriptionBus) -> None:
+    """Resource change notifications (subscriptions/listen): fleet://agents and fleet://agents/{name} are
+    announced when an agent's status, turn, activity or usage changes; at most every RESOURCE_NOTIFY_S."""
+    last: dict[str, tuple[object, ...]] = {}
+    while True:
+        await fleet.changed(RESOURCE_NOTIFY_S * 2)
+        try:
+            rows = await fleet.reader.agent_rows(await fleet.reader.list_agents())
+        except Exception:  # never let notifications take the server down; the next change retries
+            log.exception("resource_notify_failed")
+            rows = []
+        now: dict[str, tuple[object, ...]] = {
+            r.name: (r.status, r.turn, r.turn_status, r.activity, r.tool_calls, r.tokens.output) for r in rows
+        }
+        changed = sorted(n for n in now.keys() | last.keys() if now.get(n) != last.get(n))
+        if changed:
+            await bus.publish(ResourceUpdated(uri="fleet://agents"))
+            for name in changed:
+                await bus.publish(ResourceUpdated(uri=f"fleet://agents/{name}"))
+        last = now
+        await anyio.sleep(RESOURCE_NOTIFY_S)
+
+
+def _secure_home(home: Path) -> None:
+    """The fleet home is private (private.py): create it 0700, or tighten one others can read, and say so."""
+    changed = private.secure_home(home)
+    if changed:
+        log.warning(
+            "home_tightened", home=str(home), entries=len(changed), examples=[str(p) for p in changed[:5]],
+            note="removed group/other permissions: prompts, transcripts and fleet.db are private to you",
+        )  # fmt: skip
+
+
+@asynccontextmanager
+async def lifespan(
+    settings: Settings | None, bus: InMemorySubscriptionBus, running: RunningApp
+) -> AsyncGenerator[AppState]:
+    """Open the store, run the fleet and the change notifications; the state is also put in ``running``."""
+    cfg = settings or Settings.from_env()
+    await anyio.to_thread.run_sync(_secure_home, cfg.home)
+    async with SqliteStore(cfg.db_path) as store:
+        fleet = Fleet(cfg, store)
+        async with fleet.running(), anyio.create_task_group() as tg:
+            tg.start_soon(publish_changes, fleet, bus)
+            state = AppState(fleet, fleet.reader)
+            running.state = state
+            try:
+                yield state
+            finally:
+                running.state = None
+                tg.cancel_scope.cancel()
+
+
+def build_server(settings: Settings | None = None) -> MCPServer[AppState]:
+    logs.ensure_configured()
+    bus = InMemorySubscriptionBus()
+    running = RunningApp()
+
+    def server_lifespan(_: MCPServer[AppState]) -> AbstractAsyncContextManager[AppState]:
+        return lifespan(settings, bus, running)
+
+    mcp: MCPServer[AppState] = ArgumentCheckingServer(
+        "agent-fleet", version=__version__, instructions=INSTRUCTIONS, lifespan=server_lifespan,
+        log_level="WARNING", subscriptions=bus,
+    )  # fmt: skip
+    tools.register(mcp)
+    resources.register(mcp, running)
+    prompts.register(mcp)
+    return mcp
