@@ -23,7 +23,7 @@ import anyio
 import structlog
 
 from agent_fleet_mcp.catalog import Catalog
-from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest, NotFound
+from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, RunRow, RunSpec
 from agent_fleet_mcp.store.protocol import Store
@@ -184,11 +184,6 @@ class BatchEngine:
         log.info("batch_started", batch=batch_id, runs=len(rows))
         await self.advance(batch_id)
         return batch_id
-
-    async def get(self, batch_id: str) -> list[RunRow]:
-        if await self.store.get_batch(batch_id) is None:
-            raise NotFound(f"no batch {batch_id!r}; run_agents returns the batch id to wait on")
-        return await self.store.runs_of(batch_id)
 
     async def advance(self, batch_id: str | None = None) -> None:
         async with self._lock:

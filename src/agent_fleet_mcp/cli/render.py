@@ -36,12 +36,14 @@ from agent_fleet_mcp.reader_models import (
 from agent_fleet_mcp.render import render_event
 from agent_fleet_mcp.schemas import Tokens
 from agent_fleet_mcp.spec import TaskAgentDefinition
+from agent_fleet_mcp.store.models import RUN_DONE
+from agent_fleet_mcp.text import preview
 
 STATUS_STYLE = {
     "running": "bold green", "queued": "yellow", "idle": "cyan", "failed": "bold red", "stopped": "magenta",
     "deleted": "dim", "succeeded": "green", "cancelled": "magenta", "lost": "red", "waiting": "yellow",
 }  # fmt: skip
-RUN_MARK = {"succeeded": "✓", "running": "⟳", "waiting": "…", "failed": "✗", "skipped": "–"}
+RUN_MARK = {"succeeded": "✓", "running": "⟳", "waiting": "…", "failed": "✗"}
 EVENT_STYLE = {
     "started": "dim", "session": "dim", "text": "", "tool_use": "cyan", "usage": "dim", "error": "bold red",
 }  # fmt: skip
@@ -99,15 +101,6 @@ def fmt_clock(ts: float | None, now: float | None = None) -> str:
     return time.strftime(fmt, time.localtime(ts))
 
 
-def clip(text: str | None, n: int) -> str:
-    """First line, at most n chars. (Branch `runners` adds the package's one clip helper, text.py: use it here.)"""
-    if not text:
-        return ""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    more = len(first) > n or "\n" in text.strip()
-    return (first[: n - 1] + "…") if len(first) > n else first + (" …" if more else "")
-
-
 def _tokens_in_out(t: Tokens) -> str:
     return f"{fmt_tokens(t.input)}/{fmt_tokens(t.output)}"
 
@@ -126,7 +119,7 @@ def status_view(report: StatusReport, *, width: int = WIDE) -> RenderableType:
     for a in report.agents:
         if a.status == "failed" and a.last_error:
             line = Text(f"✗ {a.name}: ", style="bold red")
-            line.append(clip(a.last_error, FAILED_ERROR_CHARS), style="red")
+            line.append(preview(a.last_error, FAILED_ERROR_CHARS), style="red")
             parts.append(line)
     for b in report.batches:
         parts.append(Text(""))
@@ -175,7 +168,7 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
             "tokens in/out": _tokens_in_out(r.tokens),
             "ctx": f"{r.context_pct:.0f}%" if r.context_pct is not None else "-",
             "cost": Text(fmt_cost(r.cost_usd)), "elapsed": fmt_duration(r.elapsed_s),
-            "last error": one_line(clip(r.last_error, ERROR_CHARS), "red"),
+            "last error": one_line(preview(r.last_error, ERROR_CHARS), "red"),
         }  # fmt: skip
         table.add_row(*(cells[c] for c in cols), style="dim" if r.status == "deleted" else None)
     return table
@@ -229,7 +222,7 @@ def fleet_line(report: StatusReport) -> Text:
 
 
 def batch_lines(b: BatchReport) -> Group:
-    done = sum(1 for r in b.runs if r.status in ("succeeded", "failed", "skipped"))
+    done = sum(1 for r in b.runs if r.status in RUN_DONE)
     head = Text("batch ", style="bold")
     head.append(b.batch, style="bold")
     head.append(f"  {b.status}", style=STATUS_STYLE.get(b.status, ""))
@@ -252,7 +245,7 @@ def batch_lines(b: BatchReport) -> Group:
         lines.append(line)
     for r in b.runs:
         if r.status == "failed":
-            lines.append(Text(f"  ✗ {r.id}: {clip(r.reason, 160)}", style="red"))
+            lines.append(Text(f"  ✗ {r.id}: {preview(r.reason, 160)}", style="red"))
     return Group(*lines)
 
 
@@ -283,9 +276,9 @@ def detail_view(d: AgentDetail) -> RenderableType:
         table.add_column(col, no_wrap=True, **kw)  # type: ignore[arg-type]
     table.add_column("prompt / outcome", min_width=10, max_width=PROMPT_CHARS)
     for t in d.turns:
-        outcome = one_line(clip(t.prompt, PROMPT_CHARS))
+        outcome = one_line(preview(t.prompt, PROMPT_CHARS))
         if t.error:
-            outcome = one_line(clip(t.error, PROMPT_CHARS), "red")
+            outcome = one_line(preview(t.error, PROMPT_CHARS), "red")
         elif t.reason and t.status != "succeeded":
             outcome = one_line(t.reason, "red")
         table.add_row(
@@ -363,7 +356,7 @@ def log_header(agent_name: str, runner: str, turn_n: int, last_n: int, status: s
     text = Text(f"{agent_name} · turn {turn_n} of {last_n} · ", style="bold")
     text.append(status, style=STATUS_STYLE.get(status, ""))
     text.append(f" · {runner}", style="bold")
-    text.append(f"\nprompt: {clip(prompt, 160)}\ntranscript: {path}", style="dim")
+    text.append(f"\nprompt: {preview(prompt, 160)}\ntranscript: {path}", style="dim")
     return text
 
 
