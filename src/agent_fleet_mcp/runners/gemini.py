@@ -145,8 +145,9 @@ class GeminiParser:
         self._done = True
         closing = result_from_exit(exit_code, self._last_reply, stderr_tail)
         reason = EXIT_REASONS.get(exit_code or 0)
-        if reason and closing[-1].get("is_error"):
-            closing[-1]["reason"] = reason
+        last = closing[-1]
+        if reason and last["type"] == "result" and last["is_error"]:
+            last["reason"] = reason
         return events + closing
 
     def _flush(self) -> list[Event]:
