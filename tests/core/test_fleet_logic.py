@@ -4,7 +4,7 @@ tested at the edges (test_concurrency.py, test_exactly_once.py ...)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 
@@ -29,7 +29,7 @@ def fast(settings: Settings) -> Settings:
 
 
 @asynccontextmanager
-async def fleets(settings: Settings, fake: FakeRunner, count: int = 1) -> AsyncIterator[list[Fleet]]:
+async def fleets(settings: Settings, fake: FakeRunner, count: int = 1) -> AsyncGenerator[list[Fleet]]:
     """``count`` running fleets on one home (servers sharing it), all on the one fake process table."""
     async with AsyncExitStack() as stack:
         out: list[Fleet] = []
