@@ -395,8 +395,7 @@ async def turn_log(
         if cur.done:
             for ev in await anyio.to_thread.run_sync(reader.close, cur.exit_code, files.err):
                 if ev.get("ts", 0) >= opened:
-                    # closing events are rebuilt from the exit: date them at the end
-                    ev["ts"] = cur.ended_at  # pyright: ignore[reportGeneralTypeIssues] (None: no date)
+                    ev["ts"] = cur.ended_at  # closing events are rebuilt from the exit: date them at the end  # pyright: ignore[reportGeneralTypeIssues]
                 yield _item(ev)
             yield Note(_ended(cur))
             return
