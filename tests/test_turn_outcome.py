@@ -47,3 +47,17 @@ def test_ended_on_disk_prefers_the_exit_file(tmp_path: Path) -> None:
     files.exit.write_text("0\n")
     os.utime(files.exit, (200.0, 200.0))
     assert ended_on_disk(files) == 200.0
+
+
+def test_a_failure_says_why_from_its_errors_its_reason_or_plainly() -> None:
+    with_error = _stats(make("error", kind="exit", message="code 3"), make("result", text="", is_error=True))
+    assert turn_outcome(with_error, stream_result=False, exit_code=3) == ("failed", None, "exit: code 3")
+    reason_only = _stats(make("result", text="", is_error=True, reason="max_turns"))
+    assert turn_outcome(reason_only, stream_result=True, exit_code=None) == ("failed", "max_turns", "max_turns")
+    bare = _stats(make("result", text="", is_error=True))
+    assert turn_outcome(bare, stream_result=True, exit_code=None) == ("failed", None, "failed")
+
+
+def test_a_success_carries_no_reason_or_error() -> None:
+    ok = _stats(make("error", kind="warning", message="retrying"), make("result", text="fine", is_error=False))
+    assert turn_outcome(ok, stream_result=True, exit_code=0) == ("succeeded", None, None)

@@ -116,7 +116,7 @@ class _RawParser:
     """Keeps each transcript line as it is (``logs --raw``)."""
 
     def feed(self, line: str) -> list[Event]:
-        return [{"type": "raw", "line": line}]
+        return [{"type": "raw", "line": line}]  # pyright: ignore[reportReturnType] (not an Event: see _item)
 
     def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
         return []
@@ -445,7 +445,7 @@ class FleetReader:
             if cur.done:
                 for ev in await anyio.to_thread.run_sync(reader.close, cur.exit_code, files.err):
                     if ev.get("ts", 0) >= opened:
-                        ev["ts"] = cur.ended_at  # closing events are rebuilt from the exit: date them at the end
+                        ev["ts"] = cur.ended_at  # pyright: ignore[reportGeneralTypeIssues] (rebuilt from the exit: dated at its end)
                     yield _item(ev)
                 yield Note(_ended(cur))
                 return
@@ -508,7 +508,8 @@ class FleetReader:
 
 
 def _item(ev: Event) -> LogItem:
-    return str(ev["line"]) if ev.get("type") == "raw" else ev
+    raw: dict[str, object] = dict(ev)
+    return str(raw["line"]) if raw.get("type") == "raw" else ev
 
 
 def _ended(t: TurnRow) -> str:

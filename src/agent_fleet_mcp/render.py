@@ -12,33 +12,33 @@ TEXT_LINE_CHARS = 2_000
 
 
 def render_event(ev: Event, *, with_time: bool = True) -> str:
-    kind = ev.get("type")
-    stamp = time.strftime("%H:%M:%S ", time.localtime(ev["ts"])) if with_time and ev.get("ts") else ""
-    if kind == "started":
-        body = f"started {ev.get('runner', '')} {ev.get('model') or ''}".rstrip()
-    elif kind == "session":
-        body = f"session {ev.get('session_id')}"
-    elif kind == "text":
-        body = "text: " + _clip(str(ev.get("text", "")), TEXT_LINE_CHARS)
-    elif kind == "tool_use":
-        body = f"tool  {ev.get('summary') or ev.get('name')}"
-    elif kind == "tool_result":
-        body = f"  -> {'ok' if ev.get('ok', True) else 'ERROR'} ({ev.get('size', 0)} chars)"
-    elif kind == "usage":
+    ts = ev.get("ts")  # a reader may have dropped it (observe.turn_log: not when it happened)
+    stamp = time.strftime("%H:%M:%S ", time.localtime(ts)) if with_time and ts else ""
+    return stamp + _body(ev)
+
+
+def _body(ev: Event) -> str:
+    if ev["type"] == "started":
+        return f"started {ev['runner']} {ev.get('model') or ''}".rstrip()
+    if ev["type"] == "session":
+        return f"session {ev['session_id']}"
+    if ev["type"] == "text":
+        return "text: " + _clip(ev["text"], TEXT_LINE_CHARS)
+    if ev["type"] == "tool_use":
+        return f"tool  {ev.get('summary') or ev['name']}"
+    if ev["type"] == "tool_result":
+        return f"  -> {'ok' if ev['ok'] else 'ERROR'} ({ev['size']} chars)"
+    if ev["type"] == "usage":
         cost = ev.get("cost_usd")
-        body = (
-            f"usage in={ev.get('input', 0)} out={ev.get('output', 0)} cache_r={ev.get('cache_read', 0)}"
-            f" cache_w={ev.get('cache_write', 0)} cost={'?' if cost is None else f'${cost:.4f}'}"
+        return (
+            f"usage in={ev['input']} out={ev['output']} cache_r={ev['cache_read']}"
+            f" cache_w={ev['cache_write']} cost={'?' if cost is None else f'${cost:.4f}'}"
         )
-    elif kind == "error":
-        body = f"ERROR {ev.get('kind', '')}: {ev.get('message', '')}"
-    elif kind == "result":
-        tag = "RESULT (error)" if ev.get("is_error") else "RESULT"
-        reason = f" [{ev['reason']}]" if ev.get("reason") else ""
-        body = f"{tag}{reason}: {ev.get('text', '')}"
-    else:
-        body = str(ev)
-    return stamp + body
+    if ev["type"] == "error":
+        return f"ERROR {ev['kind']}: {ev['message']}"
+    tag = "RESULT (error)" if ev["is_error"] else "RESULT"
+    reason = f" [{why}]" if (why := ev.get("reason")) else ""
+    return f"{tag}{reason}: {ev['text']}"
 
 
 def render_events(events: Iterable[Event], *, with_time: bool = True) -> str:

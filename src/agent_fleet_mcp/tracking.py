@@ -7,9 +7,8 @@ transcript. Totals are absolute, so two servers following the same turn write th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.events import Event, UsageEvent
 from agent_fleet_mcp.store.models import TurnStatsUpdate
 
 MAX_FILES_KEPT = 200
@@ -47,35 +46,31 @@ class TurnStats:
 
     def apply(self, ev: Event) -> None:
         self.events += 1
-        self.last_event_at = ev.get("ts", self.last_event_at)
-        kind = ev.get("type")
-        if kind == "started":
+        self.last_event_at = ev["ts"]
+        if ev["type"] == "started":
             self.model = ev.get("model") or self.model
             self.activity = "starting"
-        elif kind == "session":
-            self.session_id = ev.get("session_id") or self.session_id
-        elif kind == "text":
+        elif ev["type"] == "session":
+            self.session_id = ev["session_id"] or self.session_id
+        elif ev["type"] == "text" or ev["type"] == "tool_result":
             self.activity = "thinking"
-        elif kind == "tool_use":
+        elif ev["type"] == "tool_use":
             self.tool_calls += 1
-            self.activity = str(ev.get("summary") or ev.get("name") or "tool")[:160]
+            self.activity = (ev.get("summary") or ev["name"] or "tool")[:160]
             _add_paths(self.reads, ev.get("reads"))
             _add_paths(self.writes, ev.get("writes"))
-        elif kind == "tool_result":
-            self.activity = "thinking"
-        elif kind == "usage":
+        elif ev["type"] == "usage":
             self._apply_usage(ev)
-        elif kind == "error":
-            self.errors.append(f"{ev.get('kind', 'error')}: {ev.get('message', '')}"[:1000])
-        elif kind == "result":
-            text = str(ev.get("text") or "")
-            self.result_text = text[-RESULT_KEEP_CHARS:]
-            self.is_error = bool(ev.get("is_error"))
+        elif ev["type"] == "error":
+            self.errors.append(f"{ev['kind']}: {ev['message']}"[:1000])
+        else:  # result
+            self.result_text = ev["text"][-RESULT_KEEP_CHARS:]
+            self.is_error = ev["is_error"]
             self.reason = ev.get("reason")
             self.activity = "failed" if self.is_error else "done"
 
-    def _apply_usage(self, ev: Event) -> None:
-        vals = [int(ev.get(k) or 0) for k in ("input", "output", "cache_read", "cache_write")]
+    def _apply_usage(self, ev: UsageEvent) -> None:
+        vals = [ev["input"], ev["output"], ev["cache_read"], ev["cache_write"]]
         cost = ev.get("cost_usd")
         if ev.get("scope") == "run":
             base = [0, 0, 0, 0]
@@ -93,8 +88,8 @@ class TurnStats:
             self._req_cost = total_cost
         self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens = vals
         self.cost_usd = None if total_cost is None else round(float(total_cost), 6)
-        if ev.get("context_tokens") is not None:
-            self.context_tokens = int(ev["context_tokens"])
+        if (context := ev.get("context_tokens")) is not None:
+            self.context_tokens = context
         self.model = ev.get("model") or self.model
 
     def error_text(self) -> str | None:
@@ -111,10 +106,8 @@ class TurnStats:
         )  # fmt: skip
 
 
-def _add_paths(into: list[str], paths: Any) -> None:
-    if not isinstance(paths, list):
-        return
-    for p in paths:  # type: ignore[reportUnknownVariableType]
-        s = str(p)  # type: ignore[reportUnknownArgumentType]
+def _add_paths(into: list[str], paths: list[str] | None) -> None:
+    for p in paths or ():
+        s = str(p)  # a transcript line's list may hold anything
         if s not in into and len(into) < MAX_FILES_KEPT:
             into.append(s)

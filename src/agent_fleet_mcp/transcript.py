@@ -1,10 +1,14 @@
-"""Reading a turn's transcript file incrementally and normalizing it with the runner's parser."""
+"""Reading a turn's transcript file incrementally and normalizing it with the runner's parser.
+
+What comes out is checked (``events.is_event``): an event a parser built without a field its type requires is
+dropped, so readers can rely on the types in events.py.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.events import EVENT_TYPES, Event, is_event
 from agent_fleet_mcp.runners.base import StreamParser
 
 STDERR_TAIL_BYTES = 4000
@@ -35,16 +39,22 @@ class TranscriptReader:
         self._partial = lines.pop()
         events: list[Event] = []
         for raw in lines:
-            events.extend(self.parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r")))
+            events.extend(_checked(self.parser.feed(raw.decode("utf-8", errors="replace").rstrip("\r"))))
         return events
 
     def close(self, exit_code: int | None, stderr_path: Path | None) -> list[Event]:
         events = self.read_new()
         if self._partial:
-            events.extend(self.parser.feed(self._partial.decode("utf-8", errors="replace")))
+            events.extend(_checked(self.parser.feed(self._partial.decode("utf-8", errors="replace"))))
             self._partial = b""
-        events.extend(self.parser.finish(exit_code, read_tail(stderr_path) if stderr_path else ""))
+        events.extend(_checked(self.parser.finish(exit_code, read_tail(stderr_path) if stderr_path else "")))
         return events
+
+
+def _checked(events: list[Event]) -> list[Event]:
+    """Drop the events of a known type that lack a field it requires (another ``type`` is left for its reader:
+    ``logs --raw`` passes raw lines through)."""
+    return [ev for ev in events if ev.get("type") not in EVENT_TYPES or is_event(ev)]
 
 
 def read_tail(path: Path, max_bytes: int = STDERR_TAIL_BYTES) -> str:

@@ -1,5 +1,6 @@
-"""How a turn whose process has ended came out, decided the same way by the supervisor (fleet.py), the CLI when no
-server is up (observe.py) and ``doctor --repair`` (repair.py): pure functions of what the turn left on disk."""
+"""How a turn whose process has ended came out, decided the same way by the supervisor (supervisor.py), the CLI
+when no server is up (observe.py) and ``doctor --repair`` (repair.py): pure functions of what the turn left on
+disk."""
 
 from __future__ import annotations
 

@@ -315,8 +315,8 @@ def event_text(ev: Event) -> Text:
     """One normalized event as a styled line (render.render_event's wording; continuation lines indented)."""
     kind = str(ev.get("type"))
     stamp = time.strftime("%H:%M:%S ", time.localtime(ev["ts"])) if ev.get("ts") else " " * STAMP_WIDTH
-    if kind == "result" and len(str(ev.get("text") or "")) > RESULT_LOG_CHARS:
-        full = str(ev["text"])
+    if ev["type"] == "result" and len(ev["text"]) > RESULT_LOG_CHARS:
+        full = ev["text"]
         cut = f"{full[:RESULT_LOG_CHARS]} [... {len(full) - RESULT_LOG_CHARS:,} more chars: `agent-fleet logs --raw`]"
         ev = {**ev, "text": cut}
     body = render_event(ev, with_time=False)
@@ -338,10 +338,9 @@ class LogLines:
         self.texts: list[str] = []
 
     def render(self, ev: Event) -> Text:
-        kind = ev.get("type")
-        if kind == "text":
-            self.texts.append(str(ev.get("text") or ""))
-        elif kind == "result" and self.texts:
+        if ev["type"] == "text":
+            self.texts.append(ev["text"])
+        elif ev["type"] == "result" and self.texts:
             result = _non_blank(str(ev.get("text") or ""))
             if result and result in (_non_blank(self.texts[-1]), _non_blank("\n".join(self.texts))):
                 ev = {**ev, "text": f"(the text above, {len(str(ev.get('text'))):,} chars)"}

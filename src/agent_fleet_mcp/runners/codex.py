@@ -181,14 +181,14 @@ class CodexParser(HeadlessParser):
             turn = deltas(totals, self._ledger.baseline(self._thread_id, self._req.turn), _USAGE_KEYS)
             self._ledger.record(self._thread_id, self._req.turn, totals)
         cached = int(turn["cached_input_tokens"])
-        usage = run_usage(
+        run = run_usage(
             input=max(0, int(turn["input_tokens"]) - cached),
             output=int(turn["output_tokens"]),
             cache_read=cached,
             cache_write=0,
             model=self._req.spec.model,
         )
-        return [usage, make("result", text=self._last_text, is_error=False)]
+        return [run, make("result", text=self._last_text, is_error=False)]
 
     def _turn_failed(self, error: dict[str, Any]) -> list[Event]:
         self._done = True

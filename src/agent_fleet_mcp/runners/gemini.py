@@ -132,8 +132,9 @@ class GeminiParser(HeadlessParser):
         events = self._flush()  # first: the reply it completes is the one a closing result carries
         closing = super().finish(exit_code, stderr_tail)
         reason = EXIT_REASONS.get(exit_code or 0)
-        if reason and closing and closing[-1].get("is_error"):
-            closing[-1]["reason"] = reason
+        last = closing[-1] if closing else None  # nothing when the stream already closed the turn
+        if reason and last is not None and last["type"] == "result" and last["is_error"]:
+            last["reason"] = reason
         return events + closing
 
     def _flush(self) -> list[Event]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_fleet_mcp.errors import RunnerUnavailable
-from agent_fleet_mcp.events import Event, make, parse_object
+from agent_fleet_mcp.events import Event, UsageEvent, make, parse_object
 from agent_fleet_mcp.jsonish import as_dict, as_list
 from agent_fleet_mcp.permissions import check_readonly
 from agent_fleet_mcp.runners.base import LaunchPlan, StreamParser, TurnRequest, result_from_exit, scrubbed_env
@@ -132,16 +132,14 @@ class HeadlessParser(ABC):
 
 def run_usage(
     *, input: int, output: int, cache_read: int, cache_write: int, model: str | None, cost_usd: float | None = None,
-    **fields: Any,
-) -> Event:  # fmt: skip
+    context_tokens: int | None = None,
+) -> UsageEvent:  # fmt: skip
     """The `usage` event of a whole run (scope ``run``). ``cost_usd`` is always present: null says the CLI reported
     no cost, so the fleet prices the tokens itself."""
-    ev = make(
+    return make(
         "usage", scope="run", input=input, output=output, cache_read=cache_read, cache_write=cache_write,
-        cost_usd=cost_usd, model=model, **fields,
+        cost_usd=cost_usd, model=model, context_tokens=context_tokens,
     )  # fmt: skip
-    ev["cost_usd"] = cost_usd
-    return ev
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

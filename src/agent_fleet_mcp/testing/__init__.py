@@ -11,6 +11,8 @@ Real clients (the ``anthropic`` SDK, the ``claude`` CLI via ``ANTHROPIC_BASE_URL
 
 Steps are documented in ``script``; when the script runs out, ``default_policy`` (a small deterministic agent
 that lists, reads, greps and summarizes, or performs edits phrased in the grammar of ``grammar``) answers.
+
+``fake_runner.FakeRunner`` runs a fleet's turns in process (no model, no process) for unit tests of fleet logic.
 """
 
 from agent_fleet_mcp.testing.grammar import Create, Replace, parse_edit_instructions

@@ -39,9 +39,7 @@ def capture_stdout() -> None:
 
 def emit(type_: EventType, /, **fields: Any) -> Event:
     """Write one event line and flush it (the transcript is read live). An unknown cost stays an explicit null."""
-    event = make(type_, **fields)
-    if "cost_usd" in fields:
-        event["cost_usd"] = fields["cost_usd"]
+    event = make(type_, **fields)  # keeps an explicit null cost_usd
     line = redact_line(dumps(event))
     with shielded():
         _out.write(line)

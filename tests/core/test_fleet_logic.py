@@ -1,0 +1,237 @@
+"""Fleet logic without processes: the concurrency strategies, the fleet-wide cap, timeouts, budgets, delete while
+running and exactly-once claims, with the in-process fake runner (testing/fake_runner.py). Real processes are
+tested at the edges (test_concurrency.py, test_exactly_once.py ...)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+
+import anyio
+import pytest
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.errors import Conflict
+from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.store.models import TurnRow
+from agent_fleet_mcp.store.sqlite import SqliteStore
+from agent_fleet_mcp.testing.fake_runner import FakeRunner
+
+pytestmark = pytest.mark.anyio
+
+WAIT_S = 30.0  # generous: the CI box is busy; a passing test never waits this long
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    return replace(settings, poll_interval_s=0.01, max_concurrent=3)
+
+
+@asynccontextmanager
+async def fleets(settings: Settings, fake: FakeRunner, count: int = 1) -> AsyncGenerator[list[Fleet]]:
+    """``count`` running fleets on one home (servers sharing it), all on the one fake process table."""
+    async with AsyncExitStack() as stack:
+        out: list[Fleet] = []
+        for _ in range(count):
+            store = await stack.enter_async_context(SqliteStore(settings.db_path))
+            fleet = Fleet(settings, store, runner_for=fake.runner_for, processes=fake, clock=fake.clock)
+            out.append(await stack.enter_async_context(fleet.running()))
+        yield out
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, *, tick: Callable[[], None] | None = None) -> None:
+    """Poll ``check`` until it holds (``tick`` runs between polls); fail after WAIT_S naming ``what``."""
+    try:
+        with anyio.fail_after(WAIT_S):
+            while not await check():
+                if tick is not None:
+                    tick()
+                await anyio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"waited {WAIT_S:g} s for {what}") from None
+
+
+async def finish_all(fake: FakeRunner, total: int, *, at_once: int) -> None:
+    """Until ``total`` turns were spawned and none is left running: end up to ``at_once`` running turns (succeed),
+    letting queued ones take their slots."""
+
+    async def over() -> bool:
+        for turn in fake.alive()[:at_once]:
+            turn.succeed()
+        return len(fake.turns) >= total and not fake.alive()
+
+    await until(over, f"{total} turns spawned and ended")
+
+
+async def turn_of(fleet: Fleet, agent: str, n: int) -> TurnRow:
+    row = await fleet.get_agent(agent, include_deleted=True)
+    turn = await fleet.store.get_turn(row.id, n)
+    assert turn is not None
+    return turn
+
+
+async def settled(fleet: Fleet, agent: str, n: int, status: str) -> TurnRow:
+    async def check() -> bool:
+        return (await turn_of(fleet, agent, n)).status == status
+
+    await until(check, f"{agent} turn {n} {status}")
+    return await turn_of(fleet, agent, n)
+
+
+async def test_a_turn_is_followed_and_recorded(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="a", prompt="go")
+        turn = await fake.wait_started("a", 1)
+        turn.emit("tool_use", name="read", summary="read README.md", reads=["README.md"])
+        turn.emit("usage", input=10, output=5, cache_read=0, cache_write=0, cost_usd=0.01, scope="request")
+        turn.succeed("all done")
+        row = await settled(fleet, "a", 1, "succeeded")
+        assert (row.result_text, row.tool_calls, row.input_tokens, row.cost_usd) == ("all done", 1, 10, 0.01)
+        assert (await fleet.get_agent("a")).status == "idle"
+
+
+async def test_an_exit_without_result_fails_and_an_unknown_exit_is_lost(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="crash", prompt="go")
+        await fleet.create_agent(name="vanish", prompt="go")
+        (await fake.wait_started("crash", 1)).exit(3)
+        (await fake.wait_started("vanish", 1)).exit(None)
+        crashed = await settled(fleet, "crash", 1, "failed")
+        assert crashed.reason == "exit_code" and "code 3" in (crashed.error or "")
+        lost = await settled(fleet, "vanish", 1, "lost")
+        assert "exit status is unknown" in (lost.error or "")
+
+
+async def test_queue_strategy_runs_turns_in_order(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="q", template="gate", prompt="first")
+        await fake.wait_started("q", 1)
+        second = await fleet.command_agent("q", "second")
+        third = await fleet.command_agent("q", "third")
+        assert (second.status, third.status) == ("queued", "queued")
+        with pytest.raises(Conflict, match="max_queued 2"):
+            await fleet.command_agent("q", "fourth")
+        for n in (1, 2, 3):
+            turn = await fake.wait_started("q", n)
+            assert [t.n for t in fake.alive()] == [n]  # one turn of an agent at a time, in number order
+            turn.succeed(f"did {turn.prompt}")
+            await settled(fleet, "q", n, "succeeded")
+        assert [t.prompt for t in fake.turns] == ["first", "second", "third"]
+
+
+async def test_reject_strategy_refuses_a_busy_agent(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="r", template="sleeper-reject", prompt="1")
+        turn = await fake.wait_started("r", 1)
+        with pytest.raises(Conflict, match=r"busy \(strategy reject\).*wait_for_agents"):
+            await fleet.command_agent("r", "2")
+        assert len(fake.turns) == 1 and turn.alive
+        turn.succeed()
+        await settled(fleet, "r", 1, "succeeded")
+        assert (await fleet.command_agent("r", "2")).n == 2  # idle again: accepted
+
+
+async def test_replace_strategy_stops_the_running_turn(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="rep", template="sleeper-replace", prompt="old")
+        old = await fake.wait_started("rep", 1)
+        assert (await fleet.command_agent("rep", "new")).n == 2
+        new = await fake.wait_started("rep", 2)
+        assert old.killed and not old.alive and new.alive
+        first = await turn_of(fleet, "rep", 1)
+        assert (first.status, first.reason) == ("cancelled", "replaced by a newer command")
+        new.succeed()
+        await settled(fleet, "rep", 2, "succeeded")
+        assert (await turn_of(fleet, "rep", 1)).status == "cancelled"  # its follower's close changed nothing
+
+
+async def test_fleet_wide_cap_queues_the_rest(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        for i in range(7):
+            await fleet.create_agent(name=f"g{i}", template="gate", prompt=str(i))
+
+        async def at_cap() -> bool:
+            return len(fake.alive()) == fast.max_concurrent
+
+        await until(at_cap, "the cap's worth of turns running")
+        assert len(await fleet.store.turns_with_status("queued")) == 4
+        await finish_all(fake, 7, at_once=1)
+        for i in range(7):
+            await settled(fleet, f"g{i}", 1, "succeeded")
+        assert fake.max_alive == fast.max_concurrent
+
+
+async def test_delete_while_running_kills_and_cancels(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="d", template="gate", prompt="1")
+        running = await fake.wait_started("d", 1)
+        await fleet.command_agent("d", "2")
+        [(agent, stopped)] = await fleet.delete_agents(["d"])
+        assert stopped == 2 and running.killed
+        assert agent.name == "d" and (await fleet.get_agent("d", include_deleted=True)).status == "deleted"
+        assert [(t.n, t.status) for t in await fleet.store.turns_of(agent.id)] == [(1, "cancelled"), (2, "cancelled")]
+        assert len(fake.turns) == 1  # the queued turn never started
+
+
+async def test_timeout_stops_the_turn(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="slow", template="gate", prompt="1", timeout_s=60)
+        turn = await fake.wait_started("slow", 1)
+        fake.advance(61)
+        row = await settled(fleet, "slow", 1, "failed")
+        assert row.reason == "timeout" and "timed out after 60 s" in (row.error or "") and turn.killed
+
+
+async def test_an_agent_budget_stops_the_turn(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="spender", runner="codex", prompt="go", max_cost_usd=1.0)
+        turn = await fake.wait_started("spender", 1)
+        turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=1.5, scope="run")
+        row = await settled(fleet, "spender", 1, "failed")
+        assert row.reason == "max_cost" and row.cost_usd == 1.5 and turn.killed
+
+
+async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="self", runner="anthropic", prompt="go", max_cost_usd=1.0)
+        turn = await fake.wait_started("self", 1)
+        turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=1.5, scope="run")
+
+        async def flushed() -> bool:
+            return (await turn_of(fleet, "self", 1)).cost_usd == 1.5
+
+        await until(flushed, "the usage recorded")
+        assert turn.alive  # over budget, but within its grace: the runner may be stopping itself
+        row = await settled_ticking(fleet, fake, "self", 1, "failed")
+        assert row.reason == "max_cost" and turn.killed
+
+
+async def settled_ticking(fleet: Fleet, fake: FakeRunner, agent: str, n: int, status: str) -> TurnRow:
+    async def check() -> bool:
+        return (await turn_of(fleet, agent, n)).status == status
+
+    await until(check, f"{agent} turn {n} {status}", tick=lambda: fake.advance(0.5))
+    return await turn_of(fleet, agent, n)
+
+
+async def test_servers_sharing_a_home_start_each_turn_once(fast: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(fast, fake, count=3) as three:
+        for i in range(9):
+            await three[i % 3].create_agent(name=f"x{i}", template="gate", prompt=str(i))
+        await finish_all(fake, 9, at_once=9)
+        for i in range(9):
+            await settled(three[0], f"x{i}", 1, "succeeded")
+        assert sorted((t.agent_name, t.n) for t in fake.turns) == [(f"x{i}", 1) for i in range(9)]
+        assert fake.max_alive <= fast.max_concurrent
