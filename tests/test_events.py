@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from agent_fleet_mcp.events import Event, dumps, is_event, loads, make
-from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
+from agent_fleet_mcp.turn_stats import TurnStats
 
 
 def test_loads_takes_events_and_refuses_the_rest() -> None:

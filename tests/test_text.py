@@ -64,7 +64,7 @@ def test_first_line(value: str, expected: str) -> None:
         ("x" * 10 + "\nmore", "x" * 10 + " …"),  # the line is whole, the mark goes after it
         ("x" * 11 + "\nmore", "x" * 9 + "…"),  # a cut line: only the cut is marked
         ("abcd     efgh", "abcd     …"),  # spaces before the cut stay
-        ("\n  first  \nsecond", "first   …"),  # as cli_views.clip: spaces at the end of the line stay
+        ("\n  first  \nsecond", "first   …"),  # as the status table cut it: spaces at the end of the line stay
     ],
 )
 def test_preview(value: str | None, expected: str) -> None:

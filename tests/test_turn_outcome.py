@@ -8,8 +8,8 @@ from pathlib import Path
 
 from agent_fleet_mcp.events import Event, make
 from agent_fleet_mcp.runners.process import TurnFiles
-from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
+from agent_fleet_mcp.turn_stats import TurnStats
 
 
 def _stats(*events: Event) -> TurnStats:

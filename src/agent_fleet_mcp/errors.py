@@ -1,7 +1,7 @@
 """The one error hierarchy of the fleet.
 
 Caller mistakes (``InvalidRequest``, ``NotFound``, ``Conflict``) are kept apart from runtime failures
-(``RunnerUnavailable``). Only the edges (server.py, cli.py) turn these into MCP ``ToolError`` or exit codes;
+(``RunnerUnavailable``). Only the edges (server/, cli/) turn these into MCP ``ToolError`` or exit codes;
 every message says what to do next.
 """
 

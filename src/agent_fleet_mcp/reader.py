@@ -20,6 +20,7 @@ from agent_fleet_mcp import budgets, turn_outcome
 from agent_fleet_mcp.batches import waves
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import InvalidRequest, NotFound
+from agent_fleet_mcp.event_text import render_events
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.reader_models import (
@@ -46,7 +47,6 @@ from agent_fleet_mcp.reader_models import (
     union,
     unpriced,
 )  # fmt: skip
-from agent_fleet_mcp.render import render_events
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
@@ -54,8 +54,8 @@ from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, OutputOut, RunOut, St
 from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, RunRow, TurnRow
 from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.store.sqlite import SqliteStore
-from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
+from agent_fleet_mcp.turn_stats import TurnStats
 
 GONE_GRACE_S = 3.0  # a dead process whose turn is still `running` this long after exiting: no server records it
 FOLLOW_POLL_S = 0.25

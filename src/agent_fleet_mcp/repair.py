@@ -29,9 +29,9 @@ from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.integrity import quick_check, salvage_agents
 from agent_fleet_mcp.store.models import TurnStatsUpdate
 from agent_fleet_mcp.store.sqlite import SqliteStore
-from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
 from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
+from agent_fleet_mcp.turn_stats import TurnStats
 
 UNKNOWN_SPEC_ERROR = (
     "rebuilt from its turn files after fleet.db was damaged: its name, spec and cwd were lost. Read its output "

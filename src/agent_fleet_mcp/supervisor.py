@@ -34,9 +34,9 @@ from agent_fleet_mcp.runners import started as started_mod
 from agent_fleet_mcp.runners.base import LaunchPlan, Runner, TurnLimits, TurnRequest
 from agent_fleet_mcp.store.models import AgentRow, AgentStatus, TurnEnd, TurnRow
 from agent_fleet_mcp.store.protocol import Store
-from agent_fleet_mcp.tracking import TurnStats
 from agent_fleet_mcp.transcript import TranscriptReader
 from agent_fleet_mcp.turn_outcome import ended_on_disk, turn_outcome
+from agent_fleet_mcp.turn_stats import TurnStats
 
 log = structlog.get_logger("agent_fleet.fleet")
 

@@ -1,12 +1,12 @@
 """How a turn whose process has ended came out, decided the same way by the supervisor (supervisor.py), the CLI
-when no server is up (observe.py) and ``doctor --repair`` (repair.py): pure functions of what the turn left on
+when no server is up (reader.py) and ``doctor --repair`` (repair.py): pure functions of what the turn left on
 disk."""
 
 from __future__ import annotations
 
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.store.models import TurnEnd
-from agent_fleet_mcp.tracking import TurnStats
+from agent_fleet_mcp.turn_stats import TurnStats
 
 
 def turn_outcome(

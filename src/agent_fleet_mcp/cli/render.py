@@ -22,6 +22,7 @@ from rich.text import Text
 from agent_fleet_mcp.catalog import Catalog, builtin_agents_dir, trust_command
 from agent_fleet_mcp.deprecation import DefinitionNotice
 from agent_fleet_mcp.errors import UntrustedDefinition
+from agent_fleet_mcp.event_text import render_event
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.reader_models import (
     EMPTY_FLEET,
@@ -33,7 +34,6 @@ from agent_fleet_mcp.reader_models import (
     CostReport,
     StatusReport,
 )
-from agent_fleet_mcp.render import render_event
 from agent_fleet_mcp.schemas import Tokens
 from agent_fleet_mcp.spec import TaskAgentDefinition
 from agent_fleet_mcp.store.models import RUN_DONE
@@ -312,7 +312,7 @@ def detail_view(d: AgentDetail) -> RenderableType:
 
 
 def event_text(ev: Event) -> Text:
-    """One normalized event as a styled line (render.render_event's wording; continuation lines indented)."""
+    """One normalized event as a styled line (event_text.render_event's wording; continuation lines indented)."""
     kind = str(ev.get("type"))
     stamp = time.strftime("%H:%M:%S ", time.localtime(ev["ts"])) if ev.get("ts") else " " * STAMP_WIDTH
     if ev["type"] == "result" and len(ev["text"]) > RESULT_LOG_CHARS:
