@@ -14,10 +14,10 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated
 
 from agent_fleet_mcp import __version__, logs, private
-from agent_fleet_mcp.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.server import prompts, resources, tools
+from agent_fleet_mcp.server.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.server.state import AppState, RunningApp
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
