@@ -318,7 +318,7 @@ class _Zygote:
             os.close(ready_r)
             os.close(go_w)
 
-    def _child(
+    def _child(  # noqa: PLR0915 (one post-fork sequence whose order matters; split up, the order hides)
         self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
         env: dict[str, str], cwd: Path, exit_file: Path, umask: int, fds: list[int], ready_w: int, go_r: int,
     ) -> NoReturn:  # fmt: skip
