@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_fleet_mcp.store.models import AgentStatus, BatchStatus, RunStatus, TurnStatus
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -48,11 +50,11 @@ class LimitsOut(Out):
 
 class AgentRowOut(Out):
     name: str
-    status: str = Field(description="queued | running | idle | failed | stopped | deleted")
+    status: AgentStatus
     runner: str
     model: str | None
     turn: int | None = Field(None, description="latest turn number")
-    turn_status: str | None = None
+    turn_status: TurnStatus | None = None
     activity: str | None = Field(None, description="last tool call, 'thinking', 'done' ...")
     turns: int = 0
     queued: int = 0
@@ -96,7 +98,7 @@ class CreateOut(Out):
 class CommandOut(Out):
     agent: str
     turn: int
-    status: str = Field(description="running, or queued behind a running turn / the fleet-wide cap")
+    status: TurnStatus = Field(description="running, or queued behind a running turn / the fleet-wide cap")
     note: str
 
 
@@ -113,7 +115,7 @@ class WaitOut(Out):
 class OutputOut(Out):
     agent: str
     turn: int
-    turn_status: str
+    turn_status: TurnStatus
     mode: Literal["result", "tail", "transcript"]
     text: str
     truncated: bool
@@ -140,7 +142,7 @@ class RunOut(Out):
     id: str
     template: str
     agent: str | None = Field(None, description="the agent created for this run (for get_agent_output)")
-    status: str = Field(description="waiting | running | succeeded | failed")
+    status: RunStatus
     wave: int
     depends_on: list[str] = Field(default_factory=list)
     result: str | None = None
@@ -150,7 +152,7 @@ class RunOut(Out):
 
 class BatchOut(Out):
     batch: str
-    status: str
+    status: BatchStatus
     runs: list[RunOut]
     wall_s: float | None = None
     sum_run_s: float | None = Field(None, description="sum of run durations; vs wall_s shows parallel savings")
