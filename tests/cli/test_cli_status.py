@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -154,8 +155,11 @@ def test_stalled_and_gone_agents_are_flagged() -> None:
     from agent_fleet_mcp.cli.render import status_cell
     from agent_fleet_mcp.reader_models import AgentStatus
 
-    base = {"name": "x", "status": "running", "runner": "command", "model": None, "turn": 1, "turn_status": "running"}
+    base: dict[str, Any] = {
+        "name": "x", "status": "running", "runner": "command", "model": None, "turn": 1, "turn_status": "running"
+    }  # fmt: skip
     stalled = AgentStatus(**base, id="ag_1", stalled=True, idle_s=300.0)
     assert status_cell(stalled).plain == "running ⚠ stalled 5m 00s"
-    gone = AgentStatus(**{**base, "status": "idle", "turn_status": "succeeded"}, id="ag_2", process_gone=True)
+    idle: dict[str, Any] = {**base, "status": "idle", "turn_status": "succeeded"}
+    gone = AgentStatus(**idle, id="ag_2", process_gone=True)
     assert status_cell(gone).plain == "idle · unrecorded"

@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,7 @@ def server_argv(host: str, port: int, *extra: str) -> list[str]:
 
 
 @contextmanager
-def serve(env: dict[str, str], cwd: Path, host: str, *extra: str, umask: int = -1) -> Iterator[Served]:
+def serve(env: dict[str, str], cwd: Path, host: str, *extra: str, umask: int = -1) -> Generator[Served]:
     port = free_port(host)
     proc = subprocess.Popen(
         server_argv(host, port, *extra), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ def spent(srv: ScriptedModelServer) -> float:
 
 
 @contextmanager
-def model_env(tmp_path: Path, fleet_env: dict[str, str], srv: ScriptedModelServer) -> Iterator[dict[str, str]]:
+def model_env(tmp_path: Path, fleet_env: dict[str, str], srv: ScriptedModelServer) -> Generator[dict[str, str]]:
     catalog = tmp_path / "catalog"
     catalog.mkdir(exist_ok=True)
     (catalog / "looper.md").write_text(LOOPER)
@@ -68,7 +68,7 @@ def model_env(tmp_path: Path, fleet_env: dict[str, str], srv: ScriptedModelServe
 
 
 @asynccontextmanager
-async def server(project: Path, env: dict[str, str]) -> AsyncIterator[Any]:
+async def server(project: Path, env: dict[str, str]) -> AsyncGenerator[Any]:
     """An in-process server configured from the environment, as `agent-fleet-mcp` is."""
     settings = dataclasses.replace(Settings.from_env(env, project_dir=project), poll_interval_s=0.05)
     async with Client(build_server(settings)) as c:

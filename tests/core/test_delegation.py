@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ TREE_DEADLINE_S = 150.0  # nested servers start slowly on a busy 2-core box
 
 
 @asynccontextmanager
-async def fleet(project: Path, env: dict[str, str], **extra: str) -> AsyncIterator[Any]:
+async def fleet(project: Path, env: dict[str, str], **extra: str) -> AsyncGenerator[Any]:
     """An in-process server configured from the environment, exactly as a real one would be."""
     settings = Settings.from_env({**env, **extra}, project_dir=project)
     settings = dataclasses.replace(settings, poll_interval_s=0.05, kill_grace_s=1.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ serve_main([])
 
 
 @asynccontextmanager
-async def server(env: dict[str, str], cwd: Path, **test_env: str) -> AsyncIterator[Any]:
+async def server(env: dict[str, str], cwd: Path, **test_env: str) -> AsyncGenerator[Any]:
     params = StdioServerParameters(command=sys.executable, args=["-c", LAUNCHER], env={**env, **test_env}, cwd=str(cwd))
     async with Client(params, mode="legacy") as c:
         yield c

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -62,7 +63,7 @@ def test_dns_rebinding_is_refused_on_every_bind(host: str, token_env: dict[str, 
         assert rebind[0] == 403, rebind
         with httpx2.Client(timeout=30) as http:  # the 2026-07-28 era takes another path through the SDK
             modern = {**auth, "Accept": ACCEPT, "mcp-protocol-version": "2026-07-28"}
-            discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}
+            discover: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}
             for extra, status in [({"Host": "evil.example"}, 421), ({"Origin": "http://evil.example"}, 403)]:
                 assert http.post(srv.url, json=discover, headers={**modern, **extra}).status_code == status, extra
             # the same request with good headers passes the checks (the protocol layer answers it)

@@ -3,7 +3,7 @@ in-process, so these tests never open a port beyond loopback; plus the token and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ INIT = {
 
 
 @asynccontextmanager
-async def guarded(settings: Settings, host: str, allowed: list[str]) -> AsyncIterator[httpx2.AsyncClient]:
+async def guarded(settings: Settings, host: str, allowed: list[str]) -> AsyncGenerator[httpx2.AsyncClient]:
     app: Any = build_http_app(build_server(settings), host=host, port=8765, token=TOKEN, allowed_hosts=allowed)
     inner = app.app  # the SDK's Starlette app: run its lifespan (the session manager) around the requests
     async with inner.router.lifespan_context(inner), httpx2.AsyncClient(transport=httpx2.ASGITransport(app)) as c:

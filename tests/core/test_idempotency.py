@@ -4,7 +4,7 @@ by the store's constraints: concurrent creates in one server, and across two ser
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ async def test_same_name_and_spec_returns_the_existing_agent_within_one_server(c
 
 
 @asynccontextmanager
-async def two_servers(env: dict[str, str], cwd: Path) -> AsyncIterator[tuple[Any, Any]]:
+async def two_servers(env: dict[str, str], cwd: Path) -> AsyncGenerator[tuple[Any, Any]]:
     async with AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psutil
@@ -31,7 +31,9 @@ async def _turn(settings: Settings, name: str) -> TurnRow:
         return turn
 
 
-async def _until(settings: Settings, name: str, ok: Any, what: str, timeout_s: float = 60) -> TurnRow:
+async def _until(
+    settings: Settings, name: str, ok: Callable[[TurnRow], bool], what: str, timeout_s: float = 60
+) -> TurnRow:
     deadline = time.monotonic() + timeout_s
     while True:
         turn = await _turn(settings, name)

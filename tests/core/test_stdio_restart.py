@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,14 @@ SERVER = str(Path(sys.executable).parent / "agent-fleet-mcp")
 
 
 @asynccontextmanager
-async def stdio_client(env: dict[str, str], cwd: Path) -> AsyncIterator[Any]:
+async def stdio_client(env: dict[str, str], cwd: Path) -> AsyncGenerator[Any]:
     params = StdioServerParameters(command=SERVER, args=[], env=env, cwd=str(cwd))
     async with Client(params, mode="legacy") as c:
         yield c
 
 
 def server_pids(home: str) -> list[int]:
-    out = []
+    out: list[int] = []
     for p in psutil.Process().children(recursive=True):
         try:
             if "agent-fleet-mcp" in " ".join(p.cmdline()) and p.environ().get("AGENT_FLEET_HOME") == home:
@@ -69,7 +69,8 @@ async def test_agents_survive_server_and_are_reattached(fleet_env: dict[str, str
     from agent_fleet_mcp.store.sqlite import SqliteStore
 
     async with SqliteStore(Path(home) / "fleet.db") as store:
-        turns = {(await store.get_agent(t.agent_id)).name: t for t in await store.turns_with_status("running")}
+        names = {a.id: a.name for a in await store.list_agents()}
+        turns = {names[t.agent_id]: t for t in await store.turns_with_status("running")}
     assert set(turns) == {"long", "short", "doomed"}
     doomed = turns["doomed"]
     assert doomed.pid and psutil.pid_exists(doomed.pid)

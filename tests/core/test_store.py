@@ -22,7 +22,8 @@ async def test_migrates_from_blank_and_is_idempotent(tmp_path: Path) -> None:
     async with SqliteStore(db) as store:
         assert await store.applied_migrations() == [name for name, _ in MIGRATIONS]
         cur = await store.db.execute("PRAGMA journal_mode")
-        assert (await cur.fetchone())[0] == "wal"
+        row = await cur.fetchone()
+        assert row is not None and row[0] == "wal"
         await cur.close()
     async with SqliteStore(db) as store:
         assert await store.migrate() == []  # nothing pending on reopen
@@ -44,7 +45,8 @@ async def test_claim_respects_cap_and_one_running_turn_per_agent(tmp_path: Path)
         assert not await store.claim_turn("a0", 2, max_running=2)  # agent already has a running turn
         assert await store.claim_turn("a1", t1.n, max_running=2)
         assert not await store.claim_turn("a2", t2.n, max_running=2)  # cap reached
-        assert (await store.get_agent("a0")).status == "running"
+        a0 = await store.get_agent("a0")
+        assert a0 is not None and a0.status == "running"
         assert await store.finish_turn("a0", 1, status="succeeded", agent_status="idle")
         assert not await store.finish_turn("a0", 1, status="failed")  # first closer wins
         assert await store.claim_turn("a2", t2.n, max_running=2)
@@ -85,7 +87,8 @@ async def test_two_processes_share_one_home(tmp_path: Path) -> None:
         running = await store.turns_with_status("running")
         assert len(running) == 30  # the fleet-wide cap held across both processes
         cur = await store.db.execute("PRAGMA integrity_check")
-        assert (await cur.fetchone())[0] == "ok"
+        row = await cur.fetchone()
+        assert row is not None and row[0] == "ok"
         await cur.close()
 
 

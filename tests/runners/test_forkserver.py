@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +261,7 @@ def test_two_concurrent_spawns_start_one_zygote_in_a_deep_home(tmp_path: Path, s
     assert len(str(forkserver.socket_path(home))) > 108  # too long for sun_path: reached through /proc/self/fd
     try:
         with ScriptedModelServer([Reply("one"), Reply("two")]) as srv, ThreadPoolExecutor(2) as pool:
-            turns = list(pool.map(lambda n: start_turn(home, srv, tmp_path, n), ["a", "b"]))
+            turns = list(pool.map(partial(start_turn, home, srv, tmp_path), ["a", "b"]))
             assert [t.wait() for t in turns] == [0, 0]
         assert all(forked_by_zygote(home, t.pid) for t in turns)
         assert sorted(t.events()[1]["text"] for t in turns) == ["one", "two"]
@@ -398,10 +399,12 @@ def test_zygote_is_detached_from_its_starter_and_idles_out(fresh_home: Path, tmp
 def test_only_whitelisted_entries_are_forked(shared_home: Path, tmp_path: Path) -> None:
     with open(os.devnull, "rb") as null, pytest.raises(forkserver.Unavailable, match="not a fork server entry"):
         forkserver.spawn(shared_home, entry="os:system", args=["true"], env={}, cwd=tmp_path,
-                         exit_file=tmp_path / "x.exit", stdio=(null.fileno(),) * 3)  # fmt: skip
+                         exit_file=tmp_path / "x.exit", stdio=(n := null.fileno(), n, n))  # fmt: skip
     with socket.socket(socket.AF_UNIX) as s, open(os.devnull, "rb") as null:  # a hand-made request is refused too
         s.connect(str(forkserver.socket_path(shared_home)))
-        request = {"op": "spawn", "stamp": forkserver.code_stamp(), "entry": "os:system", "args": ["true"], "env": {}}
+        request: dict[str, Any] = {
+            "op": "spawn", "stamp": forkserver.code_stamp(), "entry": "os:system", "args": ["true"], "env": {}
+        }  # fmt: skip
         request |= {"cwd": str(tmp_path), "exit": str(tmp_path / "x.exit"), "deadline": time.time() + 9}
         forkserver.send_message(s, request, [null.fileno()] * 3)
         assert "refused" in forkserver.recv_message(s)[0]["error"]

@@ -10,10 +10,11 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 prompt = (sys.stdin.read() if not sys.stdin.isatty() else "").strip() or os.environ.get("AGENT_PROMPT", "")
 marker, _, end = prompt.strip().partition(" ")
-quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+quiet: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
 def case(name: str) -> dict[str, str]:

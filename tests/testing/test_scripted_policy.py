@@ -316,7 +316,10 @@ def test_new_prompt_starts_a_new_task() -> None:
         ],
         [
             {"role": "user", "content": "summarize"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "list_files", "input": {}}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "a", "name": "list_files", "input": dict[str, Any]()}],
+            },
             {
                 "role": "user",
                 "content": [

@@ -13,14 +13,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import pytest
 
 from agent_fleet_mcp.testing import ApiError, Reply, ScriptedModelServer, ToolCall, Turn, When, wire
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
 TOOLS: list[Any] = [
     {"name": "read_file", "description": "read", "input_schema": {"type": "object", "properties": {"path": {}}}}
 ]
@@ -40,7 +40,8 @@ def client(srv: ScriptedModelServer) -> Iterator[anthropic.Anthropic]:
 
 def create(client: anthropic.Anthropic, **kwargs: Any) -> anthropic.types.Message:
     kwargs.setdefault("messages", USER)
-    return client.messages.create(model="claude-test", max_tokens=1000, **kwargs)
+    # **kwargs hides `stream` from the overloads; no caller passes stream=True, so this is a Message
+    return cast(anthropic.types.Message, client.messages.create(model="claude-test", max_tokens=1000, **kwargs))
 
 
 def post_raw(srv: ScriptedModelServer, path: str, body: Any) -> tuple[int, dict[str, str], str]:
