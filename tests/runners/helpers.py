@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners.base import StreamParser, TurnRequest
 
@@ -14,18 +14,20 @@ PROJ = Path("/home/dev/proj")  # the cwd the recorded fixtures were normalized t
 
 MakeRequest = Callable[..., TurnRequest]  # the `make_request` fixture (conftest.py)
 CliBin = Callable[[str], Path]  # the `cli_bin` fixture (conftest.py)
+Json = dict[str, Any]  # an event as the JSON object it is on disk
 
 
 def replay(
     parser: StreamParser, lines: list[str] | Path, *, exit_code: int | None = 0, stderr: str = ""
-) -> list[Event]:
-    """Feed every line, then finish; timestamps dropped so events compare by value."""
+) -> list[Json]:
+    """Feed every line, then finish; timestamps dropped so events compare by value. The events come back as the
+    JSON objects they are on disk (the tests look at any field without narrowing on the type first)."""
     if isinstance(lines, Path):
         lines = lines.read_text(encoding="utf-8").splitlines()
-    events: list[Event] = []
+    events: list[Json] = []
     for line in lines:
-        events.extend(parser.feed(line))
-    events.extend(parser.finish(exit_code, stderr))
+        events.extend(dict(ev) for ev in parser.feed(line))
+    events.extend(dict(ev) for ev in parser.finish(exit_code, stderr))
     for ev in events:
         assert isinstance(ev.pop("ts"), float)
     return events
@@ -33,13 +35,13 @@ def replay(
 
 def replay_fixture(
     make_request: MakeRequest, runner: str, path: Path, *, exit_code: int | None = 0, stderr: str = "", **req: object
-) -> list[Event]:
+) -> list[Json]:
     """``replay`` of the recorded stream ``path`` through a new parser of ``runner`` for ``make_request(**req)``."""
     parser = get_runner(runner).new_parser(make_request(runner, **req))
     return replay(parser, path, exit_code=exit_code, stderr=stderr)
 
 
-def of_type(events: list[Event], type_: str) -> list[Event]:
+def of_type(events: list[Json], type_: str) -> list[Json]:
     return [e for e in events if e["type"] == type_]
 
 

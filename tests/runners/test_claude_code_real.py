@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.runners import containment, process
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.runners.claude_code import ClaudeCodeParser, ClaudeCodeRunner
@@ -24,7 +23,7 @@ from agent_fleet_mcp.runners.process import TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.testing import ApiError, Reply, ScriptedModelServer, ToolCall
 
-from .helpers import of_type
+from .helpers import Json, of_type
 
 pytestmark = pytest.mark.claude_cli
 
@@ -83,15 +82,15 @@ class Agent:
 @dataclass
 class TurnOutcome:
     exit_code: int | None
-    events: list[Event]
+    events: list[Json]  # the normalized events, as the JSON objects they are on disk
     raw: list[dict[str, Any]]  # the CLI's own stream lines
 
-    def one(self, type_: str) -> Event:
+    def one(self, type_: str) -> Json:
         (ev,) = of_type(self.events, type_)
         return ev
 
     @property
-    def result(self) -> Event:
+    def result(self) -> Json:
         return self.one("result")
 
 
@@ -125,8 +124,8 @@ def wait_exit(spawned: process.Spawned, files: TurnFiles, timeout: float = TURN_
 def collect(req: TurnRequest, files: TurnFiles, code: int | None) -> TurnOutcome:
     parser: ClaudeCodeParser = ClaudeCodeRunner().new_parser(req)
     lines = files.out.read_text(encoding="utf-8").splitlines()
-    events = [ev for line in lines for ev in parser.feed(line)]
-    events += parser.finish(code, files.err.read_text(encoding="utf-8")[-2000:])
+    events: list[Json] = [dict(ev) for line in lines for ev in parser.feed(line)]
+    events += [dict(ev) for ev in parser.finish(code, files.err.read_text(encoding="utf-8")[-2000:])]
     raw = [json.loads(line) for line in lines if line.startswith("{")]
     return TurnOutcome(code, events, raw)
 

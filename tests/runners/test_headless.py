@@ -107,7 +107,7 @@ def test_a_stream_that_carried_its_result_closes_with_nothing_more(make_request:
 
 def test_run_usage_always_carries_cost_even_when_unknown() -> None:
     unknown = run_usage(input=5, output=2, cache_read=1, cache_write=0, model=None)
-    assert unknown["cost_usd"] is None and "model" not in unknown
+    assert unknown.get("cost_usd", "absent") is None and "model" not in unknown
     assert [k for k in unknown if k != "ts"] == ["type", "scope", "input", "output", "cache_read", "cache_write",
                                                  "cost_usd"]  # fmt: skip
     known = run_usage(input=5, output=2, cache_read=1, cache_write=0, model="m", cost_usd=0.25, context_tokens=9)

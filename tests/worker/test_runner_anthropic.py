@@ -100,8 +100,8 @@ def test_parser_passes_events_and_closes_only_streams_without_a_result() -> None
     r = AnthropicRunner()
     p = r.new_parser(None)  # type: ignore[arg-type]
     assert p.feed("not json") == []
-    assert p.feed(dumps(make("text", text="partial")).strip())[0]["text"] == "partial"
-    closing = p.finish(-9, "")
+    assert dict(p.feed(dumps(make("text", text="partial")).strip())[0])["text"] == "partial"
+    closing = [dict(e) for e in p.finish(-9, "")]
     assert [e["type"] for e in closing] == ["error", "result"]
     assert closing[1]["is_error"] is True and closing[1]["text"] == "partial"
 
@@ -123,8 +123,8 @@ def test_launched_through_process_module_end_to_end(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     parser = runner.new_parser(req)
-    events = [e for line in files.out.read_text().splitlines() for e in parser.feed(line)]
-    events += parser.finish(code, files.err.read_text())
+    events = [dict(e) for line in files.out.read_text().splitlines() for e in parser.feed(line)]
+    events += [dict(e) for e in parser.finish(code, files.err.read_text())]
     assert code == 0, files.err.read_text()
     assert [e["type"] for e in events] == ["started", "text", "usage", "result"]
     assert events[-1]["text"] == "hello from the worker"
