@@ -31,6 +31,31 @@ async def _noop(progress: float, total: float | None, message: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    finished: list[str]
+    pending: list[str]
+    activity: str  # what the most recently active busy agent is doing ("" when nothing is)
+
+
+async def _look(fleet: Fleet, batch: str | None, targets: list[AgentRow]) -> _Snapshot:
+    """One look at the batch's runs (advancing it first) or at the target agents."""
+    reader = fleet.reader
+    if batch is not None:
+        await fleet.batches.advance(batch)
+        runs = await reader.batch_runs(batch)
+        running = [r.agent_id for r in runs if r.status == "running" and r.agent_id]
+        return _Snapshot(
+            [r.run_id for r in runs if r.status in RUN_DONE], [r.run_id for r in runs if r.status not in RUN_DONE],
+            await reader.latest_activity(running),
+        )  # fmt: skip
+    busy_ids = await reader.busy([a.id for a in targets])
+    return _Snapshot(
+        [a.name for a in targets if a.id not in busy_ids], [a.name for a in targets if a.id in busy_ids],
+        await reader.latest_activity([a.id for a in targets if a.id in busy_ids]),
+    )  # fmt: skip
+
+
 async def wait_for(
     fleet: Fleet,
     *,
@@ -53,35 +78,20 @@ async def wait_for(
     initially_busy: set[str] | None = None
     last_progress = start - PROGRESS_EVERY_S  # report once right away when it has to wait
     while True:
-        if batch is not None:
-            await fleet.batches.advance(batch)
-            runs = await reader.batch_runs(batch)
-            finished = [r.run_id for r in runs if r.status in RUN_DONE]
-            pending = [r.run_id for r in runs if r.status not in RUN_DONE]
-            total = len(runs)
-            if initially_busy is None:
-                initially_busy = set(pending)
-            activity = await reader.latest_activity([r.agent_id for r in runs if r.status == "running" and r.agent_id])
-        else:
-            busy_ids = await reader.busy([a.id for a in targets])
-            finished = [a.name for a in targets if a.id not in busy_ids]
-            pending = [a.name for a in targets if a.id in busy_ids]
-            total = len(targets)
-            if initially_busy is None:
-                initially_busy = set(pending)
-            activity = await reader.latest_activity([a.id for a in targets if a.id in busy_ids])
+        look = await _look(fleet, batch, targets)
+        if initially_busy is None:
+            initially_busy = set(look.pending)
         if until == "all":
-            met = not pending
+            met = not look.pending
         else:  # any: one of those busy at the start finished (or nothing was busy)
-            met = not initially_busy or any(x not in pending for x in initially_busy)
+            met = not initially_busy or any(x not in look.pending for x in initially_busy)
         elapsed = time.monotonic() - start
         if met or elapsed >= timeout_s:
             fresh = await reader.agents_by_id(a.id for a in targets)
-            return WaitResult(met, finished, pending, round(elapsed, 1), fresh)
+            return WaitResult(met, look.finished, look.pending, round(elapsed, 1), fresh)
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-            msg = f"{len(finished)}/{total} done"
-            if activity:
-                msg += " — " + activity
-            await progress(float(len(finished)), float(total), msg)
+            total = len(look.finished) + len(look.pending)
+            msg = f"{len(look.finished)}/{total} done" + (f" — {look.activity}" if look.activity else "")
+            await progress(float(len(look.finished)), float(total), msg)
             last_progress = time.monotonic()
         await fleet.changed(min(POLL_S, timeout_s - elapsed))
