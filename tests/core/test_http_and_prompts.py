@@ -1,4 +1,4 @@
-"""Streamable HTTP transport (`agent-fleet-mcp --http`) and the three MCP prompts."""
+"""Streamable HTTP transport (`agent-fleet-mcp --http`). The MCP prompts are in test_prompts.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -52,14 +51,3 @@ async def test_streamable_http(fleet_env: dict[str, str], project: Path) -> None
     finally:
         server.terminate()
         server.communicate(timeout=10)
-
-
-async def test_prompts_render_their_arguments(client: Any) -> None:
-    review = await client.get_prompt("review", {"target": "src/auth/", "focus": "token expiry"})
-    text = review.messages[0].content.text
-    assert "src/auth/" in text and "token expiry" in text and "code-reviewer" in text and "test-writer" in text
-    fleet = await client.get_prompt("fleet", {})
-    assert "get_agent_status" in fleet.messages[0].content.text
-    orch = await client.get_prompt("orchestrate", {"task": "migrate to v2", "cwd": "/srv/app"})
-    body = orch.messages[0].content.text
-    assert "migrate to v2" in body and "'/srv/app'" in body and "{{scout-id}}" in body

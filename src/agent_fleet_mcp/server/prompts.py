@@ -1,17 +1,25 @@
 """MCP prompts that teach the host model the sleeping-orchestrator pattern with our 8 tools.
 
-Claude Code shows them as /mcp__<server>__orchestrate etc.; Claude Desktop in its prompt menu."""
+Claude Code shows them as /mcp__<server>__orchestrate etc.; Claude Desktop in its prompt menu. Each prompt takes ONE
+argument: Claude Code splits what the user types after the command on whitespace and fills the arguments word by
+word (the first word alone in a one-argument prompt), but shows the model the whole typed text in <command-args>. So
+the text tells the model that the whole typed text is the argument, and no stray word can become a second one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+WHOLE_TEXT = """{what}: the WHOLE text the user typed after the slash command. In Claude Code that is everything in
+<command-args> above (this prompt receives only its first word); elsewhere it is: {arg}"""
 
 ORCHESTRATE = """You are the orchestrator of an agent fleet. Your job is to delegate, sleep, and integrate — not to do
-the work yourself, and not to read everything the agents read. Task:
+the work yourself, and not to read everything the agents read.
 
 {task}
+If there is no task, ask the user for one and stop.
 
 Method:
 1. Call list_task_agents once to see the templates (scout, planner, builder, code-reviewer, ...).
@@ -19,8 +27,9 @@ Method:
    (what files matter, what the current behaviour is); one planner that depends on all scouts and receives their
    findings through {{{{scout-id}}}} placeholders; one builder that depends on the planner and receives
    {{{{plan}}}}. Add a code-reviewer after the builder when the change is risky.
-3. Start it with ONE run_agents call (give each run an `id`; set depends_on; cwd{cwd_hint}). Inputs must be
-   self-contained: the agents do not see this conversation.
+3. Start it with ONE run_agents call (give each run an `id`; set depends_on). Agents work in the current project;
+   set a run's cwd only when the task names another folder. Inputs must be self-contained: the agents do not see
+   this conversation.
 4. Sleep: call wait_for_agents(batch=<id>) until done is true. Do not poll get_agent_status in a loop and do not
    read transcripts while they work; progress notifications tell you enough.
 5. When the batch finishes, read only what you need: the run results in the batch view, or get_agent_output for a
@@ -31,12 +40,16 @@ Method:
 7. Clean up with delete_agent("all") unless the user wants to keep the agents.
 """
 
-REVIEW = """Review {target} by delegating, in parallel, to two task agents, then merge their findings.
+REVIEW = """Review code by delegating, in parallel, to two task agents, then merge their findings.
+
+{target}
+It names what to review (a path, a diff, a branch) and may add a focus. If it is empty, review the uncommitted
+changes of the current project (git diff HEAD).
 
 1. run_agents with two runs and no dependencies:
-   - id "review", agent "code-reviewer": review {target}{focus_hint}. Ask for findings ranked by severity with
-     file:line and a concrete fix each.
-   - id "tests", agent "test-writer": identify the untested behaviour in {target} and write the missing tests
+   - id "review", agent "code-reviewer": review that target, with the focus if one was given. Ask for findings
+     ranked by severity with file:line and a concrete fix each.
+   - id "tests", agent "test-writer": identify the untested behaviour in that target and write the missing tests
      (or, when it must not write, list them precisely).
 2. wait_for_agents(batch=<id>) until done.
 3. Merge: one list, deduplicated, ordered by severity; mark which findings the new tests cover. Quote file:line.
@@ -48,22 +61,39 @@ FLEET = """Summarize the agent fleet for the user in a few lines.
 
 Call get_agent_status (no arguments). Report: how many agents are running / queued / idle / failed; for each
 running agent, what it is doing now (activity) and for how long; any stalled agent (stalled: true) or failed agent
-with its last_error and what to do about it; total tokens and cost. {detail_hint}Do not read transcripts unless a
-failure needs explaining; then use get_agent_output(mode="tail") for that one agent only.
+with its last_error and what to do about it; total tokens and cost. Do not read transcripts unless a failure needs
+explaining; then use get_agent_output(mode="tail") for that one agent only.
+
+{detail}
+If it asks for more, cover that too.
 """
 
 
-def orchestrate(task: str, cwd: str | None = None) -> str:
-    hint = f" = {cwd!r}" if cwd else " = the project folder"
-    return ORCHESTRATE.format(task=task, cwd_hint=hint)
+def _whole_text(what: str, arg: str) -> str:
+    return WHOLE_TEXT.format(what=what, arg=arg.strip() or "(nothing)")
 
 
-def review(target: str, focus: str | None = None) -> str:
-    return REVIEW.format(target=target, focus_hint=f", focusing on {focus}" if focus else "")
+def orchestrate(
+    task: Annotated[
+        str, Field(description="The task, in your own words: everything typed after the command (one argument)")
+    ] = "",
+) -> str:
+    return ORCHESTRATE.format(task=_whole_text("The task", task))
 
 
-def fleet(detail: str | None = None) -> str:
-    return FLEET.format(detail_hint=f"Also cover: {detail}. " if detail else "")
+def review(
+    target: Annotated[
+        str,
+        Field(description="What to review and any focus, e.g. `src/auth/ token expiry`; empty = uncommitted changes"),
+    ] = "",
+) -> str:
+    return REVIEW.format(target=_whole_text("The target", target))
+
+
+def fleet(
+    detail: Annotated[str, Field(description="Anything else the summary should cover (optional)")] = "",
+) -> str:
+    return FLEET.format(detail=_whole_text("The request", detail))
 
 
 def register(mcp: MCPServer[Any]) -> None:
