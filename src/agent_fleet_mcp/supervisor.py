@@ -220,7 +220,8 @@ class Supervisor:
         inside an agent starts nothing: the host's servers do (see ``supervises``)."""
         if not self.supervises:
             return
-        async with self._dispatch_lock, anyio.create_task_group() as spawns:
+        # the claimed turns spawn side by side, outside the lock once claiming is over; dispatch returns when spawned
+        async with anyio.create_task_group() as spawns, self._dispatch_lock:
             for turn in await self.store.turns_with_status("queued"):
                 agent = await self.store.get_agent(turn.agent_id)
                 if agent is None:  # deleted meanwhile
@@ -232,8 +233,7 @@ class Supervisor:
                     continue
                 limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
                 if not await self._refused(agent, turn, limits):
-                    # claimed turns start side by side, and outside the lock when the supervisor runs
-                    (self._tg or spawns).start_soon(self._spawn, agent, turn, limits)
+                    spawns.start_soon(self._spawn, agent, turn, limits)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""
@@ -250,8 +250,8 @@ class Supervisor:
         return True
 
     async def _spawn(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
-        """Start one claimed turn (dispatch runs these as tasks, at most SPAWN_CONCURRENCY at once). A failure
-        after the spawn is logged: the claimed turn is recovered like one whose claimer died (_recover_unrecorded)."""
+        """Start one claimed turn (dispatch runs these side by side, at most SPAWN_CONCURRENCY at once). A failure
+        after the spawn is logged (not to cancel its siblings): the turn is recovered like one whose claimer died."""
         try:
             async with self._spawn_limiter:
                 await self._spawn_claimed(agent, turn, limits)

@@ -239,7 +239,7 @@ async def test_servers_sharing_a_home_start_each_turn_once(fast: Settings) -> No
 
 
 async def test_claimed_turns_spawn_side_by_side(fast: Settings) -> None:
-    """Spawning does not serialise on the dispatch lock: a cap's worth of turns are in ``spawn`` at the same time
+    """Spawning does not serialise on the dispatch lock: turns created at once are in ``spawn`` at the same time
     (each spawn here blocks until all of them are in it; one at a time, the barrier would break)."""
     barrier = threading.Barrier(fast.max_concurrent, timeout=WAIT_S / 2)
 
@@ -249,8 +249,9 @@ async def test_claimed_turns_spawn_side_by_side(fast: Settings) -> None:
 
     fake = FakeRunner(meet_then_run)
     async with fleets(fast, fake) as (fleet,):
-        for i in range(fast.max_concurrent):
-            await fleet.create_agent(name=f"a{i}", prompt="go")
+        async with anyio.create_task_group() as tg:  # created at once, as run_agents' runs or several hosts do
+            for i in range(fast.max_concurrent):
+                tg.start_soon(lambda i=i: fleet.create_agent(name=f"a{i}", prompt="go"))
         for i in range(fast.max_concurrent):
             assert (await settled(fleet, f"a{i}", 1, "running")).pid is not None
 
