@@ -41,6 +41,7 @@ def fleet_env(tmp_path: Path) -> dict[str, str]:
     env.pop("CLAUDECODE", None)
     env["AGENT_FLEET_HOME"] = str(tmp_path / "home")
     env["AGENT_FLEET_AGENTS"] = str(TEST_AGENTS)
+    env["AGENT_FLEET_FORKSERVER_WARM"] = "0"  # no zygote per test home at server start (tests start theirs)
     trust_test_agents(tmp_path / "home")
     return env
 

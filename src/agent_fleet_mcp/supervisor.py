@@ -43,6 +43,7 @@ log = structlog.get_logger("agent_fleet.fleet")
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
+SPAWN_CONCURRENCY = 16  # claimed turns a dispatch spawns at once (each in a worker thread)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
 
 
@@ -110,6 +111,7 @@ class Supervisor:
         self._tg: anyio.abc.TaskGroup | None = None
         self._changed = anyio.Event()
         self._dispatch_lock = anyio.Lock()
+        self._spawn_limiter = anyio.CapacityLimiter(SPAWN_CONCURRENCY)
         self._followed: set[tuple[str, int]] = set()
         self._claimer = started_mod.claimer_identity()
         # Only a server of the host (not one an agent started: AGENT_FLEET_DEPTH > 0) starts, follows and stops turn
@@ -218,7 +220,8 @@ class Supervisor:
         inside an agent starts nothing: the host's servers do (see ``supervises``)."""
         if not self.supervises:
             return
-        async with self._dispatch_lock:
+        # the claimed turns spawn side by side, outside the lock once claiming is over; dispatch returns when spawned
+        async with anyio.create_task_group() as spawns, self._dispatch_lock:
             for turn in await self.store.turns_with_status("queued"):
                 agent = await self.store.get_agent(turn.agent_id)
                 if agent is None:  # deleted meanwhile
@@ -230,7 +233,7 @@ class Supervisor:
                     continue
                 limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
                 if not await self._refused(agent, turn, limits):
-                    await self._spawn(agent, turn, limits)
+                    spawns.start_soon(self._spawn, agent, turn, limits)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""
@@ -247,6 +250,15 @@ class Supervisor:
         return True
 
     async def _spawn(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
+        """Start one claimed turn (dispatch runs these side by side, at most SPAWN_CONCURRENCY at once). A failure
+        after the spawn is logged (not to cancel its siblings): the turn is recovered like one whose claimer died."""
+        try:
+            async with self._spawn_limiter:
+                await self._spawn_claimed(agent, turn, limits)
+        except Exception:
+            log.exception("spawn_task_failed", agent=agent.name, turn=turn.n)
+
+    async def _spawn_claimed(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
         req = self.turn_request(agent, turn, limits)
         files = self.turn_files(agent.id, turn.n)
         try:

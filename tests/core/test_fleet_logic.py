@@ -4,6 +4,7 @@ tested at the edges (test_concurrency.py, test_exactly_once.py ...)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -16,7 +17,7 @@ from agent_fleet_mcp.errors import Conflict
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.store.models import TurnRow
 from agent_fleet_mcp.store.sqlite import SqliteStore
-from agent_fleet_mcp.testing.fake_runner import FakeRunner
+from agent_fleet_mcp.testing.fake_runner import FakeRunner, FakeTurn, started_then_run
 
 pytestmark = pytest.mark.anyio
 
@@ -235,3 +236,28 @@ async def test_servers_sharing_a_home_start_each_turn_once(fast: Settings) -> No
             await settled(three[0], f"x{i}", 1, "succeeded")
         assert sorted((t.agent_name, t.n) for t in fake.turns) == [(f"x{i}", 1) for i in range(9)]
         assert fake.max_alive <= fast.max_concurrent
+
+
+async def test_claimed_turns_spawn_side_by_side(fast: Settings) -> None:
+    """Spawning does not serialise on the dispatch lock: turns created at once are in ``spawn`` at the same time
+    (each spawn here blocks until all of them are in it; one at a time, the barrier would break)."""
+    barrier = threading.Barrier(fast.max_concurrent, timeout=WAIT_S / 2)
+
+    def meet_then_run(turn: FakeTurn) -> None:
+        barrier.wait()
+        started_then_run(turn)
+
+    fake = FakeRunner(meet_then_run)
+    async with fleets(fast, fake) as (fleet,):
+        async with anyio.create_task_group() as tg:  # created at once, as run_agents' runs or several hosts do
+            for i in range(fast.max_concurrent):
+                tg.start_soon(lambda i=i: fleet.create_agent(name=f"a{i}", prompt="go"))
+        for i in range(fast.max_concurrent):
+            assert (await settled(fleet, f"a{i}", 1, "running")).pid is not None
+
+        async def all_alive() -> bool:
+            return len(fake.alive()) == fast.max_concurrent
+
+        await until(all_alive, "every spawned turn alive")
+        assert not barrier.broken
+        await finish_all(fake, fast.max_concurrent, at_once=fast.max_concurrent)

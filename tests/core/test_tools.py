@@ -195,7 +195,7 @@ async def test_missing_cli_is_a_clear_error_at_create(tmp_path: Path, project: P
     from agent_fleet_mcp.config import Settings
     from agent_fleet_mcp.server import build_server
 
-    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path), "AGENT_FLEET_FORKSERVER_WARM": "0"}
     settings = Settings(home=tmp_path / "home", project_dir=project, env=env)
     async with Client(build_server(settings)) as c:
         msg = err(await c.call_tool("create_agent", {"name": "x", "runner": runner, "prompt": "hi"}))
@@ -209,7 +209,8 @@ async def test_anthropic_without_key_fails_fast(tmp_path: Path, project: Path) -
     from agent_fleet_mcp.config import Settings
     from agent_fleet_mcp.server import build_server
 
-    settings = Settings(home=tmp_path / "home", project_dir=project, env={"PATH": "/usr/bin:/bin"})
+    env = {"PATH": "/usr/bin:/bin", "AGENT_FLEET_FORKSERVER_WARM": "0"}
+    settings = Settings(home=tmp_path / "home", project_dir=project, env=env)
     async with Client(build_server(settings)) as c:
         msg = err(await c.call_tool("create_agent", {"name": "x", "template": "scout", "prompt": "look"}))
         assert "ANTHROPIC_API_KEY is not set" in msg

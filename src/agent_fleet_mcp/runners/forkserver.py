@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ IDLE_ENV = "AGENT_FLEET_FORKSERVER_IDLE_S"
 DEFAULT_IDLE_S = 600.0
 REACH_TIMEOUT_S = 3.0  # connect (+ start) + fork, else the caller spawns the plain way
 RETRY_AFTER_FAILURE_S = 60.0  # after a zygote failed to come up for a home, go plain at once for this long
+BOOT_WAIT_S = 20.0  # a spawn waits this long for a zygote that is alive and still preloading (a busy machine)
+WARM_ENV = "AGENT_FLEET_FORKSERVER_WARM"  # "0": the server does not start the zygote at its own start
 LOG_MAX_BYTES = 5_000_000
 
 DAEMON_MODULE = "agent_fleet_mcp.runners.zygote"  # appears in the daemon's command line (see process.py)
@@ -48,6 +51,8 @@ _HEADER = struct.Struct("!I")
 _MAX_MESSAGE = 16 * 1024 * 1024
 _PACKAGE_DIR = Path(agent_fleet_mcp.__file__).resolve().parent
 _down_until: dict[Path, float] = {}  # home -> monotonic time before which we do not try its zygote again
+_launch_lock = threading.Lock()  # concurrent spawns of one process start one zygote, not one each
+_launched_at: dict[Path, float] = {}  # home -> monotonic time of this process's last launch
 
 # `python -c LAUNCHER --home H ...`: fork at once (the caller reaps the short-lived parent), then serve.
 _LAUNCHER = (
@@ -71,8 +76,11 @@ def socket_path(home: Path) -> Path:
 
 
 def code_stamp() -> str:
-    """Identity of the code a zygote would run: package version, interpreter, and the (path, mtime, size) of every
-    module of the package and of the site-packages folders (an upgrade changes their mtime). ~0.2 ms."""
+    """Identity of the code a zygote would run: package version, interpreter, the (path, mtime, size) of every
+    module of the package, and the installed distributions of the site-packages folders (name and mtime of each
+    ``*.dist-info``: an install, upgrade or reinstall replaces it). Not the folder's own mtime: importing a
+    top-level module creates ``site-packages/__pycache__``, which changed it on the first start after a sync and
+    retired the zygote at once as stale. ~0.5 ms."""
     h = hashlib.sha256(f"{agent_fleet_mcp.__version__}\0{sys.executable}\0{_PACKAGE_DIR}\0".encode())
     stack = [str(_PACKAGE_DIR)]
     files: list[str] = []
@@ -86,8 +94,11 @@ def code_stamp() -> str:
                     st = entry.stat()
                     files.append(f"{entry.path}\0{st.st_mtime_ns}\0{st.st_size}")
     for site in sorted({p for p in sys.path if p.endswith("site-packages")}):
-        with contextlib.suppress(OSError):
-            files.append(f"{site}\0{os.stat(site).st_mtime_ns}")
+        with contextlib.suppress(OSError), os.scandir(site) as it:
+            for entry in it:
+                if entry.name.endswith((".dist-info", ".egg-info", ".pth")):
+                    with contextlib.suppress(OSError):
+                        files.append(f"{entry.path}\0{entry.stat(follow_symlinks=False).st_mtime_ns}")
     h.update("\n".join(sorted(files)).encode())
     return h.hexdigest()[:16]
 
@@ -179,16 +190,23 @@ def spawn(
     if _down_until.get(home, 0.0) > now:
         raise Unavailable("the zygote failed to start recently")
     deadline = now + (REACH_TIMEOUT_S if timeout_s is None else timeout_s)
+    boot_deadline = max(deadline, now + BOOT_WAIT_S)
     request = {
         "op": "spawn", "stamp": code_stamp(), "entry": entry, "args": list(args), "env": dict(env),
         "cwd": str(cwd), "exit": str(exit_file), "umask": current_umask(),
     }  # fmt: skip
     launched, launches, restarted = False, 0, False
     while True:
-        remaining = deadline - time.monotonic()
+        # a zygote that is alive and preloading (seconds on a busy machine) is waited for, up to BOOT_WAIT_S
+        booting = preloading(home)
+        remaining = (boot_deadline if booting else deadline) - time.monotonic()
         if remaining <= 0:
-            _down_until[home] = time.monotonic() + RETRY_AFTER_FAILURE_S
-            raise Unavailable(f"the zygote did not answer within {deadline - now:.1f} s")
+            if not booting:
+                _down_until[home] = time.monotonic() + RETRY_AFTER_FAILURE_S
+            raise Unavailable(
+                f"the zygote was still preloading after {boot_deadline - now:.1f} s" if booting
+                else f"the zygote did not answer within {deadline - now:.1f} s"
+            )  # fmt: skip
         try:
             with _connect(home, remaining) as sock:
                 send_message(sock, {**request, "deadline": time.time() + remaining}, stdio)
@@ -199,8 +217,8 @@ def spawn(
                     return int(reply["pid"])
         except (FileNotFoundError, ConnectionRefusedError):  # nobody listens: start one, wait for it to bind
             if not launched and launches < 2:
-                launch(home, env=env, idle_s=_idle_from(env), timeout_s=remaining)
                 launched, launches = True, launches + 1
+                _launch_once(home, env, remaining)
             time.sleep(0.01)
             continue
         except (EOFError, ConnectionResetError, BrokenPipeError):  # it exited meanwhile (retired, crashed)
@@ -213,6 +231,40 @@ def spawn(
             restarted, launched = True, False
             continue
         raise Unavailable(str(reply.get("error", "refused")))
+
+
+def preloading(home: Path) -> bool:
+    """Whether the home's zygote is alive and still importing its entries (its lock file says so, zygote.py)."""
+    try:
+        pid_text, _, state = (home / LOCK_NAME).read_text().partition(" ")
+        return state.strip() == "preloading" and psutil.pid_exists(int(pid_text))
+    except (OSError, ValueError):
+        return False
+
+
+def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float) -> None:
+    """Launch a zygote unless this process launched one for the home moments ago (concurrent spawns share it)."""
+    with _launch_lock:
+        if time.monotonic() - _launched_at.get(home, -1e9) < REACH_TIMEOUT_S:
+            return
+        launch(home, env=env, idle_s=_idle_from(env), timeout_s=timeout_s)
+        _launched_at[home] = time.monotonic()
+
+
+def warm(home: Path, env: Mapping[str, str]) -> bool:
+    """Start the home's zygote in the background unless one answers already, so the first turn finds it warm
+    (called by the server at its start, in a worker thread). Returns whether it launched one."""
+    if status(home, timeout_s=0.5) is not None or preloading(home):
+        return False
+    _launch_once(home, env, REACH_TIMEOUT_S)
+    return True
+
+
+def warm_wanted(env: Mapping[str, str]) -> bool:
+    """Whether a server with this environment warms the fork server at its start: not disabled
+    (``AGENT_FLEET_FORKSERVER=0`` or ``AGENT_FLEET_FORKSERVER_WARM=0``) and fork and unix sockets exist here."""
+    off = env.get(DISABLE_ENV, "").strip() == "0" or env.get(WARM_ENV, "").strip() == "0"
+    return not off and hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and sys.platform.startswith("linux")
 
 
 def status(home: Path, *, timeout_s: float = 2.0) -> dict[str, Any] | None:

@@ -15,7 +15,8 @@ v2s, the outer process also joins a cgroup of its own turn first (runners/cgroup
 
 A plan with a ``preload`` entry is forked instead by the fleet home's preloaded fork server (runners/forkserver.py):
 same files, own session, and the fork server writes the same exit file. Whenever it cannot take the turn within
-~3 s (or ``AGENT_FLEET_FORKSERVER=0`` is in the plan's env), the turn is spawned the plain way.
+~3 s (up to 20 s while it is still preloading), or ``AGENT_FLEET_FORKSERVER=0`` is in the plan's env, the turn is
+spawned the plain way.
 
 These functions block (briefly); the supervisor calls them from a worker thread.
 """

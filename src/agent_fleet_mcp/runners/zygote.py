@@ -95,6 +95,7 @@ class _Zygote:
         if not self._lock():
             _log("not_started", reason="another zygote holds the lock")
             return False
+        self._state("preloading")  # before binding: a client that reaches us knows to wait (forkserver.preloading)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a dead zygote's socket (we hold the lock: no live one owns it)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -108,8 +109,6 @@ class _Zygote:
         listener.listen(128)
         listener.setblocking(False)
         self.listener, self.inode = listener, os.stat(self.path).st_ino
-        os.ftruncate(self.lock_fd, 0)
-        os.write(self.lock_fd, f"{os.getpid()}\n".encode())
         self.stamp = code_stamp()  # before importing: a change during the import makes us stale, not wrong
         t0 = time.monotonic()
         for name in sorted(ENTRIES):
@@ -122,6 +121,7 @@ class _Zygote:
         self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
+        self._state("serving")
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         self.wake_r.setblocking(False)
@@ -132,6 +132,11 @@ class _Zygote:
         _log("serving", home=self.home, stamp=self.stamp, preload_ms=round((time.monotonic() - t0) * 1000),
              idle_s=self.idle_s, python=sys.executable)  # fmt: skip
         return True
+
+    def _state(self, state: str) -> None:
+        """The lock file holds our pid and whether we are still preloading (clients wait for that, up to a bound)."""
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, f"{os.getpid()} {state}\n".encode(), 0)
 
     def _lock(self) -> bool:
         """The home's lock, held while we listen. A retiring zygote releases it within ms: retry for a moment."""

@@ -16,6 +16,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from agent_fleet_mcp import __version__, logs, private
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.server import prompts, resources, tools
 from agent_fleet_mcp.server.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.server.state import AppState, RunningApp
@@ -54,6 +55,16 @@ async def publish_changes(fleet: Fleet, bus: InMemorySubscriptionBus) -> None:
         await anyio.sleep(RESOURCE_NOTIFY_S)
 
 
+async def warm_forkserver(cfg: Settings) -> None:
+    """Start the home's fork server now (docs/forkserver.md), so the first turns find it preloaded."""
+    try:
+        launched = await anyio.to_thread.run_sync(lambda: forkserver.warm(cfg.home, cfg.env), abandon_on_cancel=True)
+    except Exception:  # a cold fork server only costs the first turn time; never the server
+        log.exception("forkserver_warm_failed")
+        return
+    log.info("forkserver_warm", home=str(cfg.home), launched=launched)
+
+
 def _secure_home(home: Path) -> None:
     """The fleet home is private (private.py): create it 0700, or tighten one others can read, and say so."""
     changed = private.secure_home(home)
@@ -75,6 +86,8 @@ async def lifespan(
         fleet = Fleet(cfg, store)
         async with fleet.running(), anyio.create_task_group() as tg:
             tg.start_soon(publish_changes, fleet, bus)
+            if fleet.supervises and forkserver.warm_wanted(cfg.env):
+                tg.start_soon(warm_forkserver, cfg)  # in the background: `initialize` never waits for it
             state = AppState(fleet, fleet.reader)
             running.state = state
             try:

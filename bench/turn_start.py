@@ -1,0 +1,94 @@
+"""Turns start at once: N anthropic turns through ONE run_agents call, on the scripted model with a fixed latency
+(in-process MCP client, real worker processes, the fork server as configured).
+
+    uv run python bench/turn_start.py [--runs 20] [--latency 3] [--think 3] [--repeat 3]
+
+Each repeat uses a fresh fleet home (so the fork server is started from nothing, as on a first start). After the
+server is up, the bench waits ``--think`` seconds before calling run_agents, as a host does while its model writes
+its first tool call (0 = call at once). Ideal wall time = one model latency; the target is <= 1.15x ideal, and
+the first requests of the N turns arriving within 0.3 s of each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from mcp import Client
+
+import agent_fleet_mcp
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.server import build_server
+from agent_fleet_mcp.testing import Reply, ScriptedModelServer
+
+ROOT = Path(__file__).parent.parent
+
+
+@dataclass
+class Run:
+    wall_s: float
+    first_s: float  # call -> earliest first request
+    last_s: float  # call -> latest first request
+    zygote_ready: bool  # the fork server answered before run_agents was called
+
+    @property
+    def spread_s(self) -> float:
+        return self.last_s - self.first_s
+
+
+async def one(runs: int, latency_s: float, think_s: float) -> Run:
+    with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer([Reply("done")] * runs, latency_s=latency_s) as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AGENT_FLEET_"))}
+        env.update(AGENT_FLEET_HOME=tmp, ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="bench")
+        env.update({k: v for k, v in os.environ.items() if k.startswith("AGENT_FLEET_FORKSERVER")})
+        settings = Settings(home=Path(tmp), project_dir=ROOT, env=env, max_concurrent=64, poll_interval_s=0.05)
+        try:
+            async with Client(build_server(settings)) as c:
+                await anyio.sleep(think_s)
+                ready = forkserver.status(Path(tmp), timeout_s=0.2) is not None
+                body = [{"agent": "planner", "id": f"r{i}", "input": f"task {i}: say done"} for i in range(runs)]
+                t0 = time.time()
+                res = await c.call_tool("run_agents", {"runs": body, "wait_s": 45})
+                wall = time.time() - t0
+                assert not res.is_error, res.content
+                assert res.structured_content and res.structured_content["done"], res.structured_content
+                firsts = [r.ts - t0 for r in srv.message_requests if r.path.startswith("/v1/messages")][:runs]
+                assert len(firsts) == runs, f"{len(firsts)} of {runs} turns reached the model"
+                await c.call_tool("delete_agent", {"agents": "all"})
+        finally:
+            forkserver.stop(Path(tmp))
+    return Run(wall, min(firsts), max(firsts), ready)
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--latency", type=float, default=3.0)
+    p.add_argument("--think", type=float, default=3.0, help="seconds between server start and run_agents")
+    p.add_argument("--repeat", type=int, default=3)
+    a = p.parse_args()
+    results = [await one(a.runs, a.latency, a.think) for _ in range(a.repeat)]
+    print(f"code: {Path(agent_fleet_mcp.__file__).parent}")
+    print(f"{a.runs} anthropic runs x {a.latency:g} s model latency, one run_agents, think {a.think:g} s, "
+          f"fork server {'off' if os.environ.get(forkserver.DISABLE_ENV) == '0' else 'on'}")  # fmt: skip
+    print(f"| {'#':>2} | {'wall s':>6} | {'x ideal':>7} | {'first req s':>11} | {'last first req s':>16} | "
+          f"{'spread s':>8} | zygote ready at call |")  # fmt: skip
+    print(f"|{'-' * 4}|{'-' * 8}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|{'-' * 22}|")
+    for i, r in enumerate(results, 1):
+        print(f"| {i:>2} | {r.wall_s:6.2f} | {r.wall_s / a.latency:7.2f} | {r.first_s:11.2f} | {r.last_s:16.2f} | "
+              f"{r.spread_s:8.2f} | {'yes' if r.zygote_ready else 'no':>20} |")  # fmt: skip
+    walls = [r.wall_s for r in results]
+    spreads = [r.spread_s for r in results]
+    print(f"median: wall {statistics.median(walls):.2f} s = {statistics.median(walls) / a.latency:.2f}x ideal "
+          f"(target <= 1.15x); first-request spread {statistics.median(spreads):.2f} s (target <= 0.3 s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    anyio.run(main)

@@ -1,0 +1,135 @@
+"""The fork server is warm before the first turn and survives a slow preload: the server starts it in the
+background, a spawn waits (up to a bound) for a zygote that is still preloading instead of giving up on it for a
+minute, and a fresh install does not make a new zygote look stale (docs/forkserver.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.runners import forkserver
+
+from .test_forkserver import BOOT_S, make_home, wait_started_zygote
+
+ENTRY = "agent_fleet_mcp.worker.__main__:main"
+
+
+def test_code_stamp_ignores_pycache_in_site_packages_but_sees_an_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first import of a top-level module after `uv sync` creates site-packages/__pycache__ (the folder's
+    mtime changes): that is not new code. A new or reinstalled distribution is."""
+    site = tmp_path / "lib" / "site-packages"
+    (site / "foo-1.0.dist-info").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    before = forkserver.code_stamp()
+    (site / "__pycache__").mkdir()
+    later = os.stat(site).st_mtime_ns + 5_000_000_000
+    os.utime(site, ns=(later, later))  # what creating __pycache__ does (whatever this file system's granularity)
+    assert forkserver.code_stamp() == before
+    (site / "bar-2.0.dist-info").mkdir()
+    assert forkserver.code_stamp() != before
+
+
+@contextlib.contextmanager
+def preloading_zygote(home: Path, *, answer_after_s: float | None) -> Generator[list[dict[str, object]]]:
+    """A stand-in zygote that says it is preloading (its lock file) and listens; after ``answer_after_s`` (None:
+    never) it says it serves, takes one spawn and answers a made-up pid. Yields the requests it took."""
+    (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} preloading\n")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with forkserver.sock_address(forkserver.socket_path(home)) as addr:
+        listener.bind(addr)
+    listener.listen(16)
+    taken: list[dict[str, object]] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        if answer_after_s is None or done.wait(answer_after_s):
+            return
+        (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} serving\n")
+        conn, _ = listener.accept()
+        with conn:
+            msg, fds = forkserver.recv_message(conn, max_fds=3)
+            for fd in fds:
+                os.close(fd)
+            forkserver.send_message(conn, {"pid": 4242})
+            taken.append({**msg, "ack": forkserver.recv_message(conn)[0].get("ack")})
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield taken
+    finally:
+        done.set()
+        thread.join(10)
+        listener.close()
+
+
+def spawn_once(home: Path, work: Path) -> int:
+    with open(os.devnull, "rb") as stdin, open(work / "out", "ab") as out:
+        return forkserver.spawn(
+            home, entry=ENTRY, args=[], env={}, cwd=work, exit_file=work / "0001.exit",
+            stdio=(stdin.fileno(), out.fileno(), out.fileno()),
+        )  # fmt: skip
+
+
+def test_a_spawn_waits_for_a_zygote_that_is_still_preloading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preload slower than the reach timeout (a busy machine) is waited for: the turn is forked, not sent the
+    plain way, and the fork server is not written off for a minute."""
+    home = make_home(tmp_path / "home")
+    monkeypatch.setattr(forkserver, "REACH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(forkserver, "BOOT_WAIT_S", BOOT_S)
+    with preloading_zygote(home, answer_after_s=1.0) as taken:
+        assert forkserver.preloading(home)
+        assert spawn_once(home, tmp_path) == 4242
+    assert [t["ack"] for t in taken] == [True]
+    assert home not in forkserver._down_until  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_preload_that_never_ends_falls_back_for_that_turn_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = make_home(tmp_path / "home")
+    monkeypatch.setattr(forkserver, "REACH_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(forkserver, "BOOT_WAIT_S", 0.5)
+    with preloading_zygote(home, answer_after_s=None):
+        with pytest.raises(forkserver.Unavailable, match="still preloading"):
+            spawn_once(home, tmp_path)
+        assert home not in forkserver._down_until  # pyright: ignore[reportPrivateUsage]
+
+
+def test_warm_wanted_only_when_the_fork_server_is_on() -> None:
+    assert forkserver.warm_wanted({})
+    assert not forkserver.warm_wanted({forkserver.DISABLE_ENV: "0"})
+    assert not forkserver.warm_wanted({forkserver.WARM_ENV: "0"})
+
+
+@pytest.mark.anyio
+async def test_the_server_starts_the_fork_server_at_its_start(settings: Settings) -> None:
+    """No turn is asked for: the zygote comes up because the server started (in the background)."""
+    from mcp import Client
+
+    from agent_fleet_mcp.server import build_server
+
+    env = {k: v for k, v in settings.env.items() if k != forkserver.WARM_ENV}
+    cfg = replace(settings, env=env)
+    try:
+        async with Client(build_server(cfg)) as client:
+            await client.list_tools()
+            deadline = time.monotonic() + BOOT_S
+            while forkserver.status(cfg.home, timeout_s=0.5) is None:
+                assert time.monotonic() < deadline, "no zygote came up"
+                time.sleep(0.05)
+            assert wait_started_zygote(cfg.home)["stamp"] == forkserver.code_stamp()
+    finally:
+        forkserver.stop(cfg.home)
