@@ -44,6 +44,7 @@ STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
+CLAIM_BATCH = 16  # queued turns claimed per transaction; each is spawned before the next batch is claimed
 
 
 class Processes(Protocol):
@@ -219,18 +220,24 @@ class Supervisor:
         if not self.supervises:
             return
         async with self._dispatch_lock:
-            for turn in await self.store.turns_with_status("queued"):
-                agent = await self.store.get_agent(turn.agent_id)
-                if agent is None:  # deleted meanwhile
-                    await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
-                    continue
-                if not await self.store.claim_turn(
-                    agent.id, turn.n, max_running=self.settings.max_concurrent, claimer=self._claimer
-                ):
-                    continue
-                limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
-                if not await self._refused(agent, turn, limits):
-                    await self._spawn(agent, turn, limits)
+            while True:
+                claimed = await self.store.claim_queued(
+                    max_running=self.settings.max_concurrent, claimer=self._claimer, limit=CLAIM_BATCH
+                )
+                for turn in claimed:
+                    await self._start_claimed(turn)
+                if len(claimed) < CLAIM_BATCH:
+                    return
+
+    async def _start_claimed(self, turn: TurnRow) -> None:
+        """A turn this server just claimed: spawn it, unless its agent was deleted meanwhile or a budget refuses."""
+        agent = await self.store.get_agent(turn.agent_id)
+        if agent is None:  # deleted meanwhile
+            await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
+            return
+        limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
+        if not await self._refused(agent, turn, limits):
+            await self._spawn(agent, turn, limits)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""
