@@ -3,7 +3,8 @@
     uv run python bench/queue_cost.py [QUEUED]        # default 400
 
 The real server (`agent-fleet-mcp`, stdio) runs with AGENT_FLEET_MAX_CONCURRENT=1; one agent's turn sleeps and holds
-the only slot. Then: CALLS `create_agent` calls with an (almost) empty queue; QUEUED more queued turns are added
+the only slot. Then: CALLS `create_agent` calls with an (almost) empty queue, the server's CPU % over 10 s while
+nothing happens (one turn running and followed, CALLS queued); QUEUED more queued turns are added
 through the store (as another server sharing the home would); CALLS more `create_agent` calls; then the server's CPU
 % over 10 s while nothing happens. Prints a table.
 """
@@ -78,11 +79,14 @@ async def main(queued: int) -> None:
                 return out
 
             empty = await creates("e")
+            proc = server_process(tmp)
+            proc.cpu_percent(None)
+            await anyio.sleep(IDLE_S)
+            cpu_empty = proc.cpu_percent(None)
             await enqueue(Path(tmp), queued)
             await anyio.sleep(2.0)  # the server's ticker has seen them
             full = await creates("f")
             total = CALLS * 2 + queued
-            proc = server_process(tmp)
             proc.cpu_percent(None)
             await anyio.sleep(IDLE_S)
             cpu = proc.cpu_percent(None)
@@ -90,6 +94,7 @@ async def main(queued: int) -> None:
             rows.append((f"create_agent p50, 1-{CALLS} queued", f"{e50:.1f} ms"))
             rows.append((f"create_agent p50, {queued + CALLS + 1}-{total} queued", f"{f50:.1f} ms"))
             rows.append(("ratio (full / empty)", f"{f50 / e50:.2f}x"))
+            rows.append((f"idle server CPU over {IDLE_S:.0f} s, {CALLS} queued", f"{cpu_empty:.1f} %"))
             rows.append((f"idle server CPU over {IDLE_S:.0f} s, {total} queued", f"{cpu:.1f} %"))
             await c.call_tool("delete_agent", {"agents": "all"})
     print(f"{'figure':<44} value")
