@@ -14,6 +14,7 @@ import pytest
 from agent_fleet_mcp.errors import AlreadyExists, LimitReached
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
+from agent_fleet_mcp.store.models import FleetTotals, TurnStatsUpdate
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -269,3 +270,24 @@ async def test_two_processes_claim_queued_turns_exactly_once_under_the_cap(tmp_p
         running = await store.turns_with_status("running")
     assert len(mine) + len(theirs) == 25 == len(running)
     assert not set(mine) & set(theirs)
+
+
+async def test_fleet_totals_follow_every_write_of_any_connection(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    async with SqliteStore(db) as mine, SqliteStore(db) as other:
+        assert await mine.fleet_totals() == FleetTotals()
+        for store, agent in ((mine, "a"), (other, "b"), (other, "c")):
+            await store.insert_agent(id=agent, name=agent, spec=AgentSpec(), spec_hash="h", cwd="/",
+                                     idempotency_key=None)  # fmt: skip
+            t = await store.insert_turn(agent_id=agent, prompt="p", runner="command", model=None)
+            await store.update_turn_stats(agent, t.n, TurnStatsUpdate(input_tokens=10, output_tokens=5, cost_usd=0.5))
+        await other.update_turn_stats("c", 1, TurnStatsUpdate(input_tokens=1))  # used tokens, no price
+        await other.insert_turn(agent_id="c", prompt="p", runner="command", model=None)
+        got = await mine.fleet_totals()
+        assert (got.agents, got.queued, got.input_tokens, got.output_tokens) == (3, 4, 21, 10)
+        assert got.cost_usd == 1.0  # c has an unpriced turn: its cost is unknown, as its status row shows
+        await mine.set_agent_status("b", "failed", last_error="x")  # a write on this connection
+        assert (await mine.fleet_totals()).failed == 1
+        await other.mark_deleted("a")  # and on the other one
+        got = await mine.fleet_totals()
+        assert (got.agents, got.failed, got.cost_usd) == (2, 1, 0.5)

@@ -58,7 +58,6 @@ async def test_status_and_dispatch_statements_use_indexes(tmp_path: Path) -> Non
         await store.count_turns("a1", "succeeded", "failed")
         await store.finish_turn(claimed[0].agent_id, claimed[0].n, status="succeeded", agent_status="idle")
         await store.purge_agent("a9")
-        await store.db.set_trace_callback(None)
     assert len(claimed) == 4  # three under the cap, and a5 under its running parent a0
     assert len(seen) > 15
     assert full_scans(db, seen) == []

@@ -66,6 +66,8 @@ class SqliteStore:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = anyio.Lock()
+        self._commits = 0  # this connection's write transactions (with ``PRAGMA data_version``: "did anything change")
+        self._totals: tuple[tuple[int, int], FleetTotals] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -172,6 +174,7 @@ class SqliteStore:
                     ) from exc
                 raise
             await self.db.execute("COMMIT")
+            self._commits += 1
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock:
@@ -301,7 +304,18 @@ class SqliteStore:
         return [AgentRow.from_row(r) for r in rows]
 
     async def fleet_totals(self) -> FleetTotals:
-        """The live fleet summed in one aggregate read (see ``FleetTotals``)."""
+        """The live fleet summed in one aggregate read (see ``FleetTotals``), reused while the database is unchanged
+        (no commit on this connection, the same ``PRAGMA data_version`` for the others'): a status poll of a quiet
+        fleet reads no turn."""
+        version = await self._one("PRAGMA data_version")
+        key = (int(version[0]), self._commits)
+        if self._totals is not None and self._totals[0] == key:
+            return self._totals[1]
+        totals = await self._fleet_totals()
+        self._totals = (key, totals)
+        return totals
+
+    async def _fleet_totals(self) -> FleetTotals:
         r = await self._one(
             "SELECT COUNT(*) AS agents, COALESCE(SUM(a.status = 'running'), 0) AS running,"
             " COALESCE(SUM(a.status = 'idle'), 0) AS idle, COALESCE(SUM(a.status = 'failed'), 0) AS failed,"
