@@ -50,8 +50,8 @@ from agent_fleet_mcp.reader_models import (
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
-from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, OutputOut, RunOut, StatusOut
-from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, RunRow, TurnRow
+from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, OutputOut, RunOut, StatusOut, Tokens
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, RunRow, TurnRow
 from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.transcript import TranscriptReader
@@ -64,6 +64,7 @@ STATUS_RUN_RESULT_CHARS = 200  # a run's result in `agent-fleet status --json` (
 RECENT_ACTIVITY_CHARS = 3_000  # the transcript tail in the fleet://agents/{agent} resource
 RECENT_BATCHES = 10
 AGENTS_IN_HINT = 30
+STATUS_ROWS = 20  # agent rows of get_agent_status without arguments
 ACTIVITY_CHARS = 120  # the busiest agent's activity in a wait's progress message
 NO_TURNS_CLI = " (it was created without a prompt)"
 
@@ -193,11 +194,13 @@ class FleetReader:
         ]
 
     async def status(self, names: list[str] | None = None) -> StatusOut:
-        """get_agent_status: the rows of the named agents (default: all live ones) and the whole fleet's summary."""
-        everyone = await self._store.list_agents()
-        out = await self.agent_rows([await self.get_agent(a) for a in names] if names else everyone)
-        all_rows = out if not names else await self.agent_rows(everyone)
-        return StatusOut(fleet=fleet_summary(all_rows), agents=out)
+        """get_agent_status: the rows of the named agents (default: at most ``STATUS_ROWS`` live agents, running,
+        queued and failed ones first, then the most recently changed) and the whole fleet's summary, summed by
+        the store: no call reads every agent's row."""
+        agents = (
+            [await self.get_agent(a) for a in names] if names else await self._store.status_agents(limit=STATUS_ROWS)
+        )
+        return StatusOut(fleet=_fleet_summary(await self._store.fleet_totals()), agents=await self.agent_rows(agents))
 
     async def agent_statuses(self, agents: list[AgentRow]) -> list[AgentStatus]:
         """Rows as get_agent_status shows them, except a turn whose process ended while no server recorded it:
@@ -505,6 +508,15 @@ class FleetReader:
             since=since, budget=await self.fleet_budget(), total=total, by_agent=list(by_agent.values()),
             by_runner=by_cost(by_runner.values()), by_model=by_cost(by_model.values()),
         )  # fmt: skip
+
+
+def _fleet_summary(t: FleetTotals) -> FleetSummary:
+    return FleetSummary(
+        agents=t.agents, running=t.running, queued=t.queued, idle=t.idle, failed=t.failed, stopped=t.stopped,
+        tokens=Tokens(input=t.input_tokens, output=t.output_tokens, cache_read=t.cache_read_tokens,
+                      cache_write=t.cache_write_tokens),
+        cost_usd=t.cost_usd,
+    )  # fmt: skip
 
 
 def _item(ev: Event) -> LogItem:

@@ -45,6 +45,7 @@ ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was clai
 TICK_S = 1.0
 SPAWN_CONCURRENCY = 16  # claimed turns a dispatch spawns at once (each in a worker thread)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
+CLAIM_BATCH = 16  # queued turns claimed per transaction
 
 
 class Processes(Protocol):
@@ -222,18 +223,25 @@ class Supervisor:
             return
         # the claimed turns spawn side by side, outside the lock once claiming is over; dispatch returns when spawned
         async with anyio.create_task_group() as spawns, self._dispatch_lock:
-            for turn in await self.store.turns_with_status("queued"):
-                agent = await self.store.get_agent(turn.agent_id)
-                if agent is None:  # deleted meanwhile
-                    await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
-                    continue
-                if not await self.store.claim_turn(
-                    agent.id, turn.n, max_running=self.settings.max_concurrent, claimer=self._claimer
-                ):
-                    continue
-                limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
-                if not await self._refused(agent, turn, limits):
-                    spawns.start_soon(self._spawn, agent, turn, limits)
+            while True:
+                claimed = await self.store.claim_queued(
+                    max_running=self.settings.max_concurrent, claimer=self._claimer, limit=CLAIM_BATCH
+                )
+                for turn in claimed:
+                    await self._start_claimed(turn, spawns)
+                if len(claimed) < CLAIM_BATCH:
+                    break
+
+    async def _start_claimed(self, turn: TurnRow, spawns: anyio.abc.TaskGroup) -> None:
+        """A turn this server just claimed: spawn it in ``spawns``, unless its agent was deleted meanwhile or a budget
+        refuses."""
+        agent = await self.store.get_agent(turn.agent_id)
+        if agent is None:  # deleted meanwhile
+            await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
+            return
+        limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
+        if not await self._refused(agent, turn, limits):
+            spawns.start_soon(self._spawn, agent, turn, limits)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,7 +75,12 @@ def damage(db: Path, kind: str) -> None:
         db.write_text("these are notes, not a database\n" * 200)
     elif kind == "truncated":
         os.truncate(db, size // 2)
-    else:  # garbage in the middle
+    else:  # garbage in the middle, over pages in use (a free page's garbage harms nothing: VACUUM leaves none)
+        con = sqlite3.connect(db)
+        con.execute("VACUUM")
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.close()
+        size = db.stat().st_size
         with open(db, "r+b") as f:
             f.seek(size // 2 - 1000)
             f.write(b"\xab" * 3000)

@@ -43,13 +43,13 @@ def probe(name):
     if name == point and seen[name] == nth:
         os.kill(os.getpid(), signal.SIGKILL)
 
-claim = SqliteStore.claim_turn
-async def claim_turn(self, *args, **kwargs):
-    ok = await claim(self, *args, **kwargs)
-    if ok:
+claim = SqliteStore.claim_queued
+async def claim_queued(self, *args, **kwargs):
+    got = await claim(self, *args, **kwargs)
+    for _ in got:
         probe("claimed")
-    return ok
-SqliteStore.claim_turn = claim_turn
+    return got
+SqliteStore.claim_queued = claim_queued
 
 spawn = process.spawn
 def spawn_probe(plan, files):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import anyio
 import pytest
 
 from agent_fleet_mcp.errors import AlreadyExists, LimitReached
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.migrations import MIGRATIONS
+from agent_fleet_mcp.store.models import FleetTotals, TurnStatsUpdate
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +201,93 @@ async def test_queued_status_never_overwrites_a_concurrent_claim(tmp_path: Path)
         await store.mark_queued_unless_running("a0")
         agent = await store.get_agent("a0")
         assert agent is not None and agent.status == "queued"
+
+
+async def test_claim_queued_claims_oldest_first_one_per_agent_under_the_cap(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        for i in range(4):
+            await store.insert_agent(id=f"a{i}", name=f"n{i}", spec=AgentSpec(), spec_hash="h", cwd="/",
+                                     idempotency_key=None)  # fmt: skip
+        for agent in ("a2", "a0", "a0", "a1", "a3"):
+            await store.insert_turn(agent_id=agent, prompt="p", runner="command", model=None)
+        got = await store.claim_queued(max_running=2, claimer="me")
+        assert [(t.agent_id, t.n, t.status, t.claimed_by) for t in got] == [
+            ("a2", 1, "running", "me"), ("a0", 1, "running", "me")
+        ]  # fmt: skip
+        assert await store.claim_queued(max_running=2) == []  # the cap is full
+        assert await store.finish_turn("a0", 1, status="succeeded", agent_status="idle")
+        got = await store.claim_queued(max_running=3, limit=1)
+        assert [(t.agent_id, t.n) for t in got] == [("a0", 2)]  # the agent's next turn, and at most `limit`
+        await store.mark_deleted("a1")
+        got = await store.claim_queued(max_running=10)
+        assert [(t.agent_id, t.n) for t in got] == [("a3", 1)]
+        a1 = await store.get_turn("a1", 1)
+        assert a1 is not None and (a1.status, a1.reason) == ("cancelled", "agent deleted")
+        assert len(await store.turns_with_status("running")) == 3
+
+
+async def test_claim_queued_lets_a_child_of_a_running_agent_past_a_full_cap(tmp_path: Path) -> None:
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        await store.insert_agent(id="p", name="p", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key=None)
+        await store.insert_agent(id="o", name="o", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key=None)
+        await store.insert_agent(id="c", name="c", spec=AgentSpec(), spec_hash="h", cwd="/", idempotency_key=None,
+                                 parent_id="p", root_id="p", depth=2)  # fmt: skip
+        await store.insert_turn(agent_id="p", prompt="p", runner="command", model=None)
+        assert [t.agent_id for t in await store.claim_queued(max_running=1)] == ["p"]
+        await store.insert_turn(agent_id="o", prompt="p", runner="command", model=None)
+        await store.insert_turn(agent_id="c", prompt="p", runner="command", model=None)
+        assert [t.agent_id for t in await store.claim_queued(max_running=1)] == ["c"]  # "o" waits for a slot
+
+
+async def test_two_processes_claim_queued_turns_exactly_once_under_the_cap(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    async with SqliteStore(db) as store:
+        for i in range(60):
+            await store.insert_agent(id=f"z{i}", name=f"z{i}", spec=AgentSpec(), spec_hash="h", cwd="/",
+                                     idempotency_key=None)  # fmt: skip
+            await store.insert_turn(agent_id=f"z{i}", prompt="p", runner="command", model=None)
+    script = textwrap.dedent(
+        f"""
+        import anyio, json
+        from agent_fleet_mcp.store.sqlite import SqliteStore
+
+        async def main():
+            got = []
+            async with SqliteStore(__import__("pathlib").Path({str(db)!r})) as s:
+                for _ in range(30):
+                    got += [t.agent_id for t in await s.claim_queued(max_running=25, limit=2)]
+            print(json.dumps(got))
+        anyio.run(main)
+        """
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    mine: list[str] = []
+    async with SqliteStore(db) as store:
+        for _ in range(30):
+            mine += [t.agent_id for t in await store.claim_queued(max_running=25, limit=2)]
+        out, _ = await anyio.to_thread.run_sync(other.communicate)
+        theirs: list[str] = json.loads(out)
+        running = await store.turns_with_status("running")
+    assert len(mine) + len(theirs) == 25 == len(running)
+    assert not set(mine) & set(theirs)
+
+
+async def test_fleet_totals_follow_every_write_of_any_connection(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    async with SqliteStore(db) as mine, SqliteStore(db) as other:
+        assert await mine.fleet_totals() == FleetTotals()
+        for store, agent in ((mine, "a"), (other, "b"), (other, "c")):
+            await store.insert_agent(id=agent, name=agent, spec=AgentSpec(), spec_hash="h", cwd="/",
+                                     idempotency_key=None)  # fmt: skip
+            t = await store.insert_turn(agent_id=agent, prompt="p", runner="command", model=None)
+            await store.update_turn_stats(agent, t.n, TurnStatsUpdate(input_tokens=10, output_tokens=5, cost_usd=0.5))
+        await other.update_turn_stats("c", 1, TurnStatsUpdate(input_tokens=1))  # used tokens, no price
+        await other.insert_turn(agent_id="c", prompt="p", runner="command", model=None)
+        got = await mine.fleet_totals()
+        assert (got.agents, got.queued, got.input_tokens, got.output_tokens) == (3, 4, 21, 10)
+        assert got.cost_usd == 1.0  # c has an unpriced turn: its cost is unknown, as its status row shows
+        await mine.set_agent_status("b", "failed", last_error="x")  # a write on this connection
+        assert (await mine.fleet_totals()).failed == 1
+        await other.mark_deleted("a")  # and on the other one
+        got = await mine.fleet_totals()
+        assert (got.agents, got.failed, got.cost_usd) == (2, 1, 0.5)

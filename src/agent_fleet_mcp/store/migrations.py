@@ -118,4 +118,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         # recorded the turn's pid is recovered at once (runners/started.py), not after a timeout
         ["ALTER TABLE turns ADD COLUMN claimed_by TEXT"],
     ),
+    (
+        "0005_indexes",
+        # an index for every lookup path (checked with EXPLAIN QUERY PLAN, tests/core/test_store_indexes.py):
+        # status by agent status and recency, a name among deleted agents too, the fleet budget's day, a deleted
+        # agent's runs, the running batches
+        [
+            "CREATE INDEX agents_status ON agents(status, updated_at)",
+            "CREATE INDEX agents_name ON agents(name, created_at)",
+            "CREATE INDEX turns_day ON turns(COALESCE(started_at, queued_at))",
+            "CREATE INDEX runs_agent ON runs(agent_id) WHERE agent_id IS NOT NULL",
+            "CREATE INDEX batches_status ON batches(status, created_at)",
+        ],
+    ),
 ]

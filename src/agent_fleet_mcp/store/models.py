@@ -217,3 +217,21 @@ class TurnUsage(TypedDict):
     queued_at: float
     started_at: float | None
     ended_at: float | None
+
+
+@dataclass(frozen=True)
+class FleetTotals:
+    """The live fleet summed (``fleet_totals``): agents by status, queued turns, tokens, and the cost of the agents
+    whose every turn is priced (each agent's sum rounded to 6 places, as its status row shows it)."""
+
+    agents: int = 0
+    running: int = 0
+    idle: int = 0
+    failed: int = 0
+    stopped: int = 0
+    queued: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0

@@ -19,6 +19,7 @@ from agent_fleet_mcp.store.models import (
     AgentTotals,
     BatchRow,
     BatchStatus,
+    FleetTotals,
     RunEnd,
     RunRow,
     RunSpec,
@@ -75,6 +76,15 @@ class Store(Protocol):
         """Ordered by creation time, then id."""
         ...
 
+    async def status_agents(self, *, limit: int) -> list[AgentRow]:
+        """At most ``limit`` live agents: running, queued and failed first, then the rest, each group most recently
+        changed (``updated_at``) first. Its cost must not grow with the fleet (an index on status and time)."""
+        ...
+
+    async def fleet_totals(self) -> FleetTotals:
+        """The live fleet summed: agents by status, queued turns, tokens, and cost (see ``FleetTotals``)."""
+        ...
+
     async def mark_queued_unless_running(self, agent_id: str) -> None:
         """Set a live agent ``queued`` unless one of its turns is running (atomic with concurrent claims)."""
         ...
@@ -114,6 +124,14 @@ class Store(Protocol):
         """Atomically: queued -> running if the agent has no running turn and fewer than ``max_running`` turns
         run fleet-wide (or an ancestor of the agent has a running turn), and set the agent ``running``. True
         for exactly one of any number of concurrent callers on any number of servers."""
+        ...
+
+    async def claim_queued(self, *, max_running: int, claimer: str | None = None, limit: int = 16) -> list[TurnRow]:
+        """Claim up to ``limit`` of the next claimable queued turns, oldest first, each exactly as ``claim_turn``
+        would (one running turn per agent, the fleet-wide cap, the ancestor exemption), and return them (now
+        running). Queued turns of deleted agents are cancelled. Its cost must not grow with the queue when nothing
+        can start (the dispatcher calls it every tick): PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` after
+        taking the cap's lock."""
         ...
 
     async def set_turn_process(

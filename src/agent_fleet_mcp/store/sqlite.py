@@ -31,6 +31,7 @@ from agent_fleet_mcp.store.models import (
     AgentTotals,
     BatchRow,
     BatchStatus,
+    FleetTotals,
     RunEnd,
     RunRow,
     RunSpec,
@@ -65,6 +66,8 @@ class SqliteStore:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._lock = anyio.Lock()
+        self._commits = 0  # this connection's write transactions (with ``PRAGMA data_version``: "did anything change")
+        self._totals: tuple[tuple[int, int], FleetTotals] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -171,6 +174,7 @@ class SqliteStore:
                     ) from exc
                 raise
             await self.db.execute("COMMIT")
+            self._commits += 1
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock:
@@ -285,6 +289,53 @@ class SqliteStore:
         )
         return [AgentRow.from_row(r) for r in rows]
 
+    async def status_agents(self, *, limit: int) -> list[AgentRow]:
+        """At most ``limit`` live agents for the fleet's status: running, queued and failed ones first, then the
+        others, each group most recently changed first. Two index range reads, whatever the fleet's size."""
+        rows = await self._all(
+            "SELECT * FROM agents WHERE status IN ('running', 'queued', 'failed') ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        if len(rows) < limit:
+            rows += await self._all(
+                "SELECT * FROM agents WHERE status IN ('idle', 'stopped') ORDER BY updated_at DESC LIMIT ?",
+                (limit - len(rows),),
+            )
+        return [AgentRow.from_row(r) for r in rows]
+
+    async def fleet_totals(self) -> FleetTotals:
+        """The live fleet summed in one aggregate read (see ``FleetTotals``), reused while the database is unchanged
+        (no commit on this connection, the same ``PRAGMA data_version`` for the others'): a status poll of a quiet
+        fleet reads no turn."""
+        version = await self._one("PRAGMA data_version")
+        key = (int(version[0]), self._commits)
+        if self._totals is not None and self._totals[0] == key:
+            return self._totals[1]
+        totals = await self._fleet_totals()
+        self._totals = (key, totals)
+        return totals
+
+    async def _fleet_totals(self) -> FleetTotals:
+        r = await self._one(
+            "SELECT COUNT(*) AS agents, COALESCE(SUM(a.status = 'running'), 0) AS running,"
+            " COALESCE(SUM(a.status = 'idle'), 0) AS idle, COALESCE(SUM(a.status = 'failed'), 0) AS failed,"
+            " COALESCE(SUM(a.status = 'stopped'), 0) AS stopped, COALESCE(SUM(t.queued), 0) AS queued,"
+            " COALESCE(SUM(t.i), 0) AS i, COALESCE(SUM(t.o), 0) AS o, COALESCE(SUM(t.cr), 0) AS cr,"
+            " COALESCE(SUM(t.cw), 0) AS cw,"
+            " COALESCE(SUM(CASE WHEN t.unpriced = 0 THEN ROUND(t.cost, 6) END), 0) AS cost"
+            " FROM agents a LEFT JOIN (SELECT agent_id, SUM(status = 'queued') AS queued, SUM(input_tokens) AS i,"
+            "  SUM(output_tokens) AS o, SUM(cache_read_tokens) AS cr, SUM(cache_write_tokens) AS cw,"
+            "  SUM(cost_usd) AS cost,"
+            "  SUM(CASE WHEN cost_usd IS NULL AND (input_tokens + output_tokens) > 0 THEN 1 ELSE 0 END) AS unpriced"
+            "  FROM turns GROUP BY agent_id) t ON t.agent_id = a.id"
+            " WHERE a.status != 'deleted'"
+        )
+        return FleetTotals(
+            agents=int(r["agents"]), running=int(r["running"]), idle=int(r["idle"]), failed=int(r["failed"]),
+            stopped=int(r["stopped"]), queued=int(r["queued"]), input_tokens=int(r["i"]), output_tokens=int(r["o"]),
+            cache_read_tokens=int(r["cr"]), cache_write_tokens=int(r["cw"]), cost_usd=round(float(r["cost"]), 6),
+        )  # fmt: skip
+
     async def set_agent_status(self, agent_id: str, status: AgentStatus, *, last_error: str | None = None) -> None:
         async with self._tx() as db:
             await db.execute(
@@ -378,27 +429,45 @@ class SqliteStore:
         descendants it waits on, so a tree of waiting parents never deadlocks on the cap (the tree's size is bounded
         separately). Safe across processes sharing the database. ``claimer`` names the claiming server
         (runners/started.py) until the turn's pid is recorded."""
-        now = time.time()
         async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
-                " AND status = 'queued'"
-                " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
-                " AND ((SELECT COUNT(*) FROM turns WHERE status = 'running') < ?"
-                "  OR EXISTS (WITH RECURSIVE anc(id) AS ("
-                "   SELECT parent_id FROM agents WHERE id = ? AND parent_id IS NOT NULL"
-                "   UNION SELECT a.parent_id FROM agents a JOIN anc ON a.id = anc.id WHERE a.parent_id IS NOT NULL)"
-                "   SELECT 1 FROM turns t JOIN anc ON t.agent_id = anc.id WHERE t.status = 'running'))",
-                (now, claimer, agent_id, n, agent_id, max_running, agent_id),
-            )
-            ok = cur.rowcount == 1
+            return await _claim(db, agent_id, n, max_running=max_running, claimer=claimer, now=time.time())
+
+    async def claim_queued(self, *, max_running: int, claimer: str | None = None, limit: int = 16) -> list[TurnRow]:
+        """Claim the next claimable queued turns, oldest first, as ``claim_turn`` claims one (one running turn per
+        agent, under ``max_running`` unless an ancestor runs), at most ``limit``; return them running. Queued turns
+        of deleted agents are cancelled on the way. One indexed read finds the candidates (none when the cap is
+        full and no queued agent has a parent: no write transaction at all); the claims are one transaction."""
+        cands = await self._all(_CANDIDATES_SQL, (max_running,))
+        if not cands:
+            return []
+        now = time.time()
+        claimed: list[tuple[str, int]] = []
+        async with self._tx() as db:
+            cur = await db.execute("SELECT COUNT(*) FROM turns WHERE status = 'running'")
+            row = await cur.fetchone()
             await cur.close()
-            if ok:
-                await db.execute(
-                    "UPDATE agents SET status = 'running', updated_at = ? WHERE id = ? AND status != 'deleted'",
-                    (now, agent_id),
-                )
-        return ok
+            running = int(row[0]) if row else 0
+            for c in cands:
+                if c["agent_status"] == "deleted":
+                    await db.execute(
+                        "UPDATE turns SET status = 'cancelled', reason = 'agent deleted', ended_at = ?"
+                        " WHERE agent_id = ? AND status = 'queued'",
+                        (now, c["agent_id"]),
+                    )
+                    continue
+                if len(claimed) >= limit or (running >= max_running and c["parent_id"] is None):
+                    continue  # the cap is full: only a turn under a running ancestor can still start
+                if await _claim(db, c["agent_id"], c["n"], max_running=max_running, claimer=claimer, now=now):
+                    claimed.append((c["agent_id"], c["n"]))
+                    running += 1
+            rows: list[TurnRow] = []
+            for agent_id, n in claimed:
+                cur = await db.execute("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n))
+                r = await cur.fetchone()
+                await cur.close()
+                if r is not None:
+                    rows.append(TurnRow.from_row(r))
+        return rows
 
     async def set_turn_process(
         self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
@@ -594,9 +663,10 @@ class SqliteStore:
         return BatchRow.from_row(r) if r else None
 
     async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
-        rows = await self._all(
-            "SELECT * FROM batches WHERE ? IS NULL OR status = ? ORDER BY created_at", (status, status)
-        )
+        if status is None:
+            rows = await self._all("SELECT * FROM batches ORDER BY created_at")
+        else:
+            rows = await self._all("SELECT * FROM batches WHERE status = ? ORDER BY created_at", (status,))
         return [BatchRow.from_row(r) for r in rows]
 
     async def runs_of(self, batch_id: str) -> list[RunRow]:
@@ -633,6 +703,43 @@ class SqliteStore:
                 "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
                 (status, time.time(), batch_id),
             )
+
+
+# Queued turns that could start: each agent's oldest queued turn, if the agent runs nothing, and only while the cap
+# has room -- unless the agent has a parent (a running ancestor's slot may cover it) or is deleted (cancel it).
+_CANDIDATES_SQL = (
+    "SELECT t.agent_id, t.n, a.status AS agent_status, a.parent_id FROM turns t JOIN agents a ON a.id = t.agent_id"
+    " WHERE t.status = 'queued'"
+    " AND (a.status = 'deleted' OR a.parent_id IS NOT NULL"
+    "  OR (SELECT COUNT(*) FROM turns WHERE status = 'running') < ?)"
+    " AND t.n = (SELECT MIN(q.n) FROM turns q WHERE q.agent_id = t.agent_id AND q.status = 'queued')"
+    " AND NOT EXISTS (SELECT 1 FROM turns r WHERE r.agent_id = t.agent_id AND r.status = 'running')"
+    " ORDER BY t.queued_at, t.agent_id, t.n"
+)
+
+
+async def _claim(
+    db: aiosqlite.Connection, agent_id: str, n: int, *, max_running: int, claimer: str | None, now: float
+) -> bool:
+    """``claim_turn``'s conditional UPDATE, inside the caller's ``BEGIN IMMEDIATE``."""
+    cur = await db.execute(
+        "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
+        " AND status = 'queued'"
+        " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
+        " AND ((SELECT COUNT(*) FROM turns WHERE status = 'running') < ?"
+        "  OR EXISTS (WITH RECURSIVE anc(id) AS ("
+        "   SELECT parent_id FROM agents WHERE id = ? AND parent_id IS NOT NULL"
+        "   UNION SELECT a.parent_id FROM agents a JOIN anc ON a.id = anc.id WHERE a.parent_id IS NOT NULL)"
+        "   SELECT 1 FROM turns t JOIN anc ON t.agent_id = anc.id WHERE t.status = 'running'))",
+        (now, claimer, agent_id, n, agent_id, max_running, agent_id),
+    )
+    ok = cur.rowcount == 1
+    await cur.close()
+    if ok:
+        await db.execute(
+            "UPDATE agents SET status = 'running', updated_at = ? WHERE id = ? AND status != 'deleted'", (now, agent_id)
+        )
+    return ok
 
 
 _conforms: type[Store] = SqliteStore  # pyright checks here that SqliteStore implements the Store protocol
