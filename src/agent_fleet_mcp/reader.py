@@ -64,7 +64,6 @@ STATUS_RUN_RESULT_CHARS = 200  # a run's result in `agent-fleet status --json` (
 RECENT_ACTIVITY_CHARS = 3_000  # the transcript tail in the fleet://agents/{agent} resource
 RECENT_BATCHES = 10
 AGENTS_IN_HINT = 30
-STATUS_ROWS = 20  # agent rows of get_agent_status without arguments
 ACTIVITY_CHARS = 120  # the busiest agent's activity in a wait's progress message
 NO_TURNS_CLI = " (it was created without a prompt)"
 
@@ -194,12 +193,10 @@ class FleetReader:
         ]
 
     async def status(self, names: list[str] | None = None) -> StatusOut:
-        """get_agent_status: the rows of the named agents (default: at most ``STATUS_ROWS`` live agents, running,
-        queued and failed ones first, then the most recently changed) and the whole fleet's summary, summed by
-        the store: no call reads every agent's row."""
-        agents = (
-            [await self.get_agent(a) for a in names] if names else await self._store.status_agents(limit=STATUS_ROWS)
-        )
+        """get_agent_status: the rows of the named agents (default: every live agent) and the whole fleet's summary,
+        summed by the store. The default stays complete until it can say what it leaves out and page through the rest
+        (issue 12); ``Store.status_agents`` is the bounded query it will use."""
+        agents = [await self.get_agent(a) for a in names] if names else await self._store.list_agents()
         return StatusOut(fleet=_fleet_summary(await self._store.fleet_totals()), agents=await self.agent_rows(agents))
 
     async def agent_statuses(self, agents: list[AgentRow]) -> list[AgentStatus]:
