@@ -97,7 +97,7 @@ async def test_two_processes_share_one_home(tmp_path: Path) -> None:
 
 async def test_upgrades_from_the_oldest_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A database made by the first release (only 0001) keeps its data and gains the later migrations."""
-    import agent_fleet_mcp.store.sqlite as sqlite_mod
+    import agent_fleet_mcp.store.sqlite_base as sqlite_mod
 
     db = tmp_path / "fleet.db"
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", MIGRATIONS[:1])

@@ -1,51 +1,34 @@
-"""SQLite store: every SQL statement of the project lives in this file.
+"""SQLite store: ``SqliteStore``, the one implementation of the ``Store`` protocol. Its connection, transactions and
+migrations are in sqlite_base.py, usage, batches and runs in sqlite_batches.py, agents and turns here; every SQL
+statement of the project lives in these three files.
 
-WAL mode and a busy timeout let several processes (two servers, the CLI) share one fleet home. One connection per
-``SqliteStore``; an anyio lock keeps one task's transaction from interleaving with another's on that connection.
 Claims that must be atomic across processes (starting a queued turn under the global cap, finishing a turn) are
 single conditional statements inside ``BEGIN IMMEDIATE``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
-import anyio
 
-from agent_fleet_mcp.errors import AlreadyExists, Conflict, LimitReached, StoreDamaged
-from agent_fleet_mcp.private import private_dirs, touch_private
+from agent_fleet_mcp.errors import AlreadyExists, LimitReached
 from agent_fleet_mcp.spec import AgentSpec
-from agent_fleet_mcp.store.integrity import quick_check
-from agent_fleet_mcp.store.migrations import MIGRATIONS
 from agent_fleet_mcp.store.models import (
     AgentRow,
     AgentStatus,
-    AgentTotals,
-    BatchRow,
-    BatchStatus,
     FleetTotals,
-    RunEnd,
-    RunRow,
-    RunSpec,
     TurnEnd,
     TurnRow,
     TurnStatsUpdate,
     TurnStatus,
-    TurnUsage,
 )
 from agent_fleet_mcp.store.protocol import Store
-
-BUSY_TIMEOUT_MS = 10_000
-OPEN_CHECK_S = 2.0  # the integrity check at open; a bigger database is checked as far as this allows
-
+from agent_fleet_mcp.store.sqlite_batches import SqliteUsageAndBatches
 
 _AGENT_COLUMNS = (
     "id", "name", "status", "spec_json", "spec_hash", "cwd", "idempotency_key", "session_id", "last_error",
@@ -57,161 +40,8 @@ _TURN_RESTORE_COLUMNS = (
 )  # fmt: skip
 
 
-def _damage_message(text: str) -> bool:
-    return any(k in text for k in ("malformed", "not a database", "corrupt", "disk image"))
 
-
-class SqliteStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._lock = anyio.Lock()
-        self._commits = 0  # this connection's write transactions (with ``PRAGMA data_version``: "did anything change")
-        self._totals: tuple[tuple[int, int], FleetTotals] | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------------------
-    async def open(self) -> None:
-        """Open (creating it if needed) and migrate. A damaged file raises ``StoreDamaged`` (nothing left open)."""
-        private_dirs(self.path.parent)
-        await self.check_intact()
-        touch_private(self.path)  # 0600 before SQLite opens it: its -wal and -shm files take its mode
-        async with self._closing_on_damage():
-            db = await aiosqlite.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-            self._db = db
-            db.row_factory = aiosqlite.Row
-            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await self.migrate()
-
-    async def check_intact(self) -> None:
-        """Refuse a damaged existing file up front (bounded ``quick_check``), naming it and the repair."""
-        if not self.path.exists():
-            return
-        if not self.path.is_file():
-            raise StoreDamaged(str(self.path), "it is not a file")
-        got = await anyio.to_thread.run_sync(lambda: quick_check(self.path, time_budget_s=OPEN_CHECK_S))
-        if got.ok is False:
-            raise StoreDamaged(str(self.path), "; ".join(got.problems)[:300])
-
-    @asynccontextmanager
-    async def _closing_on_damage(self) -> AsyncGenerator[None]:
-        """Any "not a database" / "malformed" error while opening: close the connection (its thread would keep
-        the process alive) and raise ``StoreDamaged``."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and not _damage_message(str(exc)):
-                await self.close()
-                raise
-            await self.close()
-            raise StoreDamaged(str(self.path), str(exc)) from None
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.close()
-            raise
-
-    async def open_existing(self) -> bool:
-        """Open an existing database for reading (the CLI): never creates the file, and refuses writes afterwards
-        (``query_only``). Returns False when there is no database. A schema older than this version is migrated
-        first, exactly as a starting server would. A damaged file raises ``StoreDamaged`` (nothing left open)."""
-        if not self.path.is_file():
-            return False
-        await self.check_intact()
-        async with self._closing_on_damage():
-            return await self._open_existing()
-
-    async def _open_existing(self) -> bool:
-        try:
-            db = await aiosqlite.connect(
-                self.path.as_uri() + "?mode=rw", uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-        except sqlite3.OperationalError:  # removed between the check and the open
-            return False
-        self._db = db
-        db.row_factory = aiosqlite.Row
-        await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        await db.execute("PRAGMA foreign_keys=ON")
-        done: set[str] = set()
-        with contextlib.suppress(sqlite3.OperationalError):  # no migrations table: a server is creating the db now
-            done.update(await self.applied_migrations())
-        if any(name not in done for name, _ in MIGRATIONS):
-            await self.migrate()
-        await db.execute("PRAGMA query_only=ON")
-        return True
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    async def __aenter__(self) -> SqliteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncGenerator[aiosqlite.Connection]:
-        async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException as exc:
-                with anyio.CancelScope(shield=True):
-                    await self.db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.IntegrityError):  # a constraint the method did not map more precisely
-                    raise Conflict(
-                        f"the fleet database refused the change ({exc}); reload the state and retry"
-                    ) from exc
-                raise
-            await self.db.execute("COMMIT")
-            self._commits += 1
-
-    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._lock:
-            cur = await self.db.execute(sql, params)
-            rows = await cur.fetchall()
-            await cur.close()
-            return list(rows)
-
-    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        rows = await self._all(sql, params)
-        return rows[0] if rows else None
-
-    # -- migrations ------------------------------------------------------------------------------------------
-    async def migrate(self) -> list[str]:
-        """Apply pending migrations in order, each in its own transaction. Returns the names applied."""
-        applied: list[str] = []
-        async with self._lock:
-            await self.db.execute(
-                "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-            )
-        for name, statements in MIGRATIONS:
-            async with self._tx() as db:
-                cur = await db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,))
-                done = await cur.fetchone()
-                await cur.close()
-                if done:
-                    continue
-                for stmt in statements:
-                    await db.execute(stmt)
-                await db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
-                applied.append(name)
-        return applied
-
-    async def applied_migrations(self) -> list[str]:
-        return [r["name"] for r in await self._all("SELECT name FROM migrations ORDER BY name")]
-
-    # -- agents ----------------------------------------------------------------------------------------------
+class SqliteStore(SqliteUsageAndBatches):
     async def insert_agent(
         self,
         *,
@@ -562,147 +392,6 @@ class SqliteStore:
                     (agent_status, error, error, now, agent_id),
                 )
         return ok
-
-    async def agent_totals(self, agent_ids: Sequence[str]) -> dict[str, AgentTotals]:
-        """Per agent: turn count, token sums, cost sum (None when no turn is priced), tool calls."""
-        if not agent_ids:
-            return {}
-        marks = ",".join("?" * len(agent_ids))
-        rows = await self._all(
-            "SELECT agent_id, COUNT(*) AS turns, SUM(input_tokens) AS input_tokens,"
-            " SUM(output_tokens) AS output_tokens,"
-            " SUM(cache_read_tokens) AS cache_read_tokens, SUM(cache_write_tokens) AS cache_write_tokens,"
-            " SUM(cost_usd) AS cost_usd, SUM(tool_calls) AS tool_calls,"
-            " SUM(CASE WHEN cost_usd IS NULL AND (input_tokens + output_tokens) > 0 THEN 1 ELSE 0 END) AS unpriced,"
-            " SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS queued,"
-            " MIN(started_at) AS first_started, MAX(COALESCE(ended_at, 0)) AS last_ended"
-            f" FROM turns WHERE agent_id IN ({marks}) GROUP BY agent_id",
-            list(agent_ids),
-        )
-        return {
-            r["agent_id"]: AgentTotals(
-                turns=int(r["turns"]), queued=int(r["queued"] or 0), input_tokens=int(r["input_tokens"] or 0),
-                output_tokens=int(r["output_tokens"] or 0), cache_read_tokens=int(r["cache_read_tokens"] or 0),
-                cache_write_tokens=int(r["cache_write_tokens"] or 0), cost_usd=r["cost_usd"],
-                unpriced=int(r["unpriced"] or 0), tool_calls=int(r["tool_calls"] or 0),
-                first_started=r["first_started"], last_ended=r["last_ended"],
-            )
-            for r in rows
-        }  # fmt: skip
-
-    async def spend_since(self, since: float) -> float:
-        """Cost of every turn (deleted agents included) started at or after ``since``; unpriced turns count 0."""
-        r = await self._one(
-            "SELECT COALESCE(SUM(cost_usd), 0) AS c FROM turns WHERE COALESCE(started_at, queued_at) >= ?", (since,)
-        )
-        return float(r["c"])
-
-    async def batch_spend(self, batch_id: str) -> float:
-        """Cost of every turn of the agents created for a batch."""
-        r = await self._one(
-            "SELECT COALESCE(SUM(t.cost_usd), 0) AS c FROM turns t JOIN agents a ON a.id = t.agent_id"
-            " WHERE a.batch_id = ?",
-            (batch_id,),
-        )
-        return float(r["c"])
-
-    async def turn_usage(self, *, since: float | None = None) -> list[TurnUsage]:
-        """Tokens and cost of every turn (deleted agents included) queued or started at or after ``since``, with
-        the agent's name and status, oldest first. For the CLI's cost report."""
-        rows = await self._all(
-            "SELECT t.agent_id, a.name AS agent, a.status AS agent_status, t.n, t.status, t.runner, t.model,"
-            " t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens, t.cost_usd,"
-            " t.tool_calls, t.queued_at, t.started_at, t.ended_at"
-            " FROM turns t JOIN agents a ON a.id = t.agent_id"
-            " WHERE ? IS NULL OR COALESCE(t.started_at, t.queued_at) >= ?"
-            " ORDER BY COALESCE(t.started_at, t.queued_at), t.agent_id, t.n",
-            (since, since),
-        )
-        return [TurnUsage(**dict(r)) for r in rows]
-
-    # -- batches and runs ------------------------------------------------------------------------------------
-    async def insert_batch(
-        self,
-        batch_id: str,
-        runs: Sequence[RunSpec],
-        *,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        budget_usd: float | None = None,
-    ) -> None:
-        """A batch and its runs in one transaction; a taken idempotency key or batch id raises ``AlreadyExists``."""
-        now = time.time()
-        async with self._tx() as db:
-            try:
-                await db.execute(
-                    "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash, budget_usd)"
-                    " VALUES (?, ?, 'running', ?, ?, ?)",
-                    (batch_id, now, idempotency_key, request_hash, budget_usd),
-                )
-            except sqlite3.IntegrityError:
-                if idempotency_key is not None:
-                    cur = await db.execute("SELECT 1 FROM batches WHERE idempotency_key = ?", (idempotency_key,))
-                    taken = await cur.fetchone()
-                    await cur.close()
-                    if taken:
-                        raise AlreadyExists("idempotency_key", idempotency_key, holder="a batch") from None
-                raise AlreadyExists("id", batch_id, holder="a batch") from None
-            for seq, run in enumerate(runs):
-                await db.execute(
-                    "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')",
-                    (batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd),
-                )
-
-    async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None:
-        r = await self._one("SELECT * FROM batches WHERE idempotency_key = ?", (idempotency_key,))
-        return BatchRow.from_row(r) if r else None
-
-    async def get_batch(self, batch_id: str) -> BatchRow | None:
-        r = await self._one("SELECT * FROM batches WHERE id = ?", (batch_id,))
-        return BatchRow.from_row(r) if r else None
-
-    async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
-        if status is None:
-            rows = await self._all("SELECT * FROM batches ORDER BY created_at")
-        else:
-            rows = await self._all("SELECT * FROM batches WHERE status = ? ORDER BY created_at", (status,))
-        return [BatchRow.from_row(r) for r in rows]
-
-    async def runs_of(self, batch_id: str) -> list[RunRow]:
-        rows = await self._all("SELECT * FROM runs WHERE batch_id = ? ORDER BY seq", (batch_id,))
-        return [RunRow.from_row(r) for r in rows]
-
-    async def start_run(self, batch_id: str, run_id: str, *, agent_id: str) -> bool:
-        """waiting -> running with the agent created for it; True when this call moved it."""
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE runs SET status = 'running', agent_id = ?, started_at = ?"
-                " WHERE batch_id = ? AND run_id = ? AND status = 'waiting'",
-                (agent_id, time.time(), batch_id, run_id),
-            )
-            ok = cur.rowcount == 1
-            await cur.close()
-        return ok
-
-    async def finish_run(self, batch_id: str, run_id: str, *, status: RunEnd, reason: str | None = None) -> bool:
-        """Close a waiting or running run; the first closer wins (True), later calls change nothing."""
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE runs SET status = ?, reason = ?, ended_at = ?"
-                " WHERE batch_id = ? AND run_id = ? AND status IN ('waiting', 'running')",
-                (status, reason, time.time(), batch_id, run_id),
-            )
-            ok = cur.rowcount == 1
-            await cur.close()
-        return ok
-
-    async def finish_batch(self, batch_id: str, status: BatchStatus) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
-                (status, time.time(), batch_id),
-            )
 
 
 # Queued turns that could start: each agent's oldest queued turn, if the agent runs nothing, and only while the cap
