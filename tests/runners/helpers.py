@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners.base import StreamParser, TurnRequest
+from agent_fleet_mcp.runners.headless import find_cli
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 PROJ = Path("/home/dev/proj")  # the cwd the recorded fixtures were normalized to
@@ -51,4 +55,18 @@ def fake_exe(folder: Path, name: str) -> Path:
     exe = folder / name
     exe.write_text("#!/bin/sh\nexit 0\n")
     exe.chmod(0o755)
+    return exe
+
+
+def real_claude(what: str) -> str:
+    """The pinned real `claude` CLI, or a loud skip naming ``what`` did not run (a failure under CI=true)."""
+    exe = find_cli("claude", os.environ)
+    if exe is None:
+        msg = (
+            f"\n\n!!! The real `claude` CLI is NOT INSTALLED: {what} did not run. !!!\n"
+            "!!! Install it with: bash scripts/install-tools.sh claude   (pinned, into .tools/) !!!\n"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
     return exe

@@ -18,12 +18,11 @@ import pytest
 from agent_fleet_mcp.runners import containment, process
 from agent_fleet_mcp.runners.base import TurnRequest
 from agent_fleet_mcp.runners.claude_code import ClaudeCodeParser, ClaudeCodeRunner
-from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.runners.process import TurnFiles
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.testing import ApiError, Reply, ScriptedModelServer, ToolCall
 
-from .helpers import Json, of_type
+from .helpers import Json, of_type, real_claude
 
 pytestmark = pytest.mark.claude_cli
 
@@ -32,17 +31,7 @@ TURN_TIMEOUT_S = 60.0
 
 @pytest.fixture(scope="module", autouse=True)
 def claude_exe() -> str:
-    exe = find_cli("claude", os.environ)
-    if exe is None:
-        msg = (
-            "\n\n!!! The real `claude` CLI is NOT INSTALLED: the claude-code runner tests against the real CLI "
-            "did not run. !!!\n!!! Install it with: bash scripts/install-tools.sh claude   (pinned, into .tools/) "
-            "!!!\n"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return exe
+    return real_claude("the claude-code runner tests against the real CLI")
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.server import prompts
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer
+
+from .helpers import real_claude
 
 pytestmark = pytest.mark.claude_cli
 
@@ -27,16 +28,7 @@ CLI_TIMEOUT_S = 100.0  # under pytest-timeout's 120 s, so a hang reports the CLI
 
 @pytest.fixture(scope="module")
 def claude_exe() -> str:
-    exe = find_cli("claude", os.environ)
-    if exe is None:
-        msg = (
-            "\n\n!!! The real `claude` CLI is NOT INSTALLED: the slash-command tests did not run. !!!\n"
-            "!!! Install it with: bash scripts/install-tools.sh claude   (pinned, into .tools/) !!!\n"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return exe
+    return real_claude("the slash-command tests")
 
 
 def type_into_claude(exe: str, tmp_path: Path, typed: str) -> list[str]:
