@@ -98,7 +98,7 @@ def run_in_pty(
     try:
         pump(time.monotonic() + seconds, until)
         proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # generous: a busy 2-core CI box once took over 15 s to let it exit
         while proc.poll() is None and time.monotonic() < deadline:
             pump(time.monotonic() + 0.1)
         pump(time.monotonic() + 0.2)
