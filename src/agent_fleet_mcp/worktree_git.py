@@ -162,3 +162,8 @@ async def numstat(top: str, args: Sequence[str], *, index: str | None = None) ->
         removed += int(r) if r.isdigit() else 0
         files.append(path)
     return added, removed, tuple(sorted(files))
+
+
+async def names(top: str, args: Sequence[str], *, index: str | None = None) -> list[str]:
+    """The NUL-separated paths a git command (``--name-only -z``) prints."""
+    return nul_split((await run(args, cwd=top, index=index, what="listing changed files")).out)

@@ -154,7 +154,7 @@ async def ensure(ws: Workspace) -> bool:
     registered), False when it is present and registered. The agent's uncommitted files in a dir that lost its
     registration are kept."""
     what = f"re-attaching the worktree of {ws.branch}"
-    if await _registered(ws):
+    if await is_registered(ws):
         return False
     await run(["worktree", "prune"], cwd=ws.repo, what=what)
     path = Path(ws.path)
@@ -172,7 +172,8 @@ async def ensure(ws: Workspace) -> bool:
     return True
 
 
-async def _registered(ws: Workspace) -> bool:
+async def is_registered(ws: Workspace) -> bool:
+    """Is the worktree dir there and registered in its repository (a linked worktree whose top level is it)?"""
     if not await anyio.Path(ws.path, ".git").is_file():
         return False
     out = await run(["rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"], cwd=ws.path, ok=range(256))
@@ -259,7 +260,7 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     what = f"removing the worktree of {ws.branch}"
     keep = False
     if not delete_branch:
-        if await _registered(ws):
+        if await is_registered(ws):
             await commit_turn(ws, "uncommitted work when the agent was deleted")
         keep = await rev(ws.repo, f"refs/heads/{ws.branch}") is not None and not await is_merged(ws)
     await _drop_worktree(ws.repo, Path(ws.path), what=what)
