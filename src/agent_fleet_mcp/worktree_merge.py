@@ -180,7 +180,8 @@ async def _merge_commit(ws: Workspace, head: str, tip: str, *, dry_run: bool, wh
         return _result("merge", True, files=files, added=added, removed=removed,
                        message=f"dry run: {ws.branch} merges cleanly ({stat}); nothing was changed")  # fmt: skip
     msg = f"Merge {ws.branch} (agent-fleet): {stat}"
-    commit = (await run(["commit-tree", tree, "-p", head, "-p", tip, "-m", msg], cwd=repo, what=what)).text
+    name = ws.branch.removeprefix("fleet/")
+    commit = (await run(["commit-tree", tree, "-p", head, "-p", tip, "-m", msg], cwd=repo, name=name, what=what)).text
     await run(["update-index", "-q", "--refresh"], cwd=repo, ok=(0, 1), what=what)
     try:
         await run(["read-tree", "-m", "-u", head, commit], cwd=repo, what=what)
