@@ -307,6 +307,9 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     no unmerged work. Returns True when the branch was kept (it holds unmerged work). Uncommitted work in the
     worktree is committed to the branch first when the branch may be kept."""
     what = f"removing the worktree of {ws.branch}"
+    if not await anyio.Path(ws.repo).is_dir():  # the repository itself is gone, and its branch with it
+        await anyio.to_thread.run_sync(_delete, Path(ws.path))
+        return False
     keep = False
     if not delete_branch:
         try:
