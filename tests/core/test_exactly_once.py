@@ -107,8 +107,8 @@ async def test_a_crash_in_the_spawn_window_neither_sticks_nor_runs_twice(
         assert out["done"], f"turns stuck after the restart: {out}"
         status = await call(c, "get_agent_status")
         assert status["fleet"]["running"] == 0
-        rows = status["agents"]
-        assert rows and all(r["turn_status"] == "succeeded" for r in rows), rows
+        rows = out["finished"]
+        assert rows and all(r["status"] == "succeeded" for r in rows), rows
 
     async with SqliteStore(home / "fleet.db") as store:
         for agent in await store.list_agents():
