@@ -45,8 +45,9 @@ def schema_chars(tool: Any) -> int:
     return len(tool.name) + len(tool.description or "") + len(json.dumps(tool.input_schema, separators=(",", ":")))
 
 
-async def measure() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+async def measure() -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     calls: list[tuple[str, int]] = []
+    extra: list[tuple[str, int]] = []  # not part of the job: what a later look costs
     with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer() as srv:
         project, home = Path(tmp) / "inventory", Path(tmp) / "home"
         write_sample(project)
@@ -64,6 +65,8 @@ async def measure() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
                     res = await c.call_tool(tool, args)
                     assert not res.is_error, res.content
                     calls.append((tool, tokens(res)))
+                    if os.environ.get("BENCH_SHOW"):
+                        print(json.dumps(res.structured_content), "\n", res.content[0].text, file=sys.stderr)
                     return res.structured_content or {}
 
                 await call("list_task_agents")
@@ -71,15 +74,24 @@ async def measure() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
                 batch = out["batch"]["batch"]
                 while not out.get("done"):
                     out = await call("wait_for_agents", batch=batch, timeout_s=30)
+                names = [r["agent"] for r in out["batch"]["runs"] if r.get("agent")]
+                for tool, args in (("wait_for_agents", {"agents": names, "timeout_s": 0}),
+                                   ("get_agent_status", {})):  # fmt: skip
+                    res = await c.call_tool(tool, args)
+                    extra.append((f"{tool}({', '.join(args)}) after the job, {len(names)} agents", tokens(res)))
+                    if os.environ.get("BENCH_SHOW"):
+                        print(json.dumps(res.structured_content), "\n", res.content[0].text, file=sys.stderr)
                 await c.call_tool("delete_agent", {"agents": "all"})
         finally:
             from agent_fleet_mcp.runners import forkserver
 
             forkserver.stop(home)
-    return calls, sizes
+    return calls, extra, sizes
 
 
-def rows(calls: list[tuple[str, int]], sizes: list[tuple[str, int]]) -> list[dict[str, Any]]:
+def rows(
+    calls: list[tuple[str, int]], extra: list[tuple[str, int]], sizes: list[tuple[str, int]]
+) -> list[dict[str, Any]]:
     job = sum(n for _, n in calls)
     eight = sum(n for name, n in sizes if name != "merge_agent")
     out: list[dict[str, Any]] = [
@@ -88,6 +100,7 @@ def rows(calls: list[tuple[str, int]], sizes: list[tuple[str, int]]) -> list[dic
     out += [
         {"figure": "job tokens: total (scout x3 -> plan -> build)", "value": job, "target": JOB_TOKENS,
          "ok": job <= JOB_TOKENS},
+        *({"figure": f"tokens: {name}", "value": n, "target": None, "ok": True} for name, n in extra),
         {"figure": f"tools/list model-facing chars ({len(sizes)} tools)", "value": sum(n for _, n in sizes),
          "target": SCHEMA_CHARS, "ok": sum(n for _, n in sizes) < SCHEMA_CHARS},
         {"figure": "tools/list model-facing chars (the eight tools)", "value": eight, "target": EIGHT_TOOLS_CHARS,
@@ -97,15 +110,15 @@ def rows(calls: list[tuple[str, int]], sizes: list[tuple[str, int]]) -> list[dic
 
 
 def main() -> None:
-    calls, sizes = anyio.run(measure)
-    table = rows(calls, sizes)
+    calls, extra, sizes = anyio.run(measure)
+    table = rows(calls, extra, sizes)
     if "--json" in sys.argv[1:]:
         print(json.dumps(table))
         return
-    print(f"{'figure':<52} {'value':>7} {'target':>7}  ok")
+    print(f"{'figure':<64} {'value':>7} {'target':>7}  ok")
     for r in table:
         target = "" if r["target"] is None else f"{r['target']:,}"
-        print(f"{r['figure']:<52} {r['value']:>7,} {target:>7}  {'' if r['target'] is None else r['ok']}")
+        print(f"{r['figure']:<64} {r['value']:>7,} {target:>7}  {'' if r['target'] is None else r['ok']}")
     for name, n in sizes:
         print(f"  schema {name:<24} {n:>6,} chars")
 

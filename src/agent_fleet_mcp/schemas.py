@@ -23,11 +23,11 @@ class Out(BaseModel):
 
 
 def one_line(text: str | None, chars: int) -> str | None:
-    """The first non-empty line of ``text``, cut to ``chars`` (with an ellipsis when cut); None for no text."""
-    line = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
+    """``text`` on one line (whitespace runs become one space), cut to ``chars`` with an ellipsis; None for none."""
+    line = " ".join((text or "").split())
     if not line:
         return None
-    return line if len(line) <= chars and len(line) == len((text or "").strip()) else line[: chars - 1] + "…"
+    return line if len(line) <= chars else line[: chars - 1] + "…"
 
 
 class TaskAgentInfo(Out):
