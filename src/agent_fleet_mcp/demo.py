@@ -8,6 +8,7 @@ with wait_for_agents (printing progress notifications), read statuses, costs and
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 import tempfile
@@ -153,6 +154,12 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
         )
 
         names = [r["agent"] for r in batch["runs"] if r.get("agent")]
+        for tool, say, args in (
+            ("wait_for_agents", "— what finished (already done: returns at once)", {"agents": names, "timeout_s": 0}),
+            ("get_agent_status", "— the fleet at a glance (bounded: at most 20 rows)", {}),
+        ):
+            seen = await call(tool, say, **args)
+            console.print(Text(f"   {json.dumps(seen, separators=(',', ':'), ensure_ascii=False)}", style="dim"))
         status = await call("get_agent_status", "— the batch's agents, with detail", agents=names)
         _status_table(console, status)
 
