@@ -59,6 +59,8 @@ async def test_every_parameter_is_described(client: Any) -> None:
     assert missing == []
     for t in tools:
         assert t.description and "\n" not in t.description and "  " not in t.description, t.name
+        optional = set(t.input_schema["properties"]) - set(t.input_schema.get("required", []))
+        assert [p for p in optional if "default" not in t.input_schema["properties"][p]["description"]] == [], t.name
         assert all("title" not in prop for prop in t.input_schema["properties"].values()), t.name
     runner = next(t for t in tools if t.name == "create_agent").input_schema["properties"]["runner"]
     assert "command" in runner["description"] and "anthropic" in runner["description"]

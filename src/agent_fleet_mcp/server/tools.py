@@ -193,7 +193,7 @@ async def get_agent_status(
     agents: Annotated[list[str] | None, arg("names: exactly these rows, with detail (default: fleet view)")] = None,
     status: Annotated[list[LiveStatus] | None, arg("page the agents with these statuses (default: all)")] = None,
     limit: Annotated[int, arg(f"max rows, 1-200 (default {STATUS_ROWS})", ge=1, le=200)] = STATUS_ROWS,
-    cursor: Annotated[str | None, arg("next_cursor of a previous answer: every agent, page by page")] = None,
+    cursor: Annotated[str | None, arg("a next_cursor: pages every agent (default: first view)")] = None,
 ) -> Annotated[CallToolResult, StatusOut]:
     """Fleet summary plus one row per agent. Default: running, queued, failed and recently changed agents, up to
     limit; not_shown counts the rest."""
@@ -205,7 +205,7 @@ async def get_agent_status(
 async def wait_for_agents(
     ctx: Context[AppState, Any],
     agents: Annotated[list[str] | None, arg("names to wait on (default: every agent)")] = None,
-    batch: Annotated[str | None, arg("a run_agents batch id to wait on instead")] = None,
+    batch: Annotated[str | None, arg("run_agents batch id to wait on instead (default none)")] = None,
     until: Annotated[Literal["all", "any"], arg("all: every one done; any: the first (default all)")] = "all",
     timeout_s: Annotated[float, arg(f"seconds, 0-{MAX_WAIT_S:g} (default 30)", ge=0, le=MAX_WAIT_S)] = 30.0,
     result_chars: Annotated[
@@ -247,7 +247,8 @@ async def get_agent_output(
     agent: Annotated[str, arg("agent name")],
     turn: Annotated[int | None, arg("turn number, >=1 (default: latest)", ge=1)] = None,
     mode: Annotated[
-        Literal["result", "tail", "transcript"], arg("result: final answer; tail: live end; transcript: all")
+        Literal["result", "tail", "transcript"],
+        arg("result: final answer; tail: live end; transcript: all (default result)"),
     ] = "result",
     cursor: Annotated[int, arg("char offset, from next_cursor (default 0)", ge=0)] = 0,
     max_chars: Annotated[int, arg("page size, 200-20000 (default 4000)", ge=200, le=20_000)] = 4_000,
