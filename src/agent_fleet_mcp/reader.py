@@ -24,6 +24,7 @@ from agent_fleet_mcp.event_text import render_events
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.reader_models import (
+    CURSOR_START,
     EMPTY_FLEET,
     FILES_SHOWN,
     RESULT_PREVIEW_CHARS,
@@ -41,8 +42,11 @@ from agent_fleet_mcp.reader_models import (
     add_turn,
     agent_row,
     by_cost,
+    finished_line,
     fleet_summary,
+    live_by_status,
     page,
+    parse_cursor,
     turn_info,
     union,
     unpriced,
@@ -60,7 +64,6 @@ from agent_fleet_mcp.schemas import (
     StatusOut,
     Tokens,
     agent_line,
-    one_line,
 )  # fmt: skip
 from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, RunRow, TurnRow
 from agent_fleet_mcp.store.models import AgentStatus as AgentState
@@ -80,9 +83,7 @@ ACTIVITY_CHARS = 120  # the busiest agent's activity in a wait's progress messag
 NO_TURNS_CLI = " (it was created without a prompt)"
 STATUS_ROWS = 20  # rows of get_agent_status without agents
 LIVE_STATUSES: tuple[AgentState, ...] = ("running", "queued", "failed", "idle", "stopped")
-_START = "start"  # the cursor of the first page (every live agent, in creation order)
 FINISHED_SHOWN = 20  # finished agents listed by wait_for_agents without agents
-RESULT_LINE_CHARS = 160  # the one-line result of a finished agent in wait_for_agents
 
 
 def turn_files(settings: Settings, agent_id: str, n: int) -> proc.TurnFiles:
@@ -223,17 +224,17 @@ class FleetReader:
             return StatusOut(fleet=fleet, agents=[agent_line(r, detail=True) for r in rows])
         if statuses is None and cursor is None:
             rows = await self.agent_rows(await self._store.status_agents(limit=limit))
-            by_status = _live_by_status(totals)
+            by_status = live_by_status(totals)
             for r in rows:
                 by_status[r.status] = by_status.get(r.status, 0) - 1
             hidden = {s: n for s, n in by_status.items() if n > 0}
             return StatusOut(
                 fleet=fleet, agents=[agent_line(r) for r in rows], not_shown=hidden,
-                next_cursor=_START if hidden else None,
+                next_cursor=CURSOR_START if hidden else None,
                 note="the rest: status=[...] or cursor (every agent, in creation order)" if hidden else None,
             )  # fmt: skip
         want = list(dict.fromkeys(statuses or LIVE_STATUSES))
-        page_rows = await self._store.page_agents(statuses=want, after=_after(cursor), limit=limit + 1)
+        page_rows = await self._store.page_agents(statuses=want, after=parse_cursor(cursor), limit=limit + 1)
         more = len(page_rows) > limit
         page_rows = page_rows[:limit]
         rows = await self.agent_rows(page_rows)
@@ -250,16 +251,7 @@ class FleetReader:
         done = [(a, latest.get(a.id)) for a in agents]
         done.sort(key=lambda at: -((at[1].ended_at or 0.0) if at[1] else 0.0))
         cut = done if limit is None else done[:limit]
-        out = [
-            Finished(name=a.name, status=a.status, result=one_line(a.last_error, RESULT_LINE_CHARS))
-            if t is None
-            else Finished(
-                name=a.name, status=t.status, turn=t.n,
-                result=one_line(t.result_text if t.status == "succeeded" else (t.error or t.reason), RESULT_LINE_CHARS),
-            )
-            for a, t in cut
-        ]
-        return out, len(done) - len(cut)
+        return [finished_line(a, t) for a, t in cut], len(done) - len(cut)
 
     async def agent_statuses(self, agents: list[AgentRow]) -> list[AgentStatus]:
         """Rows as get_agent_status shows them, except a turn whose process ended while no server recorded it:
@@ -567,26 +559,6 @@ class FleetReader:
             since=since, budget=await self.fleet_budget(), total=total, by_agent=list(by_agent.values()),
             by_runner=by_cost(by_runner.values()), by_model=by_cost(by_model.values()),
         )  # fmt: skip
-
-
-def _live_by_status(t: FleetTotals) -> dict[str, int]:
-    counts = {"running": t.running, "idle": t.idle, "failed": t.failed, "stopped": t.stopped}
-    return {"queued": t.agents - sum(counts.values()), **counts}
-
-
-def _after(cursor: str | None) -> tuple[float, str] | None:
-    """A status cursor (``next_cursor``: creation time/agent id of the last row shown) read back."""
-    if cursor is None or cursor == _START:
-        return None
-    created, sep, aid = cursor.partition("/")
-    try:
-        if not sep or not aid:
-            raise ValueError(cursor)
-        return float(created), aid
-    except ValueError:
-        raise InvalidRequest(
-            f"cursor {cursor!r} is not one get_agent_status returned; pass its next_cursor as is, or leave cursor out"
-        ) from None
 
 
 def _fleet_summary(t: FleetTotals) -> FleetSummary:
