@@ -8,6 +8,7 @@ with wait_for_agents (printing progress notifications), read statuses, costs and
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 import tempfile
@@ -130,7 +131,8 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
             console.print(Text(f"   … progress: {message or progress}", style="dim"))
 
         catalog = await call("list_task_agents", "— what can I delegate to?")
-        console.print("   " + ", ".join(f"{a['name']} ({a['runner']}, {a['permission']})" for a in catalog["agents"]))
+        console.print("   " + ", ".join(f"{a['name']} ({a['runner']}, {a.get('permission', 'readonly')})"
+                                        for a in catalog["agents"]))  # fmt: skip
 
         console.print("\n[bold]The orchestrator delegates and goes to sleep:[/bold]")
         for r in RUNS:
@@ -151,14 +153,21 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
             f"(parallel waves saved {max(saved, 0):.1f} s)"
         )
 
-        status = await call("get_agent_status", "— one compact row per agent")
+        names = [r["agent"] for r in batch["runs"] if r.get("agent")]
+        for tool, say, args in (
+            ("wait_for_agents", "— what finished (already done: returns at once)", {"agents": names, "timeout_s": 0}),
+            ("get_agent_status", "— the fleet at a glance (bounded: at most 20 rows)", {}),
+        ):
+            seen = await call(tool, say, **args)
+            console.print(Text(f"   {json.dumps(seen, separators=(',', ':'), ensure_ascii=False)}", style="dim"))
+        status = await call("get_agent_status", "— the batch's agents, with detail", agents=names)
         _status_table(console, status)
 
         build_agent = next(r["agent"] for r in batch["runs"] if r["id"] == "build")
         res = await call("get_agent_output", f"— the builder's result, capped ({build_agent})",
                          agent=build_agent, max_chars=800)  # fmt: skip
         console.print(Panel(Text(res["text"]), title=f"{build_agent} result ({res['total_chars']} chars"
-                            f"{', truncated' if res['truncated'] else ''})"))  # fmt: skip
+                            f"{', truncated' if res.get('truncated') else ''})"))  # fmt: skip
         after = (project / "inventory/stock.py").read_text()
         diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), "a/inventory/stock.py",
                                             "b/inventory/stock.py"))  # fmt: skip
@@ -175,9 +184,9 @@ def _runs_table(console: Console, batch: dict[str, Any]) -> None:
     table = Table(title=f"batch {batch['batch']}", title_justify="left")
     for col in ("wave", "run", "template", "status", "result (first line)"):
         table.add_column(col, overflow="fold")
-    for r in sorted(batch["runs"], key=lambda r: r["wave"]):
+    for r in sorted(batch["runs"], key=lambda r: r.get("wave", 0)):
         first = (r.get("result") or r.get("reason") or "").strip().splitlines()
-        table.add_row(str(r["wave"]), r["id"], r["template"], r["status"], first[0][:90] if first else "")
+        table.add_row(str(r.get("wave", 0)), r["id"], r["template"], r["status"], first[0][:90] if first else "")
     console.print(table)
 
 
@@ -186,14 +195,17 @@ def _status_table(console: Console, status: dict[str, Any]) -> None:
     for col in ("agent", "model", "status", "turns", "tools", "tokens in/out", "cost", "reads", "writes"):
         table.add_column(col)
     for a in status["agents"]:
-        cost = "?" if a["cost_usd"] is None else f"${a['cost_usd']:.4f}"
+        cost = "?" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
+        tokens = a.get("tokens", {})
         table.add_row(
-            a["name"], a["model"] or "-", a["status"], str(a["turns"]), str(a["tool_calls"]),
-            f"{a['tokens']['input']}/{a['tokens']['output']}", cost, str(a["reads"]), str(a["writes"]),
+            a["name"], a.get("model") or "-", a["status"], str(a.get("turns", 0)), str(a.get("tool_calls", 0)),
+            f"{tokens.get('input', 0)}/{tokens.get('output', 0)}", cost, str(a.get("reads", 0)),
+            str(a.get("writes", 0)),
         )  # fmt: skip
     console.print(table)
     f = status["fleet"]
+    tokens = f.get("tokens", {})
     console.print(
-        f"   fleet: {f['agents']} agents, {f['running']} running, {f['failed']} failed; "
-        f"{f['tokens']['input'] + f['tokens']['output']} tokens, ${f['cost_usd']:.4f}"
+        f"   fleet: {f.get('agents', 0)} agents, {f.get('running', 0)} running, {f.get('failed', 0)} failed; "
+        f"{tokens.get('input', 0) + tokens.get('output', 0)} tokens, ${f.get('cost_usd', 0.0):.4f}"
     )

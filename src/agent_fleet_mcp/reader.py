@@ -24,6 +24,7 @@ from agent_fleet_mcp.event_text import render_events
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.reader_models import (
+    CURSOR_START,
     EMPTY_FLEET,
     FILES_SHOWN,
     RESULT_PREVIEW_CHARS,
@@ -41,8 +42,11 @@ from agent_fleet_mcp.reader_models import (
     add_turn,
     agent_row,
     by_cost,
+    finished_line,
     fleet_summary,
+    live_by_status,
     page,
+    parse_cursor,
     turn_info,
     union,
     unpriced,
@@ -50,8 +54,19 @@ from agent_fleet_mcp.reader_models import (
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners.base import Runner, TurnLimits, TurnRequest
-from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, OutputOut, RunOut, StatusOut, Tokens
+from agent_fleet_mcp.schemas import (
+    AgentRowOut,
+    BatchOut,
+    Finished,
+    FleetSummary,
+    OutputOut,
+    RunOut,
+    StatusOut,
+    Tokens,
+    agent_line,
+)  # fmt: skip
 from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, RunRow, TurnRow
+from agent_fleet_mcp.store.models import AgentStatus as AgentState
 from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.transcript import TranscriptReader
@@ -59,13 +74,16 @@ from agent_fleet_mcp.turn_stats import TurnStats
 
 GONE_GRACE_S = 3.0  # a dead process whose turn is still `running` this long after exiting: no server records it
 FOLLOW_POLL_S = 0.25
-BATCH_RESULT_CHARS = 1_500  # a run's result in the batch view of run_agents / wait_for_agents
+BATCH_RESULT_CHARS = 200  # a run's result preview in run_agents / wait_for_agents (their result_chars raises it)
 STATUS_RUN_RESULT_CHARS = 200  # a run's result in `agent-fleet status --json` (the batch lines show none)
 RECENT_ACTIVITY_CHARS = 3_000  # the transcript tail in the fleet://agents/{agent} resource
 RECENT_BATCHES = 10
 AGENTS_IN_HINT = 30
 ACTIVITY_CHARS = 120  # the busiest agent's activity in a wait's progress message
 NO_TURNS_CLI = " (it was created without a prompt)"
+STATUS_ROWS = 20  # rows of get_agent_status without agents
+LIVE_STATUSES: tuple[AgentState, ...] = ("running", "queued", "failed", "idle", "stopped")
+FINISHED_SHOWN = 20  # finished agents listed by wait_for_agents without agents
 
 
 def turn_files(settings: Settings, agent_id: str, n: int) -> proc.TurnFiles:
@@ -192,12 +210,48 @@ class FleetReader:
             for a in agents
         ]
 
-    async def status(self, names: list[str] | None = None) -> StatusOut:
-        """get_agent_status: the rows of the named agents (default: every live agent) and the whole fleet's summary,
-        summed by the store. The default stays complete until it can say what it leaves out and page through the rest
-        (issue 12); ``Store.status_agents`` is the bounded query it will use."""
-        agents = [await self.get_agent(a) for a in names] if names else await self._store.list_agents()
-        return StatusOut(fleet=_fleet_summary(await self._store.fleet_totals()), agents=await self.agent_rows(agents))
+    async def status(
+        self, names: list[str] | None = None, *, statuses: Sequence[AgentState] | None = None,
+        limit: int = STATUS_ROWS, cursor: str | None = None,
+    ) -> StatusOut:  # fmt: skip
+        """get_agent_status. Named agents: exactly their rows, with detail. Else, bounded: with no filter and no cursor,
+        the agents running, queued or failed and then the most recently changed, at most ``limit``, with what is left
+        out counted by status; with ``statuses`` or a ``cursor``, a page of the agents (those statuses, default every
+        live one) in creation order and the cursor of the next. The fleet's summary is always the whole fleet's."""
+        fleet = _fleet_summary(totals := await self._store.fleet_totals())
+        if names:
+            rows = await self.agent_rows([await self.get_agent(a) for a in names])
+            return StatusOut(fleet=fleet, agents=[agent_line(r, detail=True) for r in rows])
+        if statuses is None and cursor is None:
+            rows = await self.agent_rows(await self._store.status_agents(limit=limit))
+            by_status = live_by_status(totals)
+            for r in rows:
+                by_status[r.status] = by_status.get(r.status, 0) - 1
+            hidden = {s: n for s, n in by_status.items() if n > 0}
+            return StatusOut(
+                fleet=fleet, agents=[agent_line(r) for r in rows], not_shown=hidden,
+                next_cursor=CURSOR_START if hidden else None,
+                note="the rest: status=[...] or cursor (every agent, in creation order)" if hidden else None,
+            )  # fmt: skip
+        want = list(dict.fromkeys(statuses or LIVE_STATUSES))
+        page_rows = await self._store.page_agents(statuses=want, after=parse_cursor(cursor), limit=limit + 1)
+        more = len(page_rows) > limit
+        page_rows = page_rows[:limit]
+        rows = await self.agent_rows(page_rows)
+        last = page_rows[-1] if page_rows else None
+        return StatusOut(
+            fleet=fleet, agents=[agent_line(r) for r in rows],
+            next_cursor=f"{last.created_at!r}/{last.id}" if more and last else None,
+        )  # fmt: skip
+
+    async def finished_lines(self, agents: list[AgentRow], *, limit: int | None = None) -> tuple[list[Finished], int]:
+        """What finished, as wait_for_agents shows it: name, the latest turn's status and the first line of its result
+        (or error), latest finished first; at most ``limit`` (and how many were left out)."""
+        latest = await self._store.latest_turns([a.id for a in agents])
+        done = [(a, latest.get(a.id)) for a in agents]
+        done.sort(key=lambda at: -((at[1].ended_at or 0.0) if at[1] else 0.0))
+        cut = done if limit is None else done[:limit]
+        return [finished_line(a, t) for a, t in cut], len(done) - len(cut)
 
     async def agent_statuses(self, agents: list[AgentRow]) -> list[AgentStatus]:
         """Rows as get_agent_status shows them, except a turn whose process ended while no server recorded it:
@@ -365,20 +419,20 @@ class FleetReader:
         out: list[RunOut] = []
         durations: list[float] = []
         for r in runs:
-            result, truncated = None, False
+            result, truncated, text = None, False, ""
             if r.status in ("succeeded", "failed") and r.agent_id:
                 turn = await self._store.get_turn(r.agent_id, 1)
                 text = (turn.result_text if turn else None) or ""
                 if text:
                     truncated = len(text) > result_chars
-                    result = text[:result_chars]
+                    result = text[:result_chars] if result_chars else None
             if r.started_at and r.ended_at:
                 durations.append(r.ended_at - r.started_at)
             out.append(
                 RunOut(
                     id=r.run_id, template=r.template, agent=names.get(r.agent_id or ""), status=r.status,
                     wave=wave_of[r.run_id], depends_on=r.depends_on, result=result, truncated=truncated,
-                    reason=r.reason,
+                    result_chars=len(text) if truncated else 0, reason=r.reason,
                 )
             )  # fmt: skip
         end = batch.ended_at or time.time()

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agent_fleet_mcp import budgets
+from agent_fleet_mcp.errors import InvalidRequest
 from agent_fleet_mcp.events import Event
-from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, FleetSummary, LimitsOut, Out, Tokens
-from agent_fleet_mcp.store.models import AgentRow, AgentTotals, TurnRow, TurnUsage
+from agent_fleet_mcp.schemas import AgentRowOut, BatchOut, Finished, FleetSummary, LimitsOut, Out, Tokens, one_line
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals, FleetTotals, TurnRow, TurnUsage
 
 EMPTY_FLEET = "No agents yet. Start the MCP server and create some, or run `agent-fleet demo`."
 STALL_AFTER_S = 120.0
 CONTEXT_WINDOW = 200_000
 FILES_SHOWN = 20  # files read/written listed by get_agent_output and `agent-fleet status AGENT`
 RESULT_PREVIEW_CHARS = 400
+RESULT_LINE_CHARS = 160  # the one-line result of a finished agent in wait_for_agents
+CURSOR_START = "start"  # get_agent_status's cursor of the first page (every live agent, in creation order)
 PROMPT_PREVIEW_CHARS = 200
 
 # -- outputs (also what --json prints) -------------------------------------------------------------------------
@@ -258,3 +261,31 @@ def add_turn(group: CostGroup, r: TurnUsage) -> None:
 
 def by_cost(groups: Iterable[CostGroup]) -> list[CostGroup]:
     return sorted(groups, key=lambda g: (-g.cost_usd, -(g.tokens.input + g.tokens.output), g.name))
+
+
+def finished_line(agent: AgentRow, turn: TurnRow | None) -> Finished:
+    """A finished agent as wait_for_agents shows it: its latest turn's status and the result (or error) on one line."""
+    if turn is None:
+        return Finished(name=agent.name, status=agent.status, result=one_line(agent.last_error, RESULT_LINE_CHARS))
+    text = turn.result_text if turn.status == "succeeded" else (turn.error or turn.reason)
+    return Finished(name=agent.name, status=turn.status, turn=turn.n, result=one_line(text, RESULT_LINE_CHARS))
+
+
+def live_by_status(t: FleetTotals) -> dict[str, int]:
+    counts = {"running": t.running, "idle": t.idle, "failed": t.failed, "stopped": t.stopped}
+    return {"queued": t.agents - sum(counts.values()), **counts}
+
+
+def parse_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """A status cursor (``next_cursor``: creation time/agent id of the last row shown) read back."""
+    if cursor is None or cursor == CURSOR_START:
+        return None
+    created, sep, aid = cursor.partition("/")
+    try:
+        if not sep or not aid:
+            raise ValueError(cursor)
+        return float(created), aid
+    except ValueError:
+        raise InvalidRequest(
+            f"cursor {cursor!r} is not one get_agent_status returned; pass its next_cursor as is, or leave cursor out"
+        ) from None

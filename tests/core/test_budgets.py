@@ -101,7 +101,7 @@ async def test_max_cost_covers_the_agents_whole_life(tmp_path: Path, project: Pa
             row = (await call(c, "get_agent_status", agents=["loop"]))["agents"][0]
         assert spent(srv) <= 1.0 + REQUEST_USD, (spent(srv), row)
         assert row["cost_usd"] == pytest.approx(spent(srv))
-        assert row["turns"] == 1 and row["turn_status"] == "failed" and "max_cost_usd" in row["last_error"]
+        assert row["turns"] == 1 and row["turn_status"] == "failed" and "max_cost_usd" in row["error"]
         assert row["limits"]["cost_left_usd"] == 0.0
         assert len(refusals) == 2 and all("remaining $0" in r for r in refusals), refusals
 
@@ -115,10 +115,10 @@ async def test_an_ad_hoc_agent_gets_the_fleet_defaults(
         async with server(project, env) as c:
             await call(c, "create_agent", name="adhoc", runner="anthropic", model=MODEL, prompt="go")
             done = await wait(c, ["adhoc"])
-            row = done["agents"][0]
+            row = (await call(c, "get_agent_status", agents=["adhoc"]))["agents"][0]
         assert done["done"], f"still looping after {WAIT_S:g} s: ${spent(srv)} spent"
         assert spent(srv) <= 0.5 + REQUEST_USD
-        assert row["turn_status"] == "failed" and "max_cost_usd" in row["last_error"]
+        assert row["turn_status"] == "failed" and "max_cost_usd" in row["error"]
         assert row["limits"] == {
             "max_turns": 100, "timeout_s": 3600.0, "max_cost_usd": 0.5, "max_tokens": 20_000_000,
             "cost_left_usd": 0.0, "tokens_left": 20_000_000 - len(srv.message_requests) * 101_000,
@@ -131,9 +131,9 @@ async def test_max_tokens_covers_the_agents_whole_life(
     with looping() as srv, model_env(tmp_path, fleet_env, srv) as env:
         async with server(project, env) as c:
             await call(c, "create_agent", name="tok", runner="anthropic", model=MODEL, max_tokens=250_000, prompt="go")
-            row = (await wait(c, ["tok"]))["agents"][0]
+            row = (await wait(c, ["tok"]))["finished"][0]
         assert len(srv.message_requests) == 3  # 101k tokens a request: the third reaches 250k
-        assert row["turn_status"] == "failed" and "max_tokens" in row["last_error"]
+        assert row["status"] == "failed" and "max_tokens" in row["result"]
 
 
 async def test_the_fleets_daily_budget_stops_running_turns_and_new_ones(
@@ -146,14 +146,14 @@ async def test_the_fleets_daily_budget_stops_running_turns_and_new_ones(
             await call(c, "create_agent", name="spender", runner="anthropic", model=MODEL, max_cost_usd=50,
                        prompt="go")  # fmt: skip
             done = await wait(c)
-            rows = {r["name"]: r for r in done["agents"]}
+            rows = {r["name"]: r for r in done["finished"]}
             refused = await c.call_tool("create_agent", {"name": "late", "template": "echo", "prompt": "hi"})
             late = await c.call_tool("command_agent", {"agent": "idle", "prompt": "5"})
         assert done["done"], f"the fleet budget did not stop the fleet in {WAIT_S:g} s: ${spent(srv)} spent"
         assert spent(srv) <= 1.0 + REQUEST_USD
         for name in ("idle", "spender"):
-            assert rows[name]["turn_status"] == "failed", rows[name]
-            assert "fleet's daily budget" in rows[name]["last_error"], rows[name]
+            assert rows[name]["status"] == "failed", rows[name]
+            assert "fleet's daily budget" in rows[name]["result"], rows[name]
         assert "AGENT_FLEET_BUDGET_USD" in err(refused) and "remaining $0" in err(refused)
         assert "remaining $0" in err(late)
 
@@ -190,7 +190,7 @@ async def test_a_batch_budget_bounds_the_batch(tmp_path: Path, project: Path, fl
         assert chain["done"]
         a, b = chain["batch"]["runs"]
         assert a["status"] == "succeeded"  # one request of $2.01: over the budget by that request only
-        assert b["status"] == "failed" and "budget_usd" in b["reason"] and b["agent"] is None, b
+        assert b["status"] == "failed" and "budget_usd" in b["reason"] and "agent" not in b, b
         assert len(srv.message_requests) == requests + 1  # a's one request; b never reached the model
 
 
@@ -210,4 +210,4 @@ async def test_max_turns_bounds_a_command_agents_life(client: Any) -> None:
     res = await client.call_tool("command_agent", {"agent": "e", "prompt": "three"})
     assert "max_turns (2" in err(res)
     row = (await call(client, "get_agent_status", agents=["e"]))["agents"][0]
-    assert row["turns"] == 2 and row["limits"]["max_turns"] == 2 and row["limits"]["max_cost_usd"] is None
+    assert row["turns"] == 2 and row["limits"]["max_turns"] == 2 and "max_cost_usd" not in row["limits"]

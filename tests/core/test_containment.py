@@ -70,7 +70,7 @@ async def test_turn_that_ends_normally_leaves_nothing(client: Any, new_marker: C
     marker = new_marker()
     await call(client, "create_agent", name="b", template="breakout", prompt=f"{marker} exit")
     out = await wait_all(client, ["b"])
-    assert out["agents"][0]["turn_status"] == "succeeded", out
+    assert out["finished"][0]["status"] == "succeeded", out
     assert wait_until_none(marker) == []
 
 
@@ -80,7 +80,7 @@ async def test_timeout_leaves_nothing(client: Any, new_marker: Callable[[], str]
     await wait_ready(client, "b")
     assert len(carrying(marker)) >= ESCAPES  # the escapes really run
     out = await wait_all(client, ["b"])
-    assert out["agents"][0]["turn_status"] == "failed", out
+    assert out["finished"][0]["status"] == "failed", out
     assert wait_until_none(marker) == []
 
 
@@ -124,5 +124,5 @@ async def test_killed_wrapper_takes_the_program_with_it(
     assert turn.pid is not None
     os.kill(turn.pid, signal.SIGKILL)  # the outermost process of the turn: what the fleet tracks
     out = await wait_all(client, ["b"])
-    assert out["agents"][0]["turn_status"] in ("failed", "lost"), out
+    assert out["finished"][0]["status"] in ("failed", "lost"), out
     assert wait_until_none(marker) == []

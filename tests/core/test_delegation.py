@@ -47,13 +47,13 @@ async def wait_tree(c: Any, root: str) -> dict[str, Any]:
             continue
         # the agents of a wait are those that existed when it began: check again over all of them now
         out = await call(c, "wait_for_agents", timeout_s=0)
-        if out["done"] and {r["name"] for r in out["agents"]} >= {root}:
+        if out["done"] and {r["name"] for r in out["finished"]} >= {root}:
             return out
     raise AssertionError(f"the tree did not finish in {TREE_DEADLINE_S:g} s: {status_summary(out)}")
 
 
 def status_summary(out: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    return [(r["name"], r["status"], r["turn_status"]) for r in out.get("agents", [])]
+    return [(r["name"], r["status"], r.get("result")) for r in out.get("finished", [])]
 
 
 async def result_of(c: Any, agent: str) -> str:
@@ -66,14 +66,14 @@ async def test_depth_is_bounded(project: Path, fleet_env: dict[str, str]) -> Non
     async with fleet(project, fleet_env) as c:
         await call(c, "create_agent", name="chain", template="delegator", prompt="fanout=1 levels=4")
         out = await wait_tree(c, "chain")
-        names = sorted(r["name"] for r in out["agents"])
+        names = sorted(r["name"] for r in out["finished"])
         assert names == ["chain", "chain.0"], (status_summary(out), await result_of(c, "chain"))
         root_id = (await call(c, "get_agent_status", agents=["chain"]))["agents"][0]
         child = await result_of(c, "chain.0")
         assert "depth 2 root ag_" in child and "delegation depth limit" in child, child
         assert "AGENT_FLEET_MAX_DEPTH is 2" in child
         assert "depth 1 root ag_" in await result_of(c, "chain")
-        assert all(r["turn_status"] == "succeeded" for r in out["agents"]), (status_summary(out), root_id)
+        assert all(r["status"] == "succeeded" for r in out["finished"]), (status_summary(out), root_id)
 
 
 async def test_tree_size_is_bounded(project: Path, fleet_env: dict[str, str]) -> None:
@@ -81,8 +81,8 @@ async def test_tree_size_is_bounded(project: Path, fleet_env: dict[str, str]) ->
     async with fleet(project, fleet_env, AGENT_FLEET_MAX_DEPTH="5", AGENT_FLEET_MAX_TREE_AGENTS="4") as c:
         await call(c, "create_agent", name="tree", template="delegator", prompt="fanout=2 levels=2")
         out = await wait_tree(c, "tree")
-        assert len(out["agents"]) == 4, status_summary(out)
-        outputs = [await result_of(c, r["name"]) for r in out["agents"]]
+        assert len(out["finished"]) == 4, status_summary(out)
+        outputs = [await result_of(c, r["name"]) for r in out["finished"]]
         refusals = [line for text in outputs for line in text.splitlines() if line.startswith("refused:")]
         assert len(refusals) == 3, outputs  # 7 wanted, 4 allowed
         assert all("AGENT_FLEET_MAX_TREE_AGENTS (4)" in r for r in refusals), refusals
@@ -93,8 +93,8 @@ async def test_waiting_parents_do_not_deadlock_the_cap(project: Path, fleet_env:
     async with fleet(project, fleet_env, AGENT_FLEET_MAX_CONCURRENT="2", AGENT_FLEET_MAX_DEPTH="3") as c:
         await call(c, "create_agent", name="t", template="delegator", prompt="fanout=2 levels=2")
         out = await wait_tree(c, "t")
-        assert len(out["agents"]) == 7, status_summary(out)
-        assert all(r["turn_status"] == "succeeded" for r in out["agents"]), status_summary(out)
+        assert len(out["finished"]) == 7, status_summary(out)
+        assert all(r["status"] == "succeeded" for r in out["finished"]), status_summary(out)
         assert "children done: 2" in await result_of(c, "t")
         # with nothing of the tree running, an unrelated agent is back under the plain cap
         await call(c, "create_agent", name="after", template="echo", prompt="hi")

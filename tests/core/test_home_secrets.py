@@ -46,7 +46,7 @@ async def test_a_command_agent_cannot_read_the_token_nor_write_the_trust_file(cl
     trust_before = trust_file(home).read_bytes()
     await call(client, "create_agent", name="x", template="home-attack", prompt=str(home))
     out = await wait_all(client, ["x"])
-    assert out["agents"][0]["turn_status"] == "succeeded", out
+    assert out["finished"][0]["status"] == "succeeded", out
     text = (await call(client, "get_agent_output", agent="x", mode="tail"))["text"]
     assert_refused(text, home, token, trust_before)
 
@@ -70,7 +70,7 @@ async def test_a_worker_bash_command_cannot_either(
             async with Client(build_server(settings)) as c:
                 await call(c, "create_agent", name="w", runner="anthropic", permission="readwrite", prompt="go")
                 out = await wait_all(c, ["w"])
-                assert out["agents"][0]["turn_status"] == "succeeded", out
+                assert out["finished"][0]["status"] == "succeeded", out
             srv.assert_complete()
             text = str(srv.message_requests[1].body["messages"][-1]["content"][0]["content"])
     finally:

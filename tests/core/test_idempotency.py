@@ -83,7 +83,15 @@ async def test_across_two_servers(fleet_env: dict[str, str], project: Path) -> N
             [(srv, {"name": f"k{i}-{tag}", "template": "echo", "idempotency_key": f"k{i}"}) for i in range(KEYS)
              for srv, tag in ((a, "a"), (b, "b"))]
         )  # fmt: skip
-        names = [r["name"] for r in (await call(a, "get_agent_status"))["agents"]]
+        first = await call(a, "get_agent_status")  # bounded: what it leaves out is counted and pageable
+        assert first["fleet"]["agents"] == 2 * KEYS
+        assert len(first["agents"]) + sum(first.get("not_shown", {}).values()) == 2 * KEYS, first
+        names: list[str] = []
+        cursor = first.get("next_cursor")
+        while cursor:
+            page = await call(a, "get_agent_status", cursor=cursor, limit=25)
+            names += [r["name"] for r in page["agents"]]
+            cursor = page.get("next_cursor")
         assert len(names) == 2 * KEYS, names
         for i in range(KEYS):
             assert sum(n in (f"k{i}-a", f"k{i}-b") for n in names) == 1, (i, names)

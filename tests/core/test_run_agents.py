@@ -39,8 +39,8 @@ async def test_parallel_start_and_batch_wait(client: Any) -> None:
     assert [r["status"] for r in out["batch"]["runs"]] == ["running"] * 3
     batch_id = out["batch"]["batch"]
     waited = await call(client, "wait_for_agents", batch=batch_id, timeout_s=30)
-    assert waited["done"] is True and sorted(waited["finished"]) == ["s0", "s1", "s2"]
     view = waited["batch"]
+    assert waited["done"] is True and [r["status"] for r in view["runs"]] == ["succeeded"] * 3
     assert view["status"] == "succeeded"
     # three 1.5 s runs in parallel: the wall time is well under their sum
     assert view["sum_run_s"] >= 4.0 and view["wall_s"] < view["sum_run_s"]
@@ -59,7 +59,7 @@ async def test_failed_dependency_fails_dependents(client: Any) -> None:
     assert by["bad"]["status"] == "failed" and "exited with code 3" in by["bad"]["reason"]
     assert by["next"]["status"] == "failed" and "dependency 'bad' failed" in by["next"]["reason"]
     assert by["last"]["status"] == "failed" and "dependency 'next' failed" in by["last"]["reason"]
-    assert by["next"]["agent"] is None  # never started
+    assert "agent" not in by["next"]  # never started
     assert by["free"]["status"] == "succeeded"
     assert out["batch"]["status"] == "failed"
 

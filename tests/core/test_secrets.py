@@ -34,7 +34,7 @@ async def test_command_agent_finds_no_key(fleet_env: dict[str, str], project: Pa
     async with stdio_client(env, project) as c:
         await call(c, "create_agent", name="snoop", template="snoop", prompt=token)
         out = await wait_all(c, ["snoop"])
-        assert out["agents"][0]["turn_status"] == "succeeded", out
+        assert out["finished"][0]["status"] == "succeeded", out
         text = (await call(c, "get_agent_output", agent="snoop"))["text"]
     assert text.splitlines()[-1] == "found 0", text
 
@@ -49,7 +49,7 @@ async def test_worker_bash_command_finds_no_key(fleet_env: dict[str, str], proje
             async with stdio_client(env, project) as c:
                 await call(c, "create_agent", name="w", runner="anthropic", permission="readwrite", prompt="look")
                 out = await wait_all(c, ["w"], timeout_s=40)
-                assert out["agents"][0]["turn_status"] == "succeeded", out
+                assert out["finished"][0]["status"] == "succeeded", out
         finally:
             forkserver.stop(home)
         srv.assert_complete()

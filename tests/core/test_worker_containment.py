@@ -73,7 +73,7 @@ async def test_bash_background_jobs_end_with_the_call(worker_env: dict[str, str]
                                                "prompt": "go"})  # fmt: skip
             res = await c.call_tool("wait_for_agents", {"agents": ["w"], "timeout_s": 40})
             assert res.structured_content is not None
-            assert res.structured_content["agents"][0]["turn_status"] == "succeeded", res.structured_content
+            assert res.structured_content["finished"][0]["status"] == "succeeded", res.structured_content
         srv.assert_complete()
         second = srv.message_requests[2].body["messages"][-1]["content"][0]["content"]
     assert wait_until_none(marker) == []

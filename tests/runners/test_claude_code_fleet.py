@@ -49,10 +49,10 @@ async def test_claude_code_agent_two_turns(tmp_path: Path, project: Path, fleet_
                 "name": "cc", "runner": "claude-code", "model": "claude-sonnet-4-5", "max_turns": 8,
                 "prompt": "What does notes.md say about the code word?",
             }))  # fmt: skip
-            assert created["agent"]["runner"] == "claude-code"
+            assert created["agent"]["name"] == "cc"
             done = ok(await c.call_tool("wait_for_agents", {"agents": ["cc"], "timeout_s": 45}))
             assert done["done"], done
-            row = done["agents"][0]
+            row = ok(await c.call_tool("get_agent_status", {"agents": ["cc"]}))["agents"][0]
             assert row["turn_status"] == "succeeded", row
             assert row["tool_calls"] >= 2 and row["reads"] >= 1
             assert row["cost_usd"] is not None and row["cost_usd"] > 0
@@ -63,7 +63,7 @@ async def test_claude_code_agent_two_turns(tmp_path: Path, project: Path, fleet_
 
             ok(await c.call_tool("command_agent", {"agent": "cc", "prompt": "Which files did you read?"}))
             done = ok(await c.call_tool("wait_for_agents", {"agents": ["cc"], "timeout_s": 45}))
-            row = done["agents"][0]
+            row = ok(await c.call_tool("get_agent_status", {"agents": ["cc"]}))["agents"][0]
             assert row["turn"] == 2 and row["turn_status"] == "succeeded", row
             # --resume: the second turn's first request carries the first turn's conversation
             later = srv.message_requests[n_requests:]

@@ -81,7 +81,7 @@ async def test_write_only_agent_cannot_plant_a_command_definition(
             async with Client(build_server(settings)) as c:
                 await call(c, "create_agent", name="w", template="writer", prompt="take notes")
                 done = await call(c, "wait_for_agents", agents=["w"], timeout_s=45)
-                assert done["agents"][0]["turn_status"] == "succeeded", done
+                assert done["finished"][0]["status"] == "succeeded", done
                 assert (project / "agents" / "scout.md").is_file()  # the plant is in place
 
                 out = await call(c, "run_agents", runs=[{"agent": "scout", "input": "find the config"}], wait_s=40)

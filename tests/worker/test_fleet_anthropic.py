@@ -37,8 +37,8 @@ async def test_anthropic_agent_reads_edits_and_continues(
                     "prompt": 'replace "hello" with "bonjour" in app.py',
                 }))  # fmt: skip
                 done = ok(await c.call_tool("wait_for_agents", {"agents": ["w"], "timeout_s": 45}))
-                row = done["agents"][0]
-                assert row["turn_status"] == "succeeded", row
+                assert done["finished"][0]["status"] == "succeeded", done
+                row = ok(await c.call_tool("get_agent_status", {"agents": ["w"]}))["agents"][0]
                 assert row["cost_usd"] is not None and row["cost_usd"] > 0 and row["context_pct"] is not None
                 assert row["reads"] >= 1 and row["writes"] == 1
                 assert (project / "app.py").read_text() == 'GREETING = "bonjour"\n'
@@ -49,7 +49,7 @@ async def test_anthropic_agent_reads_edits_and_continues(
 
                 ok(await c.call_tool("command_agent", {"agent": "w", "prompt": "What did you change?"}))
                 done = ok(await c.call_tool("wait_for_agents", {"agents": ["w"], "timeout_s": 45}))
-                assert done["agents"][0]["turn"] == 2 and done["agents"][0]["turn_status"] == "succeeded"
+                assert done["finished"][0]["turn"] == 2 and done["finished"][0]["status"] == "succeeded"
                 follow_up = srv.message_requests[first_requests].body["messages"]
                 assert 'replace "hello" with "bonjour" in app.py' in str(follow_up[0]["content"])  # history kept
                 ok(await c.call_tool("delete_agent", {"agents": "all"}))

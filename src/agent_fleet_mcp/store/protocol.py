@@ -81,6 +81,13 @@ class Store(Protocol):
         changed (``updated_at``) first. Its cost must not grow with the fleet (an index on status and time)."""
         ...
 
+    async def page_agents(
+        self, *, statuses: Sequence[AgentStatus], after: tuple[float, str] | None, limit: int
+    ) -> list[AgentRow]:
+        """At most ``limit`` agents with one of ``statuses``, in creation order (``created_at``, then id), starting
+        after the agent whose (created_at, id) is ``after``: a stable order to page through, however agents change."""
+        ...
+
     async def fleet_totals(self) -> FleetTotals:
         """The live fleet summed: agents by status, queued turns, tokens, and cost (see ``FleetTotals``)."""
         ...

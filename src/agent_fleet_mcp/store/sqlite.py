@@ -133,6 +133,18 @@ class SqliteStore(SqliteUsageAndBatches):
             )
         return [AgentRow.from_row(r) for r in rows]
 
+    async def page_agents(
+        self, *, statuses: Sequence[AgentStatus], after: tuple[float, str] | None, limit: int
+    ) -> list[AgentRow]:
+        marks = ",".join("?" * len(statuses))
+        created, aid = after or (-1.0, "")
+        rows = await self._all(
+            f"SELECT * FROM agents WHERE status IN ({marks}) AND (created_at, id) > (?, ?) ORDER BY created_at, id"
+            " LIMIT ?",
+            (*statuses, created, aid, limit),
+        )
+        return [AgentRow.from_row(r) for r in rows]
+
     async def fleet_totals(self) -> FleetTotals:
         """The live fleet summed in one aggregate read (see ``FleetTotals``), reused while the database is unchanged
         (no commit on this connection, the same ``PRAGMA data_version`` for the others'): a status poll of a quiet
