@@ -13,8 +13,10 @@ base is the agent's base) before it writes a byte to the user's checkout. The me
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Literal
 import anyio
 import structlog
 
+from . import worktree_git
 from .errors import Conflict, InvalidRequest
-from .worktree_git import GitFailed, git_dir, numstat, rev, run, snapshot, tree_of
+from .worktree_git import SCANNED, GitFailed, forget, git_dir, numstat, rev, run, snapshot, tree_of, worktree_admin
 
 __all__ = [
     "Changes", "GitFailed", "MergeResult", "Workspace", "changes", "commit_turn", "create", "diff", "ensure",
@@ -35,6 +38,7 @@ log = structlog.get_logger("agent_fleet.worktrees")
 
 BRANCH_PREFIX = "fleet/"
 MESSAGE_MAX = 72
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
     repository without commits). ``start_from`` a branch or sha (chained runs): the base is that commit. A branch of
     that name left over from an earlier agent of the same name is refused (``Conflict``)."""
     what = f"creating a worktree for agent {agent_name!r}"
+    if not _ID.match(agent_id):
+        raise InvalidRequest(f"{what}: agent id {agent_id!r} cannot name a folder (letters, digits, '_', '-', '.')")
     top = await repo_top(cwd)
     if top is None:
         raise InvalidRequest(
@@ -129,11 +135,30 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
     if await anyio.to_thread.run_sync(_occupied, path):
         raise Conflict(f"{what}: {path} already exists; run `agent-fleet doctor --repair` to prune stale worktrees")
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-    await run(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=top, name=agent_name, what=what)
+    await _add(top, ["-b", branch, str(path), base], branch=branch, base=base, path=path, name=agent_name, what=what)
     ws = Workspace(repo=top, path=str(path), branch=branch, base=base, rel=rel)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)  # an empty folder has no place in git: make it
     log.info("worktree_created", repo=top, path=ws.path, branch=branch, base=base)
     return ws
+
+
+async def _add(repo: str, args: list[str], *, branch: str | None, base: str, path: Path, name: str, what: str) -> None:
+    """``git worktree add``, tried again while another process's worktree entry is half-written (git fails reading
+    it: ``failed to read .git/worktrees/<x>/commondir``), after undoing what the failed try made (its new branch,
+    its folder)."""
+    deadline = time.monotonic() + worktree_git.LOCK_RETRY_S
+    while True:
+        try:
+            await run(["worktree", "add", "--quiet", *args], cwd=repo, name=name, what=what)
+            return
+        except GitFailed as e:
+            if not SCANNED.search(e.stderr) or time.monotonic() > deadline:
+                raise
+        if branch is not None and await rev(repo, f"refs/heads/{branch}") == base:
+            await run(["update-ref", "-d", f"refs/heads/{branch}", base], cwd=repo, what=what)
+        if await anyio.Path(path, ".git").exists() or await anyio.Path(path).exists():
+            await _drop_worktree(repo, path, what=what)
+        await anyio.sleep(0.05)
 
 
 async def _base_commit(top: str, agent_name: str, *, what: str) -> str:
@@ -154,30 +179,46 @@ async def ensure(ws: Workspace) -> bool:
     registered), False when it is present and registered. The agent's uncommitted files in a dir that lost its
     registration are kept."""
     what = f"re-attaching the worktree of {ws.branch}"
-    if await _registered(ws):
+    if await is_registered(ws):
         return False
-    await run(["worktree", "prune"], cwd=ws.repo, what=what)
+    await anyio.to_thread.run_sync(forget, ws.repo, ws.path)
     path = Path(ws.path)
     tip = await rev(ws.repo, f"refs/heads/{ws.branch}")
     if await anyio.to_thread.run_sync(_occupied, path):
         await _reregister(ws, tip, what=what)
     else:
-        if tip is None:
-            args = ["worktree", "add", "--quiet", "-b", ws.branch, ws.path, ws.base]
-        else:
-            args = ["worktree", "add", "--quiet", ws.path, ws.branch]
-        await run(args, cwd=ws.repo, name=_agent_name(ws), what=what)
+        args = ["-b", ws.branch, ws.path, ws.base] if tip is None else [ws.path, ws.branch]
+        new = ws.branch if tip is None else None
+        await _add(ws.repo, args, branch=new, base=ws.base, path=path, name=_agent_name(ws), what=what)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)
     log.info("worktree_reattached", path=ws.path, branch=ws.branch)
     return True
 
 
-async def _registered(ws: Workspace) -> bool:
-    if not await anyio.Path(ws.path, ".git").is_file():
-        return False
-    out = await run(["rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"], cwd=ws.path, ok=range(256))
-    lines = out.text.splitlines()
-    return out.rc == 0 and len(lines) == 2 and await _real(lines[0]) == await _real(ws.path)
+async def is_registered(ws: Workspace) -> bool:
+    """Is the worktree dir there and registered in its repository? Raises ``Conflict`` when it is registered but its
+    ``.git`` link file no longer points to its registration (changed from inside the worktree)."""
+    return await admin(ws) is not None
+
+
+async def admin(ws: Workspace) -> Path | None:
+    """The worktree's git dir as the repository registered it (None: not registered). Every git call inside a
+    worktree names it explicitly (``--git-dir``), so a ``.git`` file an agent rewrote cannot aim our commits at the
+    user's checkout or another agent's; a changed link is refused outright."""
+    found, intact = await anyio.to_thread.run_sync(worktree_admin, ws.path, ws.repo)
+    if found is not None and not intact:
+        raise Conflict(
+            f"the worktree {ws.path} no longer links to its registration in {ws.repo} (its .git file was changed "
+            f"from inside it): not running git there. Restore it with `git worktree repair {ws.path}` in {ws.repo}"
+        )
+    return found
+
+
+async def _must_admin(ws: Workspace, what: str) -> Path:
+    found = await admin(ws)
+    if found is None:
+        raise Conflict(f"{what}: the worktree {ws.path} is missing or not registered; re-attach it (ensure) first")
+    return found
 
 
 async def _reregister(ws: Workspace, tip: str | None, *, what: str) -> None:
@@ -193,39 +234,48 @@ async def _reregister(ws: Workspace, tip: str | None, *, what: str) -> None:
     await anyio.Path(spare, ".git").replace(dot)
     await anyio.to_thread.run_sync(_delete, spare)
     await run(["worktree", "repair", ws.path], cwd=ws.repo, what=what)
-    await run(["reset", "--quiet", "--mixed"], cwd=ws.path, what=what)
+    await run(["reset", "--quiet", "--mixed"], cwd=ws.path, gitdir=await _must_admin(ws, what), what=what)
 
 
 async def commit_turn(ws: Workspace, message: str) -> str | None:
     """Commit everything in the worktree (``add -A``) on its branch; the commit's sha, or None when nothing changed.
-    The message is the first line of ``message`` (clipped)."""
+    The message is the first line of ``message`` (clipped). The commit goes on ``refs/heads/<branch>`` by name
+    (compare-and-swap), whatever the worktree's HEAD was switched to: never on another branch."""
     what = f"committing the turn of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "") or "agent turn"
     if len(first) > MESSAGE_MAX:
         first = first[: MESSAGE_MAX - 1] + "…"
-    await run(["add", "-A", "--", "."], cwd=ws.path, what=what)
-    staged = await run(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd=ws.path, ok=(0, 1), what=what)
-    if staged.rc == 0:
+    ref = f"refs/heads/{ws.branch}"
+    await run(["add", "-A", "--", "."], cwd=ws.path, gitdir=gitdir, what=what)
+    tree = (await run(["write-tree"], cwd=ws.path, gitdir=gitdir, what=what)).text
+    tip = await rev(ws.repo, ref)
+    parent = tip or ws.base
+    if (await run(["rev-parse", f"{parent}^{{tree}}"], cwd=ws.repo, what=what)).text == tree:
         return None
-    await run(["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", first], cwd=ws.path,
-               name=_agent_name(ws), what=what)  # fmt: skip
-    return (await run(["rev-parse", "HEAD"], cwd=ws.path, what=what)).text
+    sha = (await run(["commit-tree", tree, "-p", parent, "-m", first], cwd=ws.repo, name=_agent_name(ws),
+                     what=what)).text  # fmt: skip
+    await run(["update-ref", "-m", f"agent-fleet: {first}", ref, sha, tip or ""], cwd=ws.repo, what=what)
+    return sha
 
 
 async def changes(ws: Workspace) -> Changes:
     """base .. the worktree's working state (uncommitted work included), in two git calls."""
+    what = f"reading the changes of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await snapshot(ws.path, tmp, what=f"reading the changes of {ws.branch}")
-        return Changes(*await numstat(ws.path, ["--cached", ws.base], index=index))
+        index = await snapshot(ws.path, tmp, what=what, gitdir=gitdir)
+        return Changes(*await numstat(ws.path, ["--cached", ws.base], index=index, gitdir=gitdir))
 
 
 async def diff(ws: Workspace) -> str:
     """Unified diff base .. the worktree's working state (plain text, no colour)."""
     what = f"reading the diff of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await snapshot(ws.path, tmp, what=what)
+        index = await snapshot(ws.path, tmp, what=what, gitdir=gitdir)
         out = await run(["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", ws.base],
-                         cwd=ws.path, index=index, what=what)  # fmt: skip
+                        cwd=ws.path, index=index, gitdir=gitdir, what=what)  # fmt: skip
     return out.out.decode("utf-8", "replace")
 
 
@@ -259,9 +309,16 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     what = f"removing the worktree of {ws.branch}"
     keep = False
     if not delete_branch:
-        if await _registered(ws):
+        try:
+            registered = await is_registered(ws)
+        except Conflict:  # its .git link was changed from inside: commit nothing from it
+            registered = False
+        if registered:
             await commit_turn(ws, "uncommitted work when the agent was deleted")
-        keep = await rev(ws.repo, f"refs/heads/{ws.branch}") is not None and not await is_merged(ws)
+        if await rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
+            from .worktree_merge import merged_already
+
+            keep = not await merged_already(ws, use_worktree=registered)
     await _drop_worktree(ws.repo, Path(ws.path), what=what)
     if not keep and await rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
         await run(["branch", "-D", "--", ws.branch], cwd=ws.repo, what=what)
@@ -277,8 +334,7 @@ async def _drop_worktree(repo: str, path: Path, *, what: str) -> None:
     if await anyio.Path(path, ".git").is_file() and not await anyio.Path(path).is_symlink():
         await run(["worktree", "remove", "--force", "--force", str(path)], cwd=repo, ok=range(256), what=what)
     await anyio.to_thread.run_sync(_delete, path)
-    if await anyio.Path(repo).is_dir():
-        await run(["worktree", "prune"], cwd=repo, what=what)
+    await anyio.to_thread.run_sync(forget, repo, path)
 
 
 async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
@@ -287,6 +343,7 @@ async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
     work). Never touches a live agent's worktree."""
     live = set(live_agent_ids)
     removed: list[str] = []
+    repos: set[str] = set()
     for d in await anyio.to_thread.run_sync(_entries, Path(home) / "worktrees"):
         if d.name in live or d.name.removesuffix(".reattach") in live:
             continue
@@ -297,7 +354,11 @@ async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
         else:
             await anyio.to_thread.run_sync(_delete, d)
         removed.append(str(d))
+        if repo:
+            repos.add(repo)
         log.info("worktree_pruned", path=str(d), repo=repo)
+    for repo in sorted(repos):  # entries of worktree folders deleted by hand before
+        await anyio.to_thread.run_sync(lambda r=repo: forget(r, Path(home) / "worktrees", under=True))
     return removed
 
 
