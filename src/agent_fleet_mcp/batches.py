@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -25,6 +26,7 @@ import structlog
 from agent_fleet_mcp.catalog import Catalog
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest
 from agent_fleet_mcp.inputs import quote
+from agent_fleet_mcp.spec import ISOLATIONS
 from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, RunRow, RunSpec
 from agent_fleet_mcp.store.protocol import Store
 
@@ -43,6 +45,7 @@ class RunRequest:
     id: str | None = None
     depends_on: tuple[str, ...] = ()
     cwd: str | None = None
+    isolation: str | None = None  # worktree | none | None (automatic); see isolation.py
 
 
 def waves(deps: dict[str, list[str]]) -> dict[str, int]:
@@ -99,7 +102,10 @@ class BatchHost(Protocol):
 
     def check_depth(self) -> None: ...
 
-    async def create_agent(self, *, name: str, template: str, prompt: str, cwd: str, batch_id: str) -> Created: ...
+    async def create_agent(
+        self, *, name: str, template: str, prompt: str, cwd: str, batch_id: str, isolation: str | None = None,
+        start_from: str | None = None,
+    ) -> Created: ...  # fmt: skip
 
 
 class BatchEngine:
@@ -145,7 +151,7 @@ class BatchEngine:
             raise InvalidRequest(f"depends_on has a cycle: {' -> '.join(cycle)}; runs must form a DAG")
         return [
             RunSpec(run_id=rid, template=r.template, input=r.input, depends_on=deps[rid],
-                    cwd=self.host.validate_cwd(r.cwd))
+                    cwd=self.host.validate_cwd(r.cwd), isolation=_isolation(rid, r.isolation))
             for rid, r in zip(ids, runs, strict=True)
         ]  # fmt: skip
 
@@ -160,7 +166,8 @@ class BatchEngine:
         rows = self.validate(runs)
         if budget_usd is not None and not (0 < budget_usd < float("inf")):
             raise InvalidRequest(f"budget_usd must be a number greater than 0, got {budget_usd!r}")
-        plain = [asdict(r) for r in rows]  # the same JSON as before RunSpec existed: stored hashes stay valid
+        # the same JSON as before RunSpec existed (isolation only when asked for): stored hashes stay valid
+        plain = [{k: v for k, v in asdict(r).items() if k != "isolation" or v is not None} for r in rows]
         hashed: object = plain if budget_usd is None else {"runs": plain, "budget_usd": budget_usd}
         request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:32]
         if idempotency_key is not None:
@@ -234,14 +241,34 @@ class BatchEngine:
             results[d] = cap_result((turn.result_text if turn else None) or "", dep)
         prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
         name = f"{run.run_id}-{batch_id[2:]}"
+        start_from = await self._chained_branch(run, by_id)
         try:
             created = await self.host.create_agent(
-                name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id
-            )
+                name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id,
+                isolation=run.isolation, start_from=start_from,
+            )  # fmt: skip
         except FleetError as exc:
             await store.finish_run(batch_id, run.run_id, status="failed", reason=str(exc))
             return
         await store.start_run(batch_id, run.run_id, agent_id=created.agent.id)
+
+    async def _chained_branch(self, run: RunRow, by_id: dict[str, RunRow]) -> str | None:
+        """The branch a run's worktree starts from: that of its first dependency that worked in a worktree of the
+        same repository (its edits carry on), else None (the checkout as it is). Ignored when the run's agent gets
+        no worktree (a readonly one)."""
+        for d in run.depends_on:
+            agent_id = by_id[d].agent_id
+            dep = await self.store.get_agent(agent_id, include_deleted=True) if agent_id else None
+            if dep is not None and dep.workspace is not None and Path(run.cwd).is_relative_to(dep.workspace.repo):
+                return dep.workspace.branch
+        return None
+
+
+def _isolation(run_id: str, value: str | None) -> str | None:
+    if value is not None and value not in ISOLATIONS:
+        raise InvalidRequest(f"run {run_id!r}: isolation must be one of {', '.join(ISOLATIONS)} (or left out), got "
+                             f"{value!r}")  # fmt: skip
+    return value
 
 
 def cap_result(text: str, dep: RunRow) -> str:

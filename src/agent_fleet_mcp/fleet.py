@@ -22,6 +22,7 @@ import structlog
 
 from agent_fleet_mcp import budgets, deprecation
 from agent_fleet_mcp import catalog as catalog_mod
+from agent_fleet_mcp import isolation as iso
 from agent_fleet_mcp.batches import BatchEngine
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached
@@ -46,6 +47,13 @@ ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Deleted:
+    agent: AgentRow
+    stopped_turns: int
+    worktree: iso.Removed | None  # what became of its worktree and branch (None: it had none)
+
+
+@dataclass(frozen=True)
 class CreateResult:
     agent: AgentRow
     created: bool
@@ -54,7 +62,10 @@ class CreateResult:
 
 
 def spec_fingerprint(spec: AgentSpec, cwd: str, prompt: str | None) -> str:
-    payload = json.dumps({"spec": spec.model_dump(mode="json"), "cwd": cwd, "prompt": prompt}, sort_keys=True)
+    dumped = spec.model_dump(mode="json")
+    if dumped.get("isolation") is None:  # automatic: the fingerprint of an agent made before the field existed
+        dumped.pop("isolation", None)
+    payload = json.dumps({"spec": dumped, "cwd": cwd, "prompt": prompt}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -132,6 +143,7 @@ class Fleet:
         timeout_s: float | None,
         cwd: str,
         max_tokens: int | None = None,
+        isolation: str | None = None,
     ) -> AgentSpec:
         if template:
             base = self.catalog().get(template).spec
@@ -148,7 +160,7 @@ class Fleet:
         for key, value in (
             ("runner", runner), ("model", model), ("system_prompt", system_prompt), ("permission", permission),
             ("max_turns", max_turns), ("max_cost_usd", max_cost_usd), ("timeout_s", timeout_s),
-            ("max_tokens", max_tokens),
+            ("max_tokens", max_tokens), ("isolation", isolation),
         ):  # fmt: skip
             if value is not None:
                 overrides[key] = value
@@ -224,7 +236,11 @@ class Fleet:
         idempotency_key: str | None = None,
         max_tokens: int | None = None,
         batch_id: str | None = None,
+        isolation: str | None = None,
+        start_from: str | None = None,
     ) -> CreateResult:
+        """``isolation``: ``worktree`` | ``none`` | None (automatic, see ``isolation.py``). ``start_from``: the
+        branch or commit a worktree starts from (chained run_agents runs) instead of the checkout's current state."""
         self.validate_name(name)
         if prompt is not None:
             self.validate_prompt(prompt)
@@ -232,25 +248,46 @@ class Fleet:
         spec = self.resolve_spec(
             template=template, runner=runner, model=model, system_prompt=system_prompt, permission=permission,
             max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd, max_tokens=max_tokens,
+            isolation=isolation,
         )  # fmt: skip
         warnings, fingerprint = self.model_warnings(spec), spec_fingerprint(spec, real_cwd, prompt)
         found = await self._existing(name, idempotency_key, fingerprint, warnings)
         if found is not None:
             return found
+        decision = await iso.decide(spec, real_cwd)
+        warnings += (decision.note,) if decision.note else ()
         await self._admit(spec, batch_id, with_turn=prompt is not None)
         agent_id = "ag_" + uuid.uuid4().hex[:10]
         s = self.settings
+        ws = None
+        if decision.worktree:
+            try:
+                ws = await iso.create(
+                    home=s.home, cwd=real_cwd, agent_id=agent_id, agent_name=name, start_from=start_from
+                )
+            except Conflict:  # its branch exists: a concurrent create of the same agent may have made it
+                found = await self._existing(name, idempotency_key, fingerprint, warnings)
+                if found is not None:
+                    return found
+                raise
         try:
             agent = await self.store.insert_agent(
-                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=real_cwd,
+                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=ws.cwd if ws else real_cwd,
                 idempotency_key=idempotency_key, parent_id=s.parent_id, root_id=s.root_id, depth=s.depth + 1,
-                batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None,
+                batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None, workspace=ws,
             )  # fmt: skip
         except AlreadyExists:  # another call (maybe another server) created it a moment ago
+            if ws is not None:
+                await iso.discard(ws)
             found = await self._existing(name, idempotency_key, fingerprint, warnings)
             if found is not None:
                 return found
             raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
+        except BaseException:
+            if ws is not None:
+                with anyio.CancelScope(shield=True):
+                    await iso.discard(ws)
+            raise
         await anyio.to_thread.run_sync(lambda: private_dirs(self.agent_dir(agent_id) / "turns"))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None if prompt is None else await self._enqueue(agent, prompt)
@@ -374,7 +411,14 @@ class Fleet:
 
     # -- delete ----------------------------------------------------------------------------------------------
     async def delete_agents(self, refs: Sequence[str] | str, *, purge: bool = False) -> list[tuple[AgentRow, int]]:
-        """Stop the agents' processes (whole process groups, in parallel) and retire them."""
+        """Stop the agents' processes (whole process groups, in parallel) and retire them: (agent, stopped turns)
+        each. ``delete`` says what became of their worktrees too."""
+        return [(d.agent, d.stopped_turns) for d in await self.delete(refs, purge=purge)]
+
+    async def delete(self, refs: Sequence[str] | str, *, purge: bool = False) -> list[Deleted]:
+        """Stop the agents' processes (whole process groups, in parallel) and retire them. An agent's worktree is
+        removed; its branch is kept only when it holds unmerged work (``Deleted.worktree`` says so), and ``purge``
+        removes it too."""
         if refs == "all" or refs == ["all"]:
             agents = await self.store.list_agents()
         else:
@@ -382,22 +426,25 @@ class Fleet:
             if not names:
                 raise InvalidRequest('name at least one agent, or pass "all"')
             agents = [await self.get_agent(r) for r in names]  # all-or-nothing: unknown names fail first
-        results: list[tuple[AgentRow, int]] = []
+        results: list[Deleted] = []
 
         async def retire(agent: AgentRow) -> None:
             stopped = await self.supervisor.stop_turns(
                 agent, status="cancelled", reason="agent deleted", agent_status="deleted"
             )
             await self.store.mark_deleted(agent.id)
+            removed = await iso.remove(await self.store.get_agent(agent.id, include_deleted=True) or agent,
+                                       purge=purge)  # fmt: skip
             if purge:
                 await self.store.purge_agent(agent.id)
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.agent_dir(agent.id), ignore_errors=True))
-            results.append((agent, stopped))
-            log.info("agent_deleted", agent=agent.name, agent_id=agent.id, stopped_turns=stopped, purge=purge)
+            results.append(Deleted(agent, stopped, removed))
+            log.info("agent_deleted", agent=agent.name, agent_id=agent.id, stopped_turns=stopped, purge=purge,
+                     branch_kept=removed.branch_kept if removed else None)  # fmt: skip
 
         async with anyio.create_task_group() as tg:
             for agent in agents:
                 tg.start_soon(retire, agent)
         self.notify()
         await self.dispatch()
-        return sorted(results, key=lambda r: r[0].created_at)
+        return sorted(results, key=lambda r: r.agent.created_at)
