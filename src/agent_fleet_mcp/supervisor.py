@@ -185,8 +185,9 @@ class Supervisor:
     async def _ticker(self) -> None:
         """Periodic pass for what other processes sharing the home may have changed."""
         while True:
+            mark = self._changed
             with anyio.move_on_after(TICK_S):
-                await self._changed.wait()
+                await mark.wait()
             try:
                 if self.supervises:
                     await self._adopt_running()
@@ -200,10 +201,16 @@ class Supervisor:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def changed(self, within_s: float) -> None:
-        """Return when something changed in this process, or after ``within_s`` (other processes are polled)."""
+    def change_mark(self) -> anyio.Event:
+        """Take before looking at the state; ``changed(since=mark)`` then also returns for a change made while
+        looking (one that a plain ``changed`` afterwards would miss, sleeping a whole poll)."""
+        return self._changed
+
+    async def changed(self, within_s: float, *, since: anyio.Event | None = None) -> None:
+        """Return when something changed in this process (since ``since``, a ``change_mark``), or after
+        ``within_s`` (other processes are polled)."""
         with anyio.move_on_after(within_s):
-            await self._changed.wait()
+            await (since or self._changed).wait()
 
     # -- paths -----------------------------------------------------------------------------------------------
     def agent_dir(self, agent_id: str) -> Path:
@@ -431,6 +438,7 @@ class Supervisor:
         )  # fmt: skip
         if closed:
             log.info("turn_finished", agent=f.agent.name, turn=f.turn.n, status=status, reason=reason, exit_code=code)
+            self.notify()  # waiters see it now, not after the next dispatch
         await self.dispatch()
 
     # -- stopping --------------------------------------------------------------------------------------------

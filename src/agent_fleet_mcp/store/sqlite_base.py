@@ -128,6 +128,12 @@ class SqliteConnection:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def change_stamp(self) -> tuple[int, int]:
+        """A value that differs whenever the database did change: ``PRAGMA data_version`` (other connections'
+        commits) and this connection's count of changed rows (a write transaction that changed nothing leaves it)."""
+        version = await self._one("PRAGMA data_version")
+        return int(version[0]), self.db.total_changes
+
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
