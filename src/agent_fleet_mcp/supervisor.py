@@ -43,9 +43,9 @@ log = structlog.get_logger("agent_fleet.fleet")
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
-SPAWN_CONCURRENCY = 16  # claimed turns a dispatch spawns at once (each in a worker thread)
+SPAWN_CONCURRENCY = 32  # claimed turns a dispatch spawns at once (each in a worker thread; anyio lends 40)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
-CLAIM_BATCH = 16  # queued turns claimed per transaction
+CLAIM_BATCH = 32  # queued turns claimed per transaction
 
 
 class Processes(Protocol):
