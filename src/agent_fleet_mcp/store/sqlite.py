@@ -96,12 +96,12 @@ class SqliteStore(SqliteUsageAndBatches):
 
     async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:
         """By id, or by name among live agents (and the newest deleted one with include_deleted)."""
-        r = await self._one("SELECT * FROM agents WHERE id = ?", (ref,))
-        if r is None:
-            r = await self._one(
-                "SELECT * FROM agents WHERE name = ? AND (status != 'deleted' OR ?) ORDER BY created_at DESC LIMIT 1",
-                (ref, include_deleted),
-            )
+        r = await self._one(  # one read: the id if it is one, else the name (each by its index)
+            "SELECT * FROM agents WHERE id = ?1 UNION ALL SELECT * FROM (SELECT * FROM agents WHERE name = ?1"
+            " AND (status != 'deleted' OR ?2) AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?1)"
+            " ORDER BY created_at DESC LIMIT 1)",
+            (ref, include_deleted),
+        )
         if r is None or (r["status"] == "deleted" and not include_deleted):
             return None
         return AgentRow.from_row(r)

@@ -158,11 +158,8 @@ class SqliteConnection:
             self._commits += 1
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._lock:
-            cur = await self.db.execute(sql, params)
-            rows = await cur.fetchall()
-            await cur.close()
-            return list(rows)
+        async with self._lock:  # one hop to the connection's thread (execute, fetch and close there together)
+            return list(await self.db.execute_fetchall(sql, params))
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = await self._all(sql, params)
