@@ -29,7 +29,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("turn_start 20x3s", "turn_start.py", ["--runs", "20", "--latency", "3", "--repeat", "3"]),
     ("turn_start 200x5s", "turn_start.py", ["--runs", "200", "--latency", "5", "--repeat", "1"]),
     ("queue_cost", "queue_cost.py", ["400"]),
-    ("status_speed", "status_speed.py", ["500", "5000"]),
+    ("status_speed", "status_speed.py", ["--calls", "20", "500", "5000"]),
     ("claude_code_peer", "claude_code_peer.py", ["--turns", "10", "--latency", "1", "--repeat", "2"]),
 ]
 

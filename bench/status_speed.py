@@ -3,6 +3,7 @@
     uv run python bench/status_speed.py [N ...]               # default: 500 5000
     uv run python bench/status_speed.py --validate [N ...]    # also time the Python SDK client's own check
     uv run python bench/status_speed.py --json [N ...]        # [{figure, value, target, ok}] for bench/all.py
+    uv run python bench/status_speed.py --calls 20 [N ...]    # fewer timed calls (default 60)
 
 By default the Python SDK client's re-validation of each result against the tool's output schema (jsonschema, on
 the client side: ~70 ms for 20 rows on a busy 2-core box, more than the server's whole answer) is switched off, so
@@ -135,6 +136,10 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
+    if "--calls" in args:
+        i = args.index("--calls")
+        CALLS = int(args[i + 1])
+        del args[i : i + 2]
     if "--validate" in args:
         args.remove("--validate")
     else:
