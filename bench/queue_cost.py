@@ -1,6 +1,6 @@
 """Cost of a long queue: create_agent latency and an idle server's CPU with many turns queued.
 
-    uv run python bench/queue_cost.py [QUEUED]        # default 400
+    uv run python bench/queue_cost.py [QUEUED] [--json]       # default 400
 
 The real server (`agent-fleet-mcp`, stdio) runs with AGENT_FLEET_MAX_CONCURRENT=1; one agent's turn sleeps and holds
 the only slot. Then: CALLS `create_agent` calls with an (almost) empty queue, the server's CPU % over 10 s while
@@ -11,6 +11,7 @@ through the store (as another server sharing the home would); CALLS more `create
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -57,7 +58,7 @@ async def enqueue(home: Path, n: int) -> None:
             await store.mark_queued_unless_running(a.id)
 
 
-async def main(queued: int) -> None:
+async def main(queued: int, as_json: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trust_files(Path(tmp), sorted((BENCH / "agents").glob("*.md")))  # the bench catalog, trusted as a person would
         env = dict(
@@ -97,10 +98,19 @@ async def main(queued: int) -> None:
             rows.append((f"idle server CPU over {IDLE_S:.0f} s, {CALLS} queued", f"{cpu_empty:.1f} %"))
             rows.append((f"idle server CPU over {IDLE_S:.0f} s, {total} queued", f"{cpu:.1f} %"))
             await c.call_tool("delete_agent", {"agents": "all"})
+    if as_json:
+        print(json.dumps([
+            {"figure": f"create_agent p50, {total} vs {CALLS} queued", "value": round(f50 / e50, 2),
+             "target": "<= 1.5x", "ok": f50 / e50 <= 1.5, "note": f"{f50:.1f} vs {e50:.1f} ms"},
+            {"figure": f"idle server CPU %, {total} queued", "value": round(cpu, 1), "target": "near 0 (<= 2 %)",
+             "ok": cpu <= 2.0},
+        ]))  # fmt: skip
+        return
     print(f"{'figure':<44} value")
     for k, v in rows:
         print(f"{k:<44} {v}")
 
 
 if __name__ == "__main__":
-    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 400)
+    args = [a for a in sys.argv[1:] if a != "--json"]
+    anyio.run(main, int(args[0]) if args else 400, "--json" in sys.argv[1:])

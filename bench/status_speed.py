@@ -2,6 +2,8 @@
 
     uv run python bench/status_speed.py [N ...]               # default: 500 5000
     uv run python bench/status_speed.py --validate [N ...]    # also time the Python SDK client's own check
+    uv run python bench/status_speed.py --json [N ...]        # [{figure, value, target, ok}] for bench/all.py
+    uv run python bench/status_speed.py --calls 20 [N ...]    # fewer timed calls (default 60)
 
 By default the Python SDK client's re-validation of each result against the tool's output schema (jsonschema, on
 the client side: ~70 ms for 20 rows on a busy 2-core box, more than the server's whole answer) is switched off, so
@@ -110,17 +112,39 @@ async def _no_validation(self: ClientSession, name: str, result: Any) -> None:
     return None
 
 
-async def main(ns: list[int]) -> None:
-    print(f"{'N':>6}  {'call':<32} {'p50 ms':>8} {'p95 ms':>8}  result")
+TARGETS_MS = {"get_agent_status(agents=[one])": 5.0, "get_agent_status()": 10.0}
+
+
+async def main(ns: list[int], as_json: bool) -> None:
+    figures: list[dict[str, object]] = []
+    if not as_json:
+        print(f"{'N':>6}  {'call':<32} {'p50 ms':>8} {'p95 ms':>8}  result")
     for n in ns:
         for name, xs, note in await bench(n):
-            print(f"{n:>6}  {name:<32} {statistics.median(xs):8.1f} {pct(xs, 0.95):8.1f}  {note}")
+            p50 = statistics.median(xs)
+            if as_json and name == "MCP ping":  # the floor of a round trip on this machine now: the load's measure
+                figures.append({"figure": f"MCP ping p50 ms, {n:,} agents (floor)", "value": round(p50, 1),
+                                "target": "", "ok": None})  # fmt: skip
+            elif as_json and name in TARGETS_MS:
+                figures.append({"figure": f"{name} p50 ms, {n:,} agents", "value": round(p50, 1),
+                                "target": f"<= {TARGETS_MS[name]:g} ms", "ok": p50 <= TARGETS_MS[name],
+                                **({"note": note} if note else {})})  # fmt: skip
+            elif not as_json:
+                print(f"{n:>6}  {name:<32} {p50:8.1f} {pct(xs, 0.95):8.1f}  {note}")
+    if as_json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if "--calls" in args:
+        i = args.index("--calls")
+        CALLS = int(args[i + 1])
+        del args[i : i + 2]
     if "--validate" in args:
         args.remove("--validate")
     else:
         ClientSession.validate_tool_result = _no_validation  # type: ignore[method-assign]
-    anyio.run(main, [int(a) for a in args] or [500, 5000])
+    anyio.run(main, [int(a) for a in args] or [500, 5000], as_json)

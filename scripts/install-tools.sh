@@ -4,6 +4,7 @@
 #
 #   bash scripts/install-tools.sh            # claude CLI + MCP Inspector (+ node@22 when node < 22.19)
 #   bash scripts/install-tools.sh claude     # only the claude CLI
+#   bash scripts/install-tools.sh peer       # the claude CLI + the peer MCP server bench/claude_code_peer.py compares
 #
 # Afterwards: .tools/node_modules/.bin/claude and .tools/bin/mcp-inspector (runs the inspector on a Node >= 22.19).
 # The runners find .tools/node_modules/.bin on their own (or wherever $AGENT_FLEET_TOOLS_BIN points).
@@ -13,6 +14,7 @@ set -euo pipefail
 # node's version does not matter, ~0.4 s start-up); 2.1.197 (a node script) also works but starts slower.
 CLAUDE_CODE_VERSION=2.1.328
 INSPECTOR_VERSION=2.12.0
+PEER_MCP_VERSION=1.10.12 # @steipete/claude-code-mcp, the peer of bench/claude_code_peer.py (runs the same claude CLI)
 NODE22_VERSION=22.23.3 # only installed when the system node is older than the inspector's minimum
 INSPECTOR_MIN_NODE=22.19.0
 
@@ -54,6 +56,11 @@ ensure @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION"
 "$TOOLS/node_modules/.bin/claude" --version >&2
 
 if [[ "$what" == "claude" ]]; then
+  exit 0
+fi
+
+ensure @steipete/claude-code-mcp "$PEER_MCP_VERSION"
+if [[ "$what" == "peer" ]]; then
   exit 0
 fi
 

@@ -210,6 +210,7 @@ class BatchEngine:
         runs = await store.runs_of(batch_id)
         by_id = {r.run_id: r for r in runs}
         changed = False
+        ready: list[RunRow] = []
         for run in runs:
             if run.status == "running" and run.agent_id:
                 turn = await store.get_turn(run.agent_id, 1)
@@ -228,8 +229,12 @@ class BatchEngine:
                     )  # fmt: skip
                     changed = True
                 elif all(d.status == "succeeded" for d in dep_rows):
-                    await self._start_run(batch_id, run, by_id)
-                    changed = True
+                    ready.append(run)
+        if ready:  # a wave's runs start side by side: each create_agent waits for its turn to be spawned
+            async with anyio.create_task_group() as tg:
+                for run in ready:
+                    tg.start_soon(self._start_run, batch_id, run, by_id)
+            changed = True
         return changed
 
     async def _start_run(self, batch_id: str, run: RunRow, by_id: dict[str, RunRow]) -> None:

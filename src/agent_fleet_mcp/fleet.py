@@ -107,9 +107,13 @@ class Fleet:
     def notify(self) -> None:
         self.supervisor.notify()
 
-    async def changed(self, within_s: float) -> None:
+    def change_mark(self) -> anyio.Event:
+        """See ``Supervisor.change_mark``: take it before a look, pass it to ``changed(since=...)`` after."""
+        return self.supervisor.change_mark()
+
+    async def changed(self, within_s: float, *, since: anyio.Event | None = None) -> None:
         """Return when something changed in this process, or after ``within_s`` (other processes are polled)."""
-        await self.supervisor.changed(within_s)
+        await self.supervisor.changed(within_s, since=since)
 
     # -- paths -----------------------------------------------------------------------------------------------
     def agent_dir(self, agent_id: str) -> Path:

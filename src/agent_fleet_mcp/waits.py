@@ -78,6 +78,7 @@ async def wait_for(
     initially_busy: set[str] | None = None
     last_progress = start - PROGRESS_EVERY_S  # report once right away when it has to wait
     while True:
+        mark = fleet.change_mark()  # a change made while looking wakes the sleep below at once
         look = await _look(fleet, batch, targets)
         if initially_busy is None:
             initially_busy = set(look.pending)
@@ -94,4 +95,4 @@ async def wait_for(
             msg = f"{len(look.finished)}/{total} done" + (f" — {look.activity}" if look.activity else "")
             await progress(float(len(look.finished)), float(total), msg)
             last_progress = time.monotonic()
-        await fleet.changed(min(POLL_S, timeout_s - elapsed))
+        await fleet.changed(min(POLL_S, timeout_s - elapsed), since=mark)

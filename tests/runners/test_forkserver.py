@@ -409,3 +409,30 @@ def test_only_whitelisted_entries_are_forked(shared_home: Path, tmp_path: Path) 
         forkserver.send_message(s, request, [null.fileno()] * 3)
         assert "refused" in forkserver.recv_message(s)[0]["error"]
     assert forkserver.socket_path(shared_home).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_spawn_waiting_for_its_ack_does_not_hold_up_the_next(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    """The zygote forks, hands out the pid and waits for the client's ack without blocking its loop: a second spawn
+    is served meanwhile (one after another, 20 turns spawned at once took ~1 s), and the first child still runs once
+    its ack comes. Before, the zygote sat on the first connection until the ack's 2 s timeout and abandoned it."""
+    plan = plan_for(shared_home, srv, tmp_path, "held", prompt="first")
+    assert plan.preload is not None
+    held_files = TurnFiles.for_turn(tmp_path / "held" / "turns", 1)
+    held_files.out.parent.mkdir(parents=True)
+    held_files.prompt.write_text(plan.stdin_text or "")
+    with socket.socket(socket.AF_UNIX) as s, open(held_files.prompt, "rb") as i, open(held_files.out, "ab") as o, \
+            open(held_files.err, "ab") as e:  # fmt: skip
+        s.connect(str(forkserver.socket_path(shared_home)))
+        request: dict[str, Any] = {
+            "op": "spawn", "stamp": forkserver.code_stamp(), "entry": plan.preload, "args": plan.argv[3:],
+            "env": plan.env, "cwd": str(plan.cwd), "exit": str(held_files.exit), "deadline": time.time() + 30,
+        }  # fmt: skip
+        forkserver.send_message(s, request, [i.fileno(), o.fileno(), e.fileno()])
+        held_pid = int(forkserver.recv_message(s)[0]["pid"])  # forked, waiting for our ack
+        second = start_turn(shared_home, srv, tmp_path, "second")  # served while the first is not acked
+        forkserver.send_message(s, {"ack": True})
+    assert second.wait() == 0 and forked_by_zygote(shared_home, second.pid)
+    assert Turn(held_files, Spawned(held_pid, 0.0)).wait() == 0, held_files.err.read_text()
+    assert {r.body["messages"][0]["content"][0]["text"] for r in srv.message_requests} == {"first", "say hi"}

@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
@@ -72,6 +73,27 @@ def _log(event: str, **fields: Any) -> None:
         sys.stderr.flush()
 
 
+READY_TIMEOUT_S = 5.0  # fork -> the child says it is set up
+ACK_TIMEOUT_S = 10.0  # pid sent -> the client's ack (waiting blocks no other spawn; a client acks at once)
+
+
+@dataclass
+class _Pending:
+    """A forked child between its fork and the client's ack. The loop serves other requests meanwhile, so many
+    spawns at once are not one round trip (child ready, pid sent, ack back) after another."""
+
+    conn: socket.socket
+    pid: int
+    exit_file: Path
+    entry: str
+    cwd: str
+    ready_r: int
+    go_w: int
+    deadline: float
+    ready: bytes = b""
+    acking: bool = False  # the pid was sent: waiting for the ack on conn
+
+
 class _Zygote:
     def __init__(self, home: Path, idle_s: float) -> None:
         self.home, self.idle_s = home, idle_s
@@ -83,6 +105,7 @@ class _Zygote:
         self.wake_r, self.wake_w = socket.socketpair()
         self.entries: dict[str, Callable[[list[str]], int]] = {}
         self.children: dict[int, Path | None] = {}  # pid -> exit file (None: aborted before it ran)
+        self.pending: dict[int, _Pending] = {}  # by pid: forked, not acked yet
         self.stamp = ""
         self.retiring = False
         self.terminate = False
@@ -195,9 +218,14 @@ class _Zygote:
             if not self.retiring and not self._socket_is_ours():
                 self._retire("socket removed or replaced")
                 continue
+            self._expire_pending()
             timeout = min(2.0, max(0.05, self.idle_s - (time.monotonic() - self.last_active)))
+            if self.pending:
+                timeout = min(timeout, max(0.0, min(p.deadline for p in self.pending.values()) - time.monotonic()))
             for key, _ in self.selector.select(timeout):
-                if key.fileobj is self.wake_r:
+                if isinstance(key.data, _Pending):
+                    self._step(key.data)
+                elif key.fileobj is self.wake_r:
                     with contextlib.suppress(OSError):
                         while self.wake_r.recv(4096):
                             pass
@@ -217,12 +245,15 @@ class _Zygote:
                 conn, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            with conn:
-                self.last_active = time.monotonic()
-                try:
-                    self._handle(conn)
-                except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-                    _log("request_failed", error=f"{type(exc).__name__}: {exc}")
+            kept = False
+            self.last_active = time.monotonic()
+            try:
+                kept = self._handle(conn)
+            except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+                _log("request_failed", error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if not kept:  # a spawn in progress keeps its connection until the ack (_step)
+                    conn.close()
 
     def _reap(self) -> None:
         while True:
@@ -245,14 +276,15 @@ class _Zygote:
             _log("reaped", pid=pid, code=code)
 
     # one request
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket) -> bool:
+        """Serve one request; True when a spawn keeps the connection (it goes on in ``_step``)."""
         conn.setblocking(True)
         conn.settimeout(2.0)
         if hasattr(socket, "SO_PEERCRED"):
             _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             if uid != os.getuid():
                 _log("refused", peer_uid=uid)
-                return
+                return False
         msg, fds = recv_message(conn, max_fds=3)
         try:
             op = msg.get("op")
@@ -262,25 +294,28 @@ class _Zygote:
                 self._retire("stop requested")
                 send_message(conn, {"pid": os.getpid()})
             elif op == "spawn":
-                self._spawn(conn, msg, fds)
+                return self._spawn(conn, msg, fds)
             else:
                 send_message(conn, {"error": f"unknown op {op!r}"})
+            return False
         finally:
             for fd in fds:
                 os.close(fd)
 
-    def _spawn(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> None:
+    def _spawn(self, conn: socket.socket, msg: dict[str, Any], fds: list[int]) -> bool:
+        """Fork the child; the rest (its ready, the pid sent, the client's ack, the go) happens in ``_step`` while
+        the loop serves other requests. True when the fork happened (the connection is kept for that)."""
         if msg.get("stamp") != self.stamp:
             self._retire("stale: the code changed on disk")
             send_message(conn, {"error": "stale zygote (the code changed); it is retiring", "stale": True})
-            return
+            return False
         entry = self.entries.get(str(msg.get("entry")))
         if entry is None or len(fds) != 3:
             send_message(conn, {"error": "refused: unknown entry point or missing stdio fds"})
-            return
+            return False
         if time.time() > float(msg["deadline"]):
             send_message(conn, {"error": "too late: the client gave up"})
-            return
+            return False
         args = [str(a) for a in msg["args"]]
         env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
         exit_file = Path(msg["exit"])
@@ -301,27 +336,74 @@ class _Zygote:
                 os._exit(127)
         os.close(ready_w)
         os.close(go_r)
+        self.children[pid] = None
+        os.set_blocking(ready_r, False)
+        p = _Pending(conn, pid, exit_file, str(msg["entry"]), str(msg["cwd"]), ready_r, go_w,
+                     time.monotonic() + READY_TIMEOUT_S)  # fmt: skip
+        self.pending[pid] = p
+        self.selector.register(ready_r, selectors.EVENT_READ, p)
+        return True
+
+    def _step(self, p: _Pending) -> None:
+        """The next step of a spawn in progress: the child's ready (then the pid goes to the client), or the
+        client's ack (then the child gets its go)."""
         try:
-            self.children[pid] = None
-            ready = _read_pipe(ready_r, timeout_s=5.0)
-            if ready != b"ok":
-                _log("spawn_failed", pid=pid, error=ready[1:].decode(errors="replace") or "no answer")
-                send_message(conn, {"error": f"the forked child could not start: {ready[1:].decode(errors='replace')}"})
+            if not p.acking:
+                chunk = os.read(p.ready_r, 4096)
+                if chunk:
+                    p.ready += chunk
+                    return  # the child closes its end after writing: wait for that
+                self.selector.unregister(p.ready_r)
+                if p.ready != b"ok":
+                    self._spawn_failed(p, p.ready[1:].decode(errors="replace"))
+                    return
+                send_message(p.conn, {"pid": p.pid})
+                p.acking, p.deadline = True, time.monotonic() + ACK_TIMEOUT_S
+                self.selector.register(p.conn, selectors.EVENT_READ, p)
                 return
-            send_message(conn, {"pid": pid})
+            self.selector.unregister(p.conn)
             try:
-                ack = recv_message(conn)[0].get("ack") is True
-            except (OSError, EOFError):
+                ack = recv_message(p.conn)[0].get("ack") is True
+            except (OSError, EOFError, ValueError):
                 ack = False
-            if not ack:  # the client gave up: the child exits without running (no exit file)
-                _log("spawn_abandoned", pid=pid)
-                return
-            self.children[pid] = exit_file
-            os.write(go_w, b"go")
-            _log("spawned", pid=pid, entry=msg["entry"], cwd=msg["cwd"])
-        finally:
-            os.close(ready_r)
-            os.close(go_w)
+            if not ack or p.pid not in self.children:  # the client gave up (or the child died): nothing runs
+                _log("spawn_abandoned", pid=p.pid)
+            else:
+                self.children[p.pid] = p.exit_file
+                os.write(p.go_w, b"go")
+                _log("spawned", pid=p.pid, entry=p.entry, cwd=p.cwd)
+            self._end_pending(p)
+        except BlockingIOError:
+            return
+        except (OSError, ValueError) as exc:
+            _log("request_failed", pid=p.pid, error=f"{type(exc).__name__}: {exc}")
+            self._end_pending(p)
+
+    def _spawn_failed(self, p: _Pending, why: str) -> None:
+        _log("spawn_failed", pid=p.pid, error=why or "no answer")
+        with contextlib.suppress(OSError, ValueError):
+            send_message(p.conn, {"error": f"the forked child could not start: {why}"})
+        self._end_pending(p)
+
+    def _expire_pending(self) -> None:
+        """A child that never said ready, or a client that never acked: the child gets no go (it exits, 125)."""
+        now = time.monotonic()
+        for p in [p for p in self.pending.values() if p.deadline <= now]:
+            if p.acking:
+                _log("spawn_abandoned", pid=p.pid)
+                self._end_pending(p)
+            else:
+                self._spawn_failed(p, "")
+
+    def _end_pending(self, p: _Pending) -> None:
+        self.pending.pop(p.pid, None)
+        for obj in (p.ready_r, p.conn):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(obj)
+        for fd in (p.ready_r, p.go_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        p.conn.close()
 
     def _child(  # noqa: PLR0915 (one post-fork sequence whose order matters; split up, the order hides)
         self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
@@ -333,6 +415,10 @@ class _Zygote:
                 signal.signal(sig, signal.SIG_DFL)
             signal.set_wakeup_fd(-1)
             conn.close()
+            for other in self.pending.values():  # the spawns in progress are the zygote's, not this child's
+                other.conn.close()
+                os.close(other.ready_r)
+                os.close(other.go_w)
             if self.listener is not None:
                 self.listener.close()
             self.selector.close()

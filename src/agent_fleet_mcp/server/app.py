@@ -34,15 +34,22 @@ log = structlog.get_logger("agent_fleet.server")
 
 async def publish_changes(fleet: Fleet, bus: InMemorySubscriptionBus) -> None:
     """Resource change notifications (subscriptions/listen): fleet://agents and fleet://agents/{name} are
-    announced when an agent's status, turn, activity or usage changes; at most every RESOURCE_NOTIFY_S."""
+    announced when an agent's status, turn, activity or usage changes; at most every RESOURCE_NOTIFY_S. While the
+    store is unchanged (``Store.change_stamp``) no row is read: an idle server with a long queue stays idle."""
     last: dict[str, tuple[object, ...]] = {}
+    seen: tuple[int, int] | None = None
     while True:
         await fleet.changed(RESOURCE_NOTIFY_S * 2)
         try:
+            stamp = await fleet.store.change_stamp()
+            if stamp == seen:
+                await anyio.sleep(RESOURCE_NOTIFY_S)
+                continue
             rows = await fleet.reader.agent_rows(await fleet.reader.list_agents())
+            seen = stamp
         except Exception:  # never let notifications take the server down; the next change retries
             log.exception("resource_notify_failed")
-            rows = []
+            rows, seen = [], None
         now: dict[str, tuple[object, ...]] = {
             r.name: (r.status, r.turn, r.turn_status, r.activity, r.tool_calls, r.tokens.output) for r in rows
         }

@@ -95,6 +95,11 @@ class Store(Protocol):
         """The live fleet summed: agents by status, queued turns, tokens, and cost (see ``FleetTotals``)."""
         ...
 
+    async def change_stamp(self) -> tuple[int, int]:
+        """A value that differs whenever anything in the store changed since it was last read (by any process
+        sharing it); equal values mean nothing changed. One cheap read: pollers skip their work on an equal one."""
+        ...
+
     async def mark_queued_unless_running(self, agent_id: str) -> None:
         """Set a live agent ``queued`` unless one of its turns is running (atomic with concurrent claims)."""
         ...

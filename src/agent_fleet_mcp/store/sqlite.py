@@ -30,6 +30,7 @@ from agent_fleet_mcp.store.models import (
     workspace_to_json,
 )
 from agent_fleet_mcp.store.protocol import Store
+from agent_fleet_mcp.store.sqlite_base import POINT_READ_MAX_IDS
 from agent_fleet_mcp.store.sqlite_batches import SqliteUsageAndBatches
 from agent_fleet_mcp.worktrees import Changes, Workspace
 
@@ -100,12 +101,13 @@ class SqliteStore(SqliteUsageAndBatches):
 
     async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:
         """By id, or by name among live agents (and the newest deleted one with include_deleted)."""
-        r = await self._one("SELECT * FROM agents WHERE id = ?", (ref,))
-        if r is None:
-            r = await self._one(
-                "SELECT * FROM agents WHERE name = ? AND (status != 'deleted' OR ?) ORDER BY created_at DESC LIMIT 1",
-                (ref, include_deleted),
-            )
+        rows = await self._point(  # one read: the id if it is one, else the name (each by its index)
+            "SELECT * FROM agents WHERE id = ?1 UNION ALL SELECT * FROM (SELECT * FROM agents WHERE name = ?1"
+            " AND (status != 'deleted' OR ?2) AND NOT EXISTS (SELECT 1 FROM agents WHERE id = ?1)"
+            " ORDER BY created_at DESC LIMIT 1)",
+            (ref, include_deleted),
+        )
+        r = rows[0] if rows else None
         if r is None or (r["status"] == "deleted" and not include_deleted):
             return None
         return AgentRow.from_row(r)
@@ -153,7 +155,7 @@ class SqliteStore(SqliteUsageAndBatches):
         """The live fleet summed in one aggregate read (see ``FleetTotals``), reused while the database is unchanged
         (no commit on this connection, the same ``PRAGMA data_version`` for the others'): a status poll of a quiet
         fleet reads no turn."""
-        version = await self._one("PRAGMA data_version")
+        (version,) = await self._point("PRAGMA data_version")  # another connection's: it sees this one's commits too
         key = (int(version[0]), self._commits)
         if self._totals is not None and self._totals[0] == key:
             return self._totals[1]
@@ -259,7 +261,8 @@ class SqliteStore(SqliteUsageAndBatches):
         if not agent_ids:
             return {}
         marks = ",".join("?" * len(agent_ids))
-        rows = await self._all(
+        read = self._point if len(agent_ids) <= POINT_READ_MAX_IDS else self._all
+        rows = await read(
             f"SELECT t.* FROM turns t JOIN (SELECT agent_id, MAX(n) AS n FROM turns WHERE agent_id IN ({marks})"
             " GROUP BY agent_id) m ON t.agent_id = m.agent_id AND t.n = m.n",
             list(agent_ids),

@@ -17,7 +17,7 @@ from agent_fleet_mcp.store.models import (
     RunSpec,
     TurnUsage,
 )
-from agent_fleet_mcp.store.sqlite_base import SqliteConnection
+from agent_fleet_mcp.store.sqlite_base import POINT_READ_MAX_IDS, SqliteConnection
 
 
 class SqliteUsageAndBatches(SqliteConnection):
@@ -26,7 +26,8 @@ class SqliteUsageAndBatches(SqliteConnection):
         if not agent_ids:
             return {}
         marks = ",".join("?" * len(agent_ids))
-        rows = await self._all(
+        read = self._point if len(agent_ids) <= POINT_READ_MAX_IDS else self._all
+        rows = await read(
             "SELECT agent_id, COUNT(*) AS turns, SUM(input_tokens) AS input_tokens,"
             " SUM(output_tokens) AS output_tokens,"
             " SUM(cache_read_tokens) AS cache_read_tokens, SUM(cache_write_tokens) AS cache_write_tokens,"

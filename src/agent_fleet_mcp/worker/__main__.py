@@ -119,10 +119,11 @@ def preload() -> None:
 
     from agent_fleet_mcp.worker import loop, tools
 
-    del loop, tools  # imported for their side effect: loaded once, shared by every fork
+    del tools  # imported for its side effect: loaded once, shared by every fork
     client = anthropic.Anthropic(api_key="preload", base_url="http://127.0.0.1:9")
     client.messages  # noqa: B018  (imports the lazily loaded resources)
     client.close()
+    loop.preload_tls()
 
 
 def exit_now(code: int) -> None:

@@ -1,0 +1,170 @@
+"""10 claude-code turns at once: through our server vs through @steipete/claude-code-mcp (the peer), same run.
+
+    uv run python bench/claude_code_peer.py [--turns 10] [--latency 1] [--repeat 2] [--json]
+
+Both servers run over real stdio with the same pinned `claude` CLI (.tools/, bash scripts/install-tools.sh) against
+the same loopback scripted Messages API (``--latency`` s per answer; ANTHROPIC_BASE_URL,
+CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1, a fresh HOME). Ours: one `run_agents` call with ``--turns`` runs of the
+bench's claude-code template (bench/agents/cc.md), waiting for them all. The peer: ``--turns`` `claude_code` tool
+calls sent at once (its way to run turns side by side). Wall time is from the first call to the last answer, with
+both servers already initialized; the first requests' spread is when the CLIs reached the model. The repeats
+alternate (ours, peer, ours, peer, ...) so both see the same machine load. Target: ours <= 1.0x the peer.
+
+The peer is found at $AGENT_FLEET_PEER_MCP or .tools/node_modules/@steipete/claude-code-mcp/dist/server.js
+(bash scripts/install-tools.sh peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from agent_fleet_mcp.runners.headless import find_cli
+from agent_fleet_mcp.testing import Reply, ScriptedModelServer
+from agent_fleet_mcp.trust import trust_files
+
+BENCH = Path(__file__).parent
+ROOT = BENCH.parent
+SERVER = str(Path(sys.executable).parent / "agent-fleet-mcp")
+PEER_DEFAULT = ROOT / ".tools" / "node_modules" / "@steipete" / "claude-code-mcp" / "dist" / "server.js"
+TARGET = 1.0
+
+warnings.filterwarnings("ignore")
+
+
+@dataclass
+class Run:
+    wall_s: float
+    spread_s: float  # first request of the earliest CLI to that of the latest
+
+
+def peer_path() -> Path | None:
+    p = Path(os.environ.get("AGENT_FLEET_PEER_MCP") or PEER_DEFAULT)
+    return p if p.is_file() else None
+
+
+def base_env(tmp: Path, srv: ScriptedModelServer, claude: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AGENT_FLEET_", "CLAUDE"))}
+    (tmp / "home").mkdir()
+    env.update(
+        HOME=str(tmp / "home"), ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="bench",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", PATH=f"{Path(claude).parent}:{env.get('PATH', '')}",
+    )  # fmt: skip
+    return env
+
+
+def firsts(srv: ScriptedModelServer, t0: float, n: int) -> float:
+    """Spread of the first request of each turn (the first n requests: each CLI's first comes before any second)."""
+    ts = sorted(r.ts for r in srv.message_requests if r.path.startswith("/v1/messages"))[:n]
+    assert len(ts) == n, f"{len(ts)} of {n} turns reached the model"
+    return ts[-1] - ts[0]
+
+
+async def ours(turns: int, latency_s: float, claude: str) -> Run:
+    with tempfile.TemporaryDirectory(prefix="bench-peer-ours-") as d, \
+            ScriptedModelServer([Reply("done")] * turns, latency_s=latency_s, default_policy=False) as srv:  # fmt: skip
+        tmp = Path(d)
+        env = base_env(tmp, srv, claude)
+        fleet_home = tmp / "fleet"
+        trust_files(fleet_home, [BENCH / "agents" / "cc.md"])
+        env.update(AGENT_FLEET_HOME=str(fleet_home), AGENT_FLEET_AGENTS=str(BENCH / "agents"),
+                   AGENT_FLEET_MAX_CONCURRENT=str(max(turns, 4)))  # fmt: skip
+        (tmp / "proj").mkdir()
+        params = StdioServerParameters(command=SERVER, args=[], env=env, cwd=str(tmp / "proj"))
+        async with Client(params, mode="legacy") as c:
+            runs = [{"agent": "cc", "id": f"t{i}", "input": f"task {i}: say done", "cwd": str(tmp / "proj")}
+                    for i in range(turns)]  # fmt: skip
+            t0 = time.time()
+            r = await c.call_tool("run_agents", {"runs": runs, "wait_s": 45})
+            wall = time.time() - t0
+            sc = r.structured_content or {}
+            assert not r.is_error and sc.get("done"), r.content
+            failed = [x for x in (sc.get("batch") or {}).get("runs", []) if x.get("status") != "succeeded"]
+            assert not failed, failed
+            await c.call_tool("delete_agent", {"agents": "all"})
+        return Run(wall, firsts(srv, t0, turns))
+
+
+async def peer(turns: int, latency_s: float, claude: str, server_js: Path) -> Run:
+    node = shutil.which("node")
+    assert node, "node is not installed"
+    with tempfile.TemporaryDirectory(prefix="bench-peer-theirs-") as d, \
+            ScriptedModelServer([Reply("done")] * turns, latency_s=latency_s, default_policy=False) as srv:  # fmt: skip
+        tmp = Path(d)
+        env = base_env(tmp, srv, claude)
+        env["CLAUDE_CLI_NAME"] = claude  # an absolute path: the same CLI as ours
+        if os.geteuid() == 0:  # the CLI refuses the peer's --dangerously-skip-permissions as root, unless sandboxed
+            env["IS_SANDBOX"] = "1"
+        (tmp / "proj").mkdir()
+        params = StdioServerParameters(command=node, args=[str(server_js)], env=env, cwd=str(tmp / "proj"))
+        async with Client(params, mode="legacy") as c:
+            errors: list[str] = []
+
+            async def one(i: int) -> None:
+                r = await c.call_tool("claude_code", {"prompt": f"task {i}: say done", "workFolder": str(tmp / "proj")})
+                if r.is_error:
+                    errors.append(str(r.content)[:300])
+
+            t0 = time.time()
+            async with anyio.create_task_group() as tg:
+                for i in range(turns):
+                    tg.start_soon(one, i)
+            wall = time.time() - t0
+            assert not errors, errors
+        return Run(wall, firsts(srv, t0, turns))
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--latency", type=float, default=1.0)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print [{figure, value, target, ok}] instead of a table")
+    a = p.parse_args()
+    claude = find_cli("claude", os.environ)
+    server_js = peer_path()
+    if claude is None or server_js is None:
+        msg = "needs the pinned claude CLI and the peer: bash scripts/install-tools.sh"
+        if a.json:
+            print(json.dumps([{"figure": "claude-code turns vs peer", "value": None, "target": f"<= {TARGET}x",
+                               "ok": None, "note": msg}]))  # fmt: skip
+            return
+        sys.exit(msg)
+    mine: list[Run] = []
+    theirs: list[Run] = []
+    for _ in range(a.repeat):
+        mine.append(await ours(a.turns, a.latency, claude))
+        theirs.append(await peer(a.turns, a.latency, claude, server_js))
+    w_ours = statistics.median(r.wall_s for r in mine)
+    w_peer = statistics.median(r.wall_s for r in theirs)
+    ratio = w_ours / w_peer
+    if a.json:
+        print(json.dumps([
+            {"figure": f"{a.turns} claude-code turns at once, wall vs @steipete/claude-code-mcp",
+             "value": round(ratio, 2), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
+             "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s"},
+        ]))  # fmt: skip
+        return
+    print(f"claude: {claude}\npeer: {server_js}")
+    print(f"{a.turns} claude-code turns at once, scripted model at {a.latency:g} s latency")
+    print(f"| {'#':>2} | {'ours wall s':>11} | {'peer wall s':>11} | {'ours spread s':>13} | {'peer spread s':>13} |")
+    print(f"|{'-' * 4}|{'-' * 13}|{'-' * 13}|{'-' * 15}|{'-' * 15}|")
+    for i, (m, t) in enumerate(zip(mine, theirs, strict=True), 1):
+        print(f"| {i:>2} | {m.wall_s:11.2f} | {t.wall_s:11.2f} | {m.spread_s:13.2f} | {t.spread_s:13.2f} |")
+    print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.2f}x the peer (target <= {TARGET}x)")
+
+
+if __name__ == "__main__":
+    anyio.run(main)

@@ -1,0 +1,63 @@
+"""Resource change notifications cost nothing while the store is unchanged: publish_changes reads no agent row until
+``Store.change_stamp`` moves (an idle server with a long queue stays idle), and reads them again once it does."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.server.subscriptions import InMemorySubscriptionBus
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.fleet import Fleet
+from agent_fleet_mcp.reader_models import AgentRowOut
+from agent_fleet_mcp.server import app
+from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.store.models import AgentRow
+from agent_fleet_mcp.store.sqlite import SqliteStore
+
+
+async def _until(pred: object, what: str, deadline_s: float = 30.0) -> None:
+    assert callable(pred)
+    with anyio.fail_after(deadline_s):
+        while not pred():
+            await anyio.sleep(0.005)
+
+
+@pytest.mark.anyio
+async def test_no_rows_read_while_the_store_is_unchanged(
+    tmp_path: Path, project: Path, fleet_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "RESOURCE_NOTIFY_S", 0.001)
+    async with SqliteStore(tmp_path / "home" / "fleet.db") as store:
+        fleet = Fleet(Settings(home=tmp_path / "home", project_dir=project, env=fleet_env), store)
+        passes = rows_read = 0
+        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
+
+        async def counting_changed(within_s: float) -> None:
+            nonlocal passes
+            passes += 1
+            await real_changed(within_s)
+
+        async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
+            nonlocal rows_read
+            rows_read += 1
+            return await real_rows(agents)
+
+        monkeypatch.setattr(fleet, "changed", counting_changed)
+        monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app.publish_changes, fleet, InMemorySubscriptionBus())
+            await _until(lambda: passes >= 20, "20 passes")
+            assert rows_read == 1, "rows were read again although nothing changed"
+            spec = AgentSpec(runner="command", command=("true",), template="t")
+            await store.insert_agent(
+                id=uuid.uuid4().hex, name="new", spec=spec, spec_hash="h", cwd=str(project), idempotency_key=None
+            )
+            await _until(lambda: rows_read == 2, "the rows read after a change")
+            seen = passes
+            await _until(lambda: passes >= seen + 20, "20 more passes")
+            assert rows_read == 2
+            tg.cancel_scope.cancel()
