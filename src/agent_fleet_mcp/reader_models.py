@@ -4,7 +4,7 @@ functions that shape store rows into them and into the tools' rows (schemas.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -258,3 +258,39 @@ def add_turn(group: CostGroup, r: TurnUsage) -> None:
 
 def by_cost(groups: Iterable[CostGroup]) -> list[CostGroup]:
     return sorted(groups, key=lambda g: (-g.cost_usd, -(g.tokens.input + g.tokens.output), g.name))
+
+
+# -- worktree changes (issue 11) -------------------------------------------------------------------------------
+
+
+def changes_summary(added: int, removed: int, files: int) -> str | None:
+    """'+12 -3, 2 files' (None without changed files): the status row's ``changes``."""
+    if not files:
+        return None
+    return f"+{added} -{removed}, {files} file{'s' if files != 1 else ''}"
+
+
+def overlaps(changed: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Agent name -> the other agents whose changed files intersect its own (sorted; agents without an overlap are
+    left out). Pure, on the stored changed-file lists: status makes no git call per row."""
+    by_file: dict[str, set[str]] = {}
+    for name, files in changed.items():
+        for f in files:
+            by_file.setdefault(f, set()).add(name)
+    out: dict[str, set[str]] = {}
+    for names in by_file.values():
+        if len(names) > 1:
+            for n in names:
+                out.setdefault(n, set()).update(names - {n})
+    return {n: sorted(others) for n, others in sorted(out.items())}
+
+
+def caused_by(conflicts: Iterable[str], changed: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Conflicting file -> the agents (of ``changed``: other live agents' stored changed files) that changed it too."""
+    sets = {name: set(files) for name, files in changed.items()}
+    out: dict[str, list[str]] = {}
+    for f in conflicts:
+        names = sorted(n for n, files in sets.items() if f in files)
+        if names:
+            out[f] = names
+    return out

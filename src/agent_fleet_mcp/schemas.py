@@ -69,6 +69,8 @@ class AgentRowOut(Out):
     writes: int = 0
     last_error: str | None = None
     limits: LimitsOut | None = None
+    changes: str | None = Field(default=None, description="its worktree's changes vs its base: '+12 -3, 2 files'")
+    overlaps: list[str] | None = Field(default=None, description="other live agents that changed some of the same files")
 
 
 class FleetSummary(Out):
@@ -116,7 +118,7 @@ class OutputOut(Out):
     agent: str
     turn: int
     turn_status: TurnStatus
-    mode: Literal["result", "tail", "transcript"]
+    mode: Literal["result", "tail", "transcript", "diff"]
     text: str
     truncated: bool
     next_cursor: int | None = Field(None, description="pass as cursor to read on")
@@ -161,6 +163,23 @@ class BatchOut(Out):
 class RunAgentsOut(Out):
     done: bool
     batch: BatchOut
+    note: str
+
+
+class MergeOut(Out):
+    agent: str
+    merged: bool = Field(description="false on a conflict, a refusal or a dry run: then nothing changed")
+    dry_run: bool
+    strategy: Literal["merge", "squash"]
+    files: list[str] = Field(default_factory=list, description="the agent's changed files (clean)")
+    added: int = 0
+    removed: int = 0
+    conflicts: list[str] = Field(default_factory=list, description="files that would conflict")
+    caused_by: dict[str, list[str]] = Field(
+        default_factory=dict, description="conflicting file -> other live agents that changed it too"
+    )
+    user_edits: list[str] = Field(default_factory=list, description="conflicting files with your uncommitted edits")
+    commit: str | None = None
     note: str
 
 
