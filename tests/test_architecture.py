@@ -27,7 +27,7 @@ SPAWNERS = {
     "runners/containment.py": "probes and enters namespaces for a turn",
     "runners/cgroups.py": "probes whether cgroup v2 is writable",
     "worker/tools.py": "the worker's own bash tool, inside the agent's turn",
-    "worktrees.py": "runs git for the agents' worktrees (create, commit, diff, merge, remove)",
+    "worktree_git.py": "runs git for the agents' worktrees (create, commit, diff, merge, remove)",
 }
 # Modules that may turn errors into MCP tool errors or exit codes: the edges.
 EDGE_PREFIXES = ("server/", "cli/", "__main__.py", "worker/__main__.py", "runners/zygote.py", "runners/forkserver.py")

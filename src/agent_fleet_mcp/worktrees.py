@@ -1,10 +1,7 @@
 """A git worktree per readwrite agent: its base, per-turn commits, changes, merge back, and clean-up.
 
-Pure git (no store, no fleet). Every call runs ``git`` with hooks, signing, pagers and colour off, a fixed
-author/committer, no prompt, the caller's ``GIT_*`` variables removed (a server started from a git hook must not aim
-our calls at another repository) and literal pathspecs (a file an agent names ``:(exclude)*`` is a file name).
-Lock contention between the worktrees of one repository (they share its object store, refs and ``.git/worktrees``)
-is retried briefly, then reported as ``Conflict``.
+Pure git (no store, no fleet); git runs through ``worktree_git.run`` (safe fixed configuration, lock contention
+retried briefly, then ``Conflict``).
 
 The user's checkout is only ever read through a temporary index (``GIT_INDEX_FILE``: a copy of theirs, then
 ``add -A``), so taking a snapshot of "what the user sees" (HEAD + staged + unstaged + untracked, not ignored) changes
@@ -15,13 +12,10 @@ base is the agent's base) before it writes a byte to the user's checkout. The me
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 import tempfile
-import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,20 +24,17 @@ import anyio
 import structlog
 
 from .errors import Conflict, InvalidRequest
+from .worktree_git import GitFailed, git_dir, numstat, rev, run, snapshot, tree_of
+
+__all__ = [
+    "Changes", "GitFailed", "MergeResult", "Workspace", "changes", "commit_turn", "create", "diff", "ensure",
+    "is_merged", "merge", "prune", "remove", "repo_top",
+]  # fmt: skip
 
 log = structlog.get_logger("agent_fleet.worktrees")
 
 BRANCH_PREFIX = "fleet/"
-AGENT_EMAIL = "agent@agent-fleet.invalid"
-LOCK_RETRY_S = 10.0  # how long a call keeps retrying while another git process holds a lock of the repository
 MESSAGE_MAX = 72
-_LOCKED = re.compile(r"\.lock'?:? File exists|Unable to create '[^']*\.lock'|could not lock config file")
-_LOCK_FILE = re.compile(r"'([^']+\.lock)'|lock config file (\S+)")
-_CONFIG = (
-    "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.quotepath=off",
-    "-c", "core.fsmonitor=false", "-c", "gc.auto=0", "-c", "color.ui=false", "-c", "core.pager=cat",
-    "-c", "user.useConfigOnly=false", "-c", "advice.detachedHead=false",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,140 +83,8 @@ class MergeResult:
     message: str  # one line: what happened, or why not and what to do
 
 
-class GitFailed(Conflict):
-    """A git command failed for a reason other than a transient lock; carries what git said."""
-
-    def __init__(self, args: Sequence[str], stderr: str, what: str) -> None:
-        self.args_ = tuple(args)
-        self.stderr = stderr.strip()
-        super().__init__(f"{what}: git {' '.join(args[:3])} failed: {self.stderr[-600:] or 'no message'}")
-
-
-# ---- running git -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Out:
-    rc: int
-    out: bytes
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out.decode("utf-8", "surrogateescape").strip()
-
-
-def _env(name: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({
-        "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_EDITOR": "true", "GIT_PAGER": "cat",
-        "GIT_LITERAL_PATHSPECS": "1", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", "LANGUAGE": "",
-        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": AGENT_EMAIL,
-        "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": AGENT_EMAIL,
-    })  # fmt: skip
-    if extra:
-        env.update(extra)
-    return env
-
-
-async def _git(
-    args: Sequence[str],
-    *,
-    cwd: str | Path,
-    ok: Collection[int] = (0,),
-    stdin: bytes | None = None,
-    index: str | None = None,
-    name: str = "agent-fleet",
-    what: str = "git",
-) -> _Out:
-    """Run one git command; retry while a lock of the repository is held; raise ``GitFailed`` on other failures
-    (exit codes outside ``ok``). ``index``: a temporary index file (``GIT_INDEX_FILE``)."""
-    argv = ["git", *_CONFIG, *args]
-    env = _env(name, {"GIT_INDEX_FILE": index} if index else None)
-    delay, start = 0.02, time.monotonic()
-    while True:
-        try:
-            done = await anyio.run_process(argv, cwd=str(cwd), env=env, input=stdin, check=False)
-        except FileNotFoundError as e:
-            if not await anyio.Path(cwd).is_dir():
-                raise InvalidRequest(f"{what}: the folder {cwd} does not exist") from e
-            raise InvalidRequest(f"{what}: git is not installed (install git, or use isolation 'none')") from e
-        err = done.stderr.decode("utf-8", "replace")
-        if done.returncode in ok:
-            return _Out(done.returncode, done.stdout, err)
-        locked = _LOCKED.search(err)
-        if locked:
-            if time.monotonic() - start >= LOCK_RETRY_S:
-                held = _LOCK_FILE.search(err)
-                lock = (held.group(1) or held.group(2)) if held else "a .lock file in the repository's git dir"
-                raise Conflict(
-                    f"{what}: the git repository is busy: another git process has held {lock} for "
-                    f"{time.monotonic() - start:.1f} s. Try again; if no git process is running, delete {lock}"
-                )
-            await anyio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-            continue
-        raise GitFailed(args, err, what)
-
-
-def _git_dir(top: str | Path) -> Path:
-    """The git dir of the checkout at ``top`` (``.git`` itself, or where a linked worktree's ``.git`` file points)."""
-    dot = Path(top) / ".git"
-    if dot.is_file():
-        line = dot.read_text(errors="replace").strip()
-        if line.startswith("gitdir:"):
-            gd = Path(line.removeprefix("gitdir:").strip())
-            return gd if gd.is_absolute() else (Path(top) / gd).resolve()
-    return dot
-
-
 def _agent_name(ws: Workspace) -> str:
     return ws.branch.removeprefix(BRANCH_PREFIX) or "agent-fleet"
-
-
-def _z(out: bytes) -> list[str]:
-    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
-
-
-async def _snapshot(top: str, tmp: str, *, what: str) -> str:
-    """The tree of the checkout at ``top`` as the user sees it (HEAD + staged + unstaged + untracked, not ignored),
-    built in a copy of its index under ``tmp``: the checkout's own index and files are not touched. Returns the path
-    of the temporary index (its tree is what ``write-tree`` would give)."""
-    index = os.path.join(tmp, "index")
-    src = _git_dir(top) / "index"
-    with contextlib.suppress(FileNotFoundError):  # no commit and nothing staged yet: start from an empty index
-        await anyio.to_thread.run_sync(shutil.copyfile, src, index)
-    await _git(["add", "-A", "--", "."], cwd=top, index=index, what=what)
-    return index
-
-
-async def _tree_of(top: str, *, what: str) -> str:
-    """The tree sha of ``top``'s current working state (see ``_snapshot``)."""
-    with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await _snapshot(top, tmp, what=what)
-        return (await _git(["write-tree"], cwd=top, index=index, what=what)).text
-
-
-async def _rev(top: str, rev: str) -> str | None:
-    out = await _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd=top, ok=(0, 1))
-    return out.text or None if out.rc == 0 else None
-
-
-async def _numstat(top: str, args: Sequence[str], *, index: str | None = None) -> Changes:
-    """``git diff --numstat`` summed: lines added, removed (binary files count 0) and the files, sorted."""
-    out = await _git(["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", *args],
-                     cwd=top, index=index, what="counting changes")  # fmt: skip
-    added = removed = 0
-    files: list[str] = []
-    for entry in _z(out.out):
-        a, r, path = entry.split("\t", 2)
-        added += int(a) if a.isdigit() else 0
-        removed += int(r) if r.isdigit() else 0
-        files.append(path)
-    return Changes(added, removed, tuple(sorted(files)))
-
-
-# ---- the public API ----------------------------------------------------------------------------------------------
 
 
 async def repo_top(cwd: str) -> str | None:
@@ -233,7 +92,7 @@ async def repo_top(cwd: str) -> str | None:
     no repository, a bare one, inside ``.git``)."""
     if not await anyio.Path(cwd).is_dir():
         return None
-    out = await _git(["rev-parse", "--show-toplevel"], cwd=cwd, ok=range(256), what="finding the git checkout")
+    out = await run(["rev-parse", "--show-toplevel"], cwd=cwd, ok=range(256), what="finding the git checkout")
     return await _real(out.text) if out.rc == 0 and out.text else None
 
 
@@ -252,16 +111,16 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
         )
     rel = Path(await _real(cwd)).relative_to(top).as_posix()
     branch = BRANCH_PREFIX + agent_name
-    fmt = await _git(["check-ref-format", "--branch", branch], cwd=top, ok=range(256), what=what)
+    fmt = await run(["check-ref-format", "--branch", branch], cwd=top, ok=range(256), what=what)
     if fmt.rc != 0 or not agent_name:
         raise InvalidRequest(f"{what}: {branch!r} is not a valid git branch name; rename the agent")
-    if await _rev(top, f"refs/heads/{branch}") is not None:
+    if await rev(top, f"refs/heads/{branch}") is not None:
         raise Conflict(
             f"{what}: the branch {branch} already exists (left by an earlier agent named {agent_name!r}): merge it "
             f"with merge_agent or delete it with delete_agent(purge=true), or `git branch -D {branch}` in {top}"
         )
     if start_from is not None:
-        base = await _rev(top, start_from)
+        base = await rev(top, start_from)
         if base is None:
             raise InvalidRequest(f"{what}: start_from {start_from!r} is not a branch or commit of {top}")
     else:
@@ -270,7 +129,7 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
     if await anyio.to_thread.run_sync(_occupied, path):
         raise Conflict(f"{what}: {path} already exists; run `agent-fleet doctor --repair` to prune stale worktrees")
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-    await _git(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=top, name=agent_name, what=what)
+    await run(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=top, name=agent_name, what=what)
     ws = Workspace(repo=top, path=str(path), branch=branch, base=base, rel=rel)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)  # an empty folder has no place in git: make it
     log.info("worktree_created", repo=top, path=ws.path, branch=branch, base=base)
@@ -279,15 +138,15 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
 
 async def _base_commit(top: str, agent_name: str, *, what: str) -> str:
     """HEAD when the checkout has nothing uncommitted, else a commit of its working state with parent HEAD."""
-    head = await _rev(top, "HEAD")
-    tree = await _tree_of(top, what=what)
+    head = await rev(top, "HEAD")
+    tree = await tree_of(top, what=what)
     if head is not None:
-        head_tree = (await _git(["rev-parse", f"{head}^{{tree}}"], cwd=top, what=what)).text
+        head_tree = (await run(["rev-parse", f"{head}^{{tree}}"], cwd=top, what=what)).text
         if head_tree == tree:
             return head
     parent = ["-p", head] if head else []
     msg = f"agent-fleet: the checkout as agent {agent_name} found it (uncommitted and untracked files included)"
-    return (await _git(["commit-tree", tree, *parent, "-m", msg], cwd=top, name=agent_name, what=what)).text
+    return (await run(["commit-tree", tree, *parent, "-m", msg], cwd=top, name=agent_name, what=what)).text
 
 
 async def ensure(ws: Workspace) -> bool:
@@ -295,11 +154,11 @@ async def ensure(ws: Workspace) -> bool:
     registered), False when it is present and registered. The agent's uncommitted files in a dir that lost its
     registration are kept."""
     what = f"re-attaching the worktree of {ws.branch}"
-    if await _registered(ws):
+    if await is_registered(ws):
         return False
-    await _git(["worktree", "prune"], cwd=ws.repo, what=what)
+    await run(["worktree", "prune"], cwd=ws.repo, what=what)
     path = Path(ws.path)
-    tip = await _rev(ws.repo, f"refs/heads/{ws.branch}")
+    tip = await rev(ws.repo, f"refs/heads/{ws.branch}")
     if await anyio.to_thread.run_sync(_occupied, path):
         await _reregister(ws, tip, what=what)
     else:
@@ -307,16 +166,17 @@ async def ensure(ws: Workspace) -> bool:
             args = ["worktree", "add", "--quiet", "-b", ws.branch, ws.path, ws.base]
         else:
             args = ["worktree", "add", "--quiet", ws.path, ws.branch]
-        await _git(args, cwd=ws.repo, name=_agent_name(ws), what=what)
+        await run(args, cwd=ws.repo, name=_agent_name(ws), what=what)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)
     log.info("worktree_reattached", path=ws.path, branch=ws.branch)
     return True
 
 
-async def _registered(ws: Workspace) -> bool:
+async def is_registered(ws: Workspace) -> bool:
+    """Is the worktree dir there and registered in its repository (a linked worktree whose top level is it)?"""
     if not await anyio.Path(ws.path, ".git").is_file():
         return False
-    out = await _git(["rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"], cwd=ws.path, ok=range(256))
+    out = await run(["rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"], cwd=ws.path, ok=range(256))
     lines = out.text.splitlines()
     return out.rc == 0 and len(lines) == 2 and await _real(lines[0]) == await _real(ws.path)
 
@@ -330,11 +190,11 @@ async def _reregister(ws: Workspace, tip: str | None, *, what: str) -> None:
         raise Conflict(f"{what}: {ws.path} holds a .git that is not a worktree link; move it away and retry")
     await anyio.to_thread.run_sync(_delete, spare)
     branch = ["-b", ws.branch, str(spare), ws.base] if tip is None else [str(spare), ws.branch]
-    await _git(["worktree", "add", "--quiet", "--no-checkout", *branch], cwd=ws.repo, what=what)
+    await run(["worktree", "add", "--quiet", "--no-checkout", *branch], cwd=ws.repo, what=what)
     await anyio.Path(spare, ".git").replace(dot)
     await anyio.to_thread.run_sync(_delete, spare)
-    await _git(["worktree", "repair", ws.path], cwd=ws.repo, what=what)
-    await _git(["reset", "--quiet", "--mixed"], cwd=ws.path, what=what)
+    await run(["worktree", "repair", ws.path], cwd=ws.repo, what=what)
+    await run(["reset", "--quiet", "--mixed"], cwd=ws.path, what=what)
 
 
 async def commit_turn(ws: Workspace, message: str) -> str | None:
@@ -344,28 +204,28 @@ async def commit_turn(ws: Workspace, message: str) -> str | None:
     first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "") or "agent turn"
     if len(first) > MESSAGE_MAX:
         first = first[: MESSAGE_MAX - 1] + "…"
-    await _git(["add", "-A", "--", "."], cwd=ws.path, what=what)
-    staged = await _git(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd=ws.path, ok=(0, 1), what=what)
+    await run(["add", "-A", "--", "."], cwd=ws.path, what=what)
+    staged = await run(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd=ws.path, ok=(0, 1), what=what)
     if staged.rc == 0:
         return None
-    await _git(["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", first], cwd=ws.path,
+    await run(["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", first], cwd=ws.path,
                name=_agent_name(ws), what=what)  # fmt: skip
-    return (await _git(["rev-parse", "HEAD"], cwd=ws.path, what=what)).text
+    return (await run(["rev-parse", "HEAD"], cwd=ws.path, what=what)).text
 
 
 async def changes(ws: Workspace) -> Changes:
     """base .. the worktree's working state (uncommitted work included), in two git calls."""
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await _snapshot(ws.path, tmp, what=f"reading the changes of {ws.branch}")
-        return await _numstat(ws.path, ["--cached", ws.base], index=index)
+        index = await snapshot(ws.path, tmp, what=f"reading the changes of {ws.branch}")
+        return Changes(*await numstat(ws.path, ["--cached", ws.base], index=index))
 
 
 async def diff(ws: Workspace) -> str:
     """Unified diff base .. the worktree's working state (plain text, no colour)."""
     what = f"reading the diff of {ws.branch}"
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await _snapshot(ws.path, tmp, what=what)
-        out = await _git(["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", ws.base],
+        index = await snapshot(ws.path, tmp, what=what)
+        out = await run(["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", ws.base],
                          cwd=ws.path, index=index, what=what)  # fmt: skip
     return out.out.decode("utf-8", "replace")
 
@@ -400,12 +260,12 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     what = f"removing the worktree of {ws.branch}"
     keep = False
     if not delete_branch:
-        if await _registered(ws):
+        if await is_registered(ws):
             await commit_turn(ws, "uncommitted work when the agent was deleted")
-        keep = await _rev(ws.repo, f"refs/heads/{ws.branch}") is not None and not await is_merged(ws)
+        keep = await rev(ws.repo, f"refs/heads/{ws.branch}") is not None and not await is_merged(ws)
     await _drop_worktree(ws.repo, Path(ws.path), what=what)
-    if not keep and await _rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
-        await _git(["branch", "-D", "--", ws.branch], cwd=ws.repo, what=what)
+    if not keep and await rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
+        await run(["branch", "-D", "--", ws.branch], cwd=ws.repo, what=what)
     log.info("worktree_removed", path=ws.path, branch=ws.branch, branch_kept=keep)
     return keep
 
@@ -416,10 +276,10 @@ async def _drop_worktree(repo: str, path: Path, *, what: str) -> None:
     if await _real(path) == await _real(repo) or await anyio.Path(path, ".git").is_dir():
         raise InvalidRequest(f"{what}: {path} is a main checkout, not an agent's worktree; not removing it")
     if await anyio.Path(path, ".git").is_file() and not await anyio.Path(path).is_symlink():
-        await _git(["worktree", "remove", "--force", "--force", str(path)], cwd=repo, ok=range(256), what=what)
+        await run(["worktree", "remove", "--force", "--force", str(path)], cwd=repo, ok=range(256), what=what)
     await anyio.to_thread.run_sync(_delete, path)
     if await anyio.Path(repo).is_dir():
-        await _git(["worktree", "prune"], cwd=repo, what=what)
+        await run(["worktree", "prune"], cwd=repo, what=what)
 
 
 async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
@@ -467,7 +327,7 @@ def _repo_of(d: Path) -> str | None:
     if d.is_symlink() or not (d / ".git").is_file():
         return None
     try:
-        gitdir = _git_dir(d)
+        gitdir = git_dir(d)
         common = gitdir / (gitdir / "commondir").read_text().strip() if (gitdir / "commondir").is_file() else None
     except OSError:
         return None

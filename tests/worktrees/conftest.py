@@ -22,7 +22,7 @@ def git(cwd: Path | str, *args: str, check: bool = True) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
-    return done.stdout.strip()
+    return done.stdout.rstrip()
 
 
 def write(root: Path, rel: str, text: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent_fleet_mcp import worktrees
+from agent_fleet_mcp import worktree_git, worktrees
 from agent_fleet_mcp.errors import Conflict, InvalidRequest
 
 from .conftest import fingerprint, git, write
@@ -175,7 +175,7 @@ async def test_a_lock_held_briefly_is_waited_out_and_a_stuck_one_is_a_conflict(
     async with anyio.create_task_group() as tg:
         tg.start_soon(release)
         assert await worktrees.commit_turn(ws, "after the lock") is not None
-    monkeypatch.setattr(worktrees, "LOCK_RETRY_S", 0.2)
+    monkeypatch.setattr(worktree_git, "LOCK_RETRY_S", 0.2)
     lock.write_text("")
     write(Path(ws.path), "y.txt", "y\n")
     with pytest.raises(Conflict, match=r"busy.*index\.lock"):

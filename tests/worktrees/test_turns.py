@@ -20,7 +20,7 @@ async def test_one_commit_per_turn_with_the_prompts_first_line(repo: Path, home:
     write(Path(ws.path), "src/app.py", "rewritten\n")
     write(Path(ws.path), "new/file.txt", "untracked by the agent\n")
     sha = await worktrees.commit_turn(ws, "\n  # Fix the parser  \nsecond line is not in the subject\n")
-    assert sha == git(repo, "rev-parse", "fleet/builder")
+    assert sha is not None and sha == git(repo, "rev-parse", "fleet/builder")
     assert git(repo, "log", "-1", "--format=%s|%an|%ae", sha) == "# Fix the parser|builder|agent@agent-fleet.invalid"
     assert git(repo, "rev-parse", f"{sha}^") == ws.base
     assert git(ws.path, "status", "--porcelain") == ""
@@ -71,7 +71,7 @@ async def test_changes_count_committed_and_uncommitted_work_against_the_base(rep
 
 async def test_changes_names_every_odd_file_name_literally(repo: Path, home: Path) -> None:
     ws = await worktrees.create(cwd=str(repo), home=home, agent_id="a1", agent_name="b")
-    names = [":(exclude)*", "-rf", "ünïcode é.txt", "tab\tname", "quote\"d", "*"]
+    names = [":(exclude)*", "-rf", "ünïcode é.txt", "tab\tname", 'quote"d', "*"]
     for n in names:
         write(Path(ws.path), n, "x\n")
     ch = await worktrees.changes(ws)
