@@ -25,6 +25,7 @@ import structlog
 from agent_fleet_mcp.catalog import Catalog
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest
 from agent_fleet_mcp.inputs import quote
+from agent_fleet_mcp.spec import ISOLATIONS
 from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, RunRow, RunSpec
 from agent_fleet_mcp.store.protocol import Store
 
@@ -43,6 +44,7 @@ class RunRequest:
     id: str | None = None
     depends_on: tuple[str, ...] = ()
     cwd: str | None = None
+    isolation: str | None = None  # worktree | none | None (automatic); see isolation.py
 
 
 def waves(deps: dict[str, list[str]]) -> dict[str, int]:
@@ -145,7 +147,7 @@ class BatchEngine:
             raise InvalidRequest(f"depends_on has a cycle: {' -> '.join(cycle)}; runs must form a DAG")
         return [
             RunSpec(run_id=rid, template=r.template, input=r.input, depends_on=deps[rid],
-                    cwd=self.host.validate_cwd(r.cwd))
+                    cwd=self.host.validate_cwd(r.cwd), isolation=_isolation(rid, r.isolation))
             for rid, r in zip(ids, runs, strict=True)
         ]  # fmt: skip
 
@@ -160,7 +162,8 @@ class BatchEngine:
         rows = self.validate(runs)
         if budget_usd is not None and not (0 < budget_usd < float("inf")):
             raise InvalidRequest(f"budget_usd must be a number greater than 0, got {budget_usd!r}")
-        plain = [asdict(r) for r in rows]  # the same JSON as before RunSpec existed: stored hashes stay valid
+        # the same JSON as before RunSpec existed (isolation only when asked for): stored hashes stay valid
+        plain = [{k: v for k, v in asdict(r).items() if k != "isolation" or v is not None} for r in rows]
         hashed: object = plain if budget_usd is None else {"runs": plain, "budget_usd": budget_usd}
         request_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:32]
         if idempotency_key is not None:
@@ -242,6 +245,13 @@ class BatchEngine:
             await store.finish_run(batch_id, run.run_id, status="failed", reason=str(exc))
             return
         await store.start_run(batch_id, run.run_id, agent_id=created.agent.id)
+
+
+def _isolation(run_id: str, value: str | None) -> str | None:
+    if value is not None and value not in ISOLATIONS:
+        raise InvalidRequest(f"run {run_id!r}: isolation must be one of {', '.join(ISOLATIONS)} (or left out), got "
+                             f"{value!r}")  # fmt: skip
+    return value
 
 
 def cap_result(text: str, dep: RunRow) -> str:

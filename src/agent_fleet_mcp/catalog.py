@@ -43,7 +43,7 @@ from agent_fleet_mcp import trust
 from agent_fleet_mcp.errors import DefinitionError, InvalidRequest, NotFound, UntrustedDefinition
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.permissions import readonly_problem
-from agent_fleet_mcp.spec import RUNNER_NAMES, AgentSpec, TaskAgentDefinition, inapplicable_limits
+from agent_fleet_mcp.spec import ISOLATIONS, RUNNER_NAMES, AgentSpec, TaskAgentDefinition, inapplicable_limits
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PERMISSIONS: tuple[str, ...] = ("readonly", "readwrite")
@@ -51,7 +51,7 @@ STRATEGIES: tuple[str, ...] = ("queue", "reject", "replace")
 VISIBILITIES: tuple[str, ...] = ("public", "private")
 FIELDS: tuple[str, ...] = (
     "name", "description", "tags", "runner", "model", "permission", "tools", "concurrency",
-    "max_turns", "max_cost_usd", "max_tokens", "timeout_s", "visibility", "command",
+    "max_turns", "max_cost_usd", "max_tokens", "timeout_s", "visibility", "command", "isolation",
 )  # fmt: skip
 # Claude Code subagent keys we have no use for: ignored in .claude/agents files only (elsewhere: typos).
 CLAUDE_CODE_IGNORED: frozenset[str] = frozenset(
@@ -63,7 +63,6 @@ CLAUDE_CODE_IGNORED: frozenset[str] = frozenset(
         "mcpServers",
         "memory",
         "background",
-        "isolation",
         "effort",
     )
 )
@@ -443,6 +442,7 @@ def _build(path: Path, meta: dict[str, object], body: str, *, claude_code: bool)
         "timeout_s": _number(fail, "timeout_s", meta.get("timeout_s")),
         "command": _command(fail, meta.get("command"), runner=runner, definition_dir=_real(path.parent)),
         "template": name,
+        "isolation": _choice(fail, "isolation", meta.get("isolation"), ISOLATIONS),
     }
     try:
         spec = AgentSpec.model_validate(spec_fields)

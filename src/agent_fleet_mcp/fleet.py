@@ -54,7 +54,10 @@ class CreateResult:
 
 
 def spec_fingerprint(spec: AgentSpec, cwd: str, prompt: str | None) -> str:
-    payload = json.dumps({"spec": spec.model_dump(mode="json"), "cwd": cwd, "prompt": prompt}, sort_keys=True)
+    dumped = spec.model_dump(mode="json")
+    if dumped.get("isolation") is None:  # automatic: the fingerprint of an agent made before the field existed
+        dumped.pop("isolation", None)
+    payload = json.dumps({"spec": dumped, "cwd": cwd, "prompt": prompt}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -132,6 +135,7 @@ class Fleet:
         timeout_s: float | None,
         cwd: str,
         max_tokens: int | None = None,
+        isolation: str | None = None,
     ) -> AgentSpec:
         if template:
             base = self.catalog().get(template).spec
@@ -148,7 +152,7 @@ class Fleet:
         for key, value in (
             ("runner", runner), ("model", model), ("system_prompt", system_prompt), ("permission", permission),
             ("max_turns", max_turns), ("max_cost_usd", max_cost_usd), ("timeout_s", timeout_s),
-            ("max_tokens", max_tokens),
+            ("max_tokens", max_tokens), ("isolation", isolation),
         ):  # fmt: skip
             if value is not None:
                 overrides[key] = value
@@ -224,7 +228,11 @@ class Fleet:
         idempotency_key: str | None = None,
         max_tokens: int | None = None,
         batch_id: str | None = None,
+        isolation: str | None = None,
+        start_from: str | None = None,
     ) -> CreateResult:
+        """``isolation``: ``worktree`` | ``none`` | None (automatic, see ``isolation.py``). ``start_from``: the
+        branch or commit a worktree starts from (chained run_agents runs) instead of the checkout's current state."""
         self.validate_name(name)
         if prompt is not None:
             self.validate_prompt(prompt)
@@ -232,6 +240,7 @@ class Fleet:
         spec = self.resolve_spec(
             template=template, runner=runner, model=model, system_prompt=system_prompt, permission=permission,
             max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s, cwd=real_cwd, max_tokens=max_tokens,
+            isolation=isolation,
         )  # fmt: skip
         warnings, fingerprint = self.model_warnings(spec), spec_fingerprint(spec, real_cwd, prompt)
         found = await self._existing(name, idempotency_key, fingerprint, warnings)

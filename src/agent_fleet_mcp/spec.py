@@ -14,6 +14,8 @@ RunnerName = Literal["anthropic", "claude-code", "codex", "gemini", "command"]
 RUNNER_NAMES: tuple[str, ...] = ("anthropic", "claude-code", "codex", "gemini", "command")
 Permission = Literal["readonly", "readwrite"]
 Strategy = Literal["queue", "reject", "replace"]
+Isolation = Literal["worktree", "none"]
+ISOLATIONS: tuple[str, ...] = ("worktree", "none")
 
 
 class Concurrency(BaseModel):
@@ -46,6 +48,9 @@ class AgentSpec(BaseModel):
     command: tuple[str, ...] = ()
     template: str | None = None
     cwd: str = "."
+    # A git worktree of its own (readwrite agents): None = automatic (a worktree for a readwrite agent whose cwd is
+    # in a git repository, else none). Resolved at creation; the agent's workspace is stored with it (fleet.py).
+    isolation: Isolation | None = None
 
 
 # Runners that report neither cost nor tokens: a cost or token limit cannot bound them, so asking for one is an

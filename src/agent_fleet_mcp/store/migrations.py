@@ -131,4 +131,16 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX batches_status ON batches(status, created_at)",
         ],
     ),
+    (
+        "0006_worktrees",
+        # issue 11: a readwrite agent's git worktree (worktrees.Workspace as JSON; NULL = it edits its cwd in
+        # place), its changes against its base as of its last turn's commit (worktrees.Changes as JSON), and when
+        # merge_agent last merged them into the user's checkout; the isolation a run_agents run asked for
+        [
+            "ALTER TABLE agents ADD COLUMN workspace_json TEXT",
+            "ALTER TABLE agents ADD COLUMN changes_json TEXT",
+            "ALTER TABLE agents ADD COLUMN merged_at REAL",
+            "ALTER TABLE runs ADD COLUMN isolation TEXT",
+        ],
+    ),
 ]

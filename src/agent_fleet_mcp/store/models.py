@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, get_args
 
 from agent_fleet_mcp.spec import AgentSpec
+from agent_fleet_mcp.worktrees import Changes, Workspace
 
 AgentStatus = Literal["queued", "running", "idle", "failed", "stopped", "deleted"]
 TurnStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
@@ -41,6 +42,18 @@ class AgentRow:
     root_id: str | None = None  # the first agent of its delegation tree (itself when a host created it)
     depth: int = 1  # 1 = created by a host; a child of a depth-d agent has depth d + 1
     batch_id: str | None = None  # the run_agents batch it was created for
+    # Its git worktree (None: it edits ``cwd`` in place; with one, ``cwd`` is ``workspace.cwd``), its changes
+    # against the worktree's base as of its last turn's commit (None: none recorded yet), and when merge_agent
+    # last merged them into the user's checkout.
+    workspace: Workspace | None = None
+    changes: Changes | None = None
+    merged_at: float | None = None
+
+    @property
+    def origin_cwd(self) -> str:
+        """The directory the agent was created for: its cwd in the user's checkout when it has a worktree."""
+        ws = self.workspace
+        return self.cwd if ws is None else ws.repo if ws.rel in ("", ".") else f"{ws.repo}/{ws.rel}"
 
     @classmethod
     def from_row(cls, r: Any) -> AgentRow:
@@ -62,7 +75,36 @@ class AgentRow:
             root_id=r["root_id"] if "root_id" in keys else None,
             depth=int(r["depth"]) if "depth" in keys else 1,
             batch_id=r["batch_id"] if "batch_id" in keys else None,
+            workspace=workspace_from_json(r["workspace_json"]) if "workspace_json" in keys else None,
+            changes=changes_from_json(r["changes_json"]) if "changes_json" in keys else None,
+            merged_at=r["merged_at"] if "merged_at" in keys else None,
         )
+
+
+def workspace_to_json(ws: Workspace | None) -> str | None:
+    if ws is None:
+        return None
+    return json.dumps({"repo": ws.repo, "path": ws.path, "branch": ws.branch, "base": ws.base, "rel": ws.rel})
+
+
+def workspace_from_json(text: str | None) -> Workspace | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Workspace(repo=d["repo"], path=d["path"], branch=d["branch"], base=d["base"], rel=d["rel"])
+
+
+def changes_to_json(c: Changes | None) -> str | None:
+    if c is None:
+        return None
+    return json.dumps({"added": c.added, "removed": c.removed, "files": list(c.files)})
+
+
+def changes_from_json(text: str | None) -> Changes | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Changes(added=int(d["added"]), removed=int(d["removed"]), files=tuple(str(f) for f in d["files"]))
 
 
 @dataclass(frozen=True)
@@ -124,6 +166,7 @@ class RunRow:
     reason: str | None
     started_at: float | None
     ended_at: float | None
+    isolation: str | None = None  # worktree | none | None (automatic)
 
     @classmethod
     def from_row(cls, r: Any) -> RunRow:
@@ -156,6 +199,7 @@ class RunSpec:
     input: str
     depends_on: list[str]
     cwd: str
+    isolation: str | None = None  # worktree | none | None (automatic)
 
 
 @dataclass(frozen=True)

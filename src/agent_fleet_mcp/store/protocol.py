@@ -29,6 +29,7 @@ from agent_fleet_mcp.store.models import (
     TurnStatus,
     TurnUsage,
 )
+from agent_fleet_mcp.worktrees import Changes, Workspace
 
 
 class Store(Protocol):
@@ -58,10 +59,12 @@ class Store(Protocol):
         depth: int = 1,
         batch_id: str | None = None,
         max_tree_agents: int | None = None,
+        workspace: Workspace | None = None,
     ) -> AgentRow:
         """Insert a live (``idle``) agent. One live agent per name and per idempotency key, fleet-wide: a clash
         raises ``AlreadyExists``. With ``max_tree_agents``, a tree (``root_id``) already that big raises
-        ``LimitReached`` -- the count and the insert are one atomic step."""
+        ``LimitReached`` -- the count and the insert are one atomic step. ``workspace``: its git worktree (then
+        ``cwd`` is ``workspace.cwd``)."""
         ...
 
     async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:
@@ -90,6 +93,19 @@ class Store(Protocol):
         ...
 
     async def set_session_id(self, agent_id: str, session_id: str) -> None: ...
+
+    async def set_changes(self, agent_id: str, changes: Changes) -> None:
+        """Record the agent's changes against its worktree's base (after each turn's commit); deleted agents too."""
+        ...
+
+    async def set_merged(self, agent_id: str, at: float) -> None:
+        """Record that merge_agent merged the agent's changes into the user's checkout at ``at``."""
+        ...
+
+    async def isolated_agents(self) -> list[AgentRow]:
+        """Every agent with a worktree, deleted ones too (reconcile and doctor match them with the worktrees on
+        disk), ordered by creation time."""
+        ...
 
     async def mark_deleted(self, agent_id: str) -> None:
         """Soft delete: status ``deleted``; the name and idempotency key become free."""

@@ -26,13 +26,16 @@ from agent_fleet_mcp.store.models import (
     TurnRow,
     TurnStatsUpdate,
     TurnStatus,
+    changes_to_json,
+    workspace_to_json,
 )
 from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.store.sqlite_batches import SqliteUsageAndBatches
+from agent_fleet_mcp.worktrees import Changes, Workspace
 
 _AGENT_COLUMNS = (
     "id", "name", "status", "spec_json", "spec_hash", "cwd", "idempotency_key", "session_id", "last_error",
-    "created_at", "updated_at", "deleted_at",
+    "created_at", "updated_at", "deleted_at", "workspace_json", "changes_json", "merged_at",
 )  # fmt: skip
 _TURN_RESTORE_COLUMNS = (
     "agent_id", "n", "status", "reason", "prompt", "runner", "model", "pid", "proc_start", "out_path", "queued_at",
@@ -56,6 +59,7 @@ class SqliteStore(SqliteUsageAndBatches):
         depth: int = 1,
         batch_id: str | None = None,
         max_tree_agents: int | None = None,
+        workspace: Workspace | None = None,
     ) -> AgentRow:
         """Insert a live agent. The database enforces one live agent per name and per idempotency key (across
         processes): a clash raises ``AlreadyExists``. With ``root_id`` and ``max_tree_agents``, a tree that already
@@ -75,10 +79,10 @@ class SqliteStore(SqliteUsageAndBatches):
             try:
                 await db.execute(
                     "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
-                    " updated_at, parent_id, root_id, depth, batch_id) VALUES (?, ?, 'idle', ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?)",
+                    " updated_at, parent_id, root_id, depth, batch_id, workspace_json) VALUES (?, ?, 'idle', ?, ?,"
+                    " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (id, name, spec.model_dump_json(), spec_hash, cwd, idempotency_key, now, now, parent_id,
-                     root_id or id, depth, batch_id),
+                     root_id or id, depth, batch_id, workspace_to_json(workspace)),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
                 if idempotency_key is not None:
@@ -187,6 +191,18 @@ class SqliteStore(SqliteUsageAndBatches):
     async def set_session_id(self, agent_id: str, session_id: str) -> None:
         async with self._tx() as db:
             await db.execute("UPDATE agents SET session_id = ? WHERE id = ?", (session_id, agent_id))
+
+    async def set_changes(self, agent_id: str, changes: Changes) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE agents SET changes_json = ? WHERE id = ?", (changes_to_json(changes), agent_id))
+
+    async def set_merged(self, agent_id: str, at: float) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE agents SET merged_at = ?, updated_at = ? WHERE id = ?", (at, at, agent_id))
+
+    async def isolated_agents(self) -> list[AgentRow]:
+        rows = await self._all("SELECT * FROM agents WHERE workspace_json IS NOT NULL ORDER BY created_at, id")
+        return [AgentRow.from_row(r) for r in rows]
 
     async def mark_deleted(self, agent_id: str) -> None:
         now = time.time()

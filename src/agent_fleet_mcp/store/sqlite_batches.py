@@ -107,10 +107,11 @@ class SqliteUsageAndBatches(SqliteConnection):
                 raise AlreadyExists("id", batch_id, holder="a batch") from None
             for seq, run in enumerate(runs):
                 await db.execute(
-                    "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting')",
-                    (batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd),
-                )
+                    "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status,"
+                    " isolation) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', ?)",
+                    (batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd,
+                     run.isolation),
+                )  # fmt: skip
 
     async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None:
         r = await self._one("SELECT * FROM batches WHERE idempotency_key = ?", (idempotency_key,))
