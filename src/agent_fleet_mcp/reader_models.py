@@ -74,6 +74,17 @@ class FileList(Out):
     shown: list[str] = Field(description=f"the first {FILES_SHOWN}, in the order they were first touched")
 
 
+class WorkspaceOut(Out):
+    """An isolated agent's git worktree (issue 11): where it works, what it started from, what it changed."""
+
+    repo: str = Field(description="the checkout it started from (where merge_agent applies its changes)")
+    path: str = Field(description="its worktree")
+    branch: str
+    base: str = Field(description="the commit it started from (the checkout's state then, uncommitted edits included)")
+    files: FileList = Field(description="changed files vs the base, as of its last turn")
+    merged_at: float | None = None
+
+
 class AgentDetail(Out):
     agent: AgentStatus
     cwd: str
@@ -88,6 +99,7 @@ class AgentDetail(Out):
     result_preview: str | None = Field(default=None, description=f"its first {RESULT_PREVIEW_CHARS} chars")
     result_chars: int = 0
     transcript: str | None = Field(default=None, description="the latest turn's transcript file")
+    workspace: WorkspaceOut | None = Field(default=None, description="its git worktree (None: it edits cwd in place)")
 
 
 class CostGroup(Out):
@@ -294,3 +306,14 @@ def caused_by(conflicts: Iterable[str], changed: Mapping[str, Iterable[str]]) ->
         if names:
             out[f] = names
     return out
+
+
+def workspace_out(agent: AgentRow) -> WorkspaceOut | None:
+    ws = agent.workspace
+    if ws is None:
+        return None
+    files = list(agent.changes.files) if agent.changes is not None else []
+    return WorkspaceOut(
+        repo=ws.repo, path=ws.path, branch=ws.branch, base=ws.base,
+        files=FileList(total=len(files), shown=files[:FILES_SHOWN]), merged_at=agent.merged_at,
+    )  # fmt: skip

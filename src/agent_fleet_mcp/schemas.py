@@ -70,7 +70,7 @@ class AgentRowOut(Out):
     last_error: str | None = None
     limits: LimitsOut | None = None
     changes: str | None = Field(default=None, description="its worktree's changes vs its base: '+12 -3, 2 files'")
-    overlaps: list[str] | None = Field(default=None, description="other live agents that changed some of the same files")
+    overlaps: list[str] | None = Field(default=None, description="other live agents that changed the same files")
 
 
 class FleetSummary(Out):

@@ -305,7 +305,44 @@ def detail_view(d: AgentDetail) -> RenderableType:
         parts.append(Padding(Text(d.result_preview + (" …" if more > 0 else "")), (0, 0, 0, 2)))
     if d.transcript:
         parts.append(Text(f"transcript {d.transcript}  (agent-fleet logs {a.name})", style="dim"))
+    if d.workspace is not None:
+        parts.extend(workspace_lines(d))
     return Group(*parts)
+
+
+def workspace_lines(d: AgentDetail) -> list[RenderableType]:
+    """`status AGENT` of an isolated agent: branch, base, change summary, overlaps, changed files."""
+    ws = d.workspace
+    assert ws is not None
+    a = d.agent
+    title = Text("worktree ", style="bold")
+    title.append(f"branch {ws.branch} · base {ws.base[:10]} · ")
+    title.append(a.changes or "no changes", style="" if a.changes else "dim")
+    if ws.merged_at is not None:
+        title.append(f" · merged {fmt_clock(ws.merged_at)}", style="green")
+    parts: list[RenderableType] = [title, Text(f"  {ws.path}  (from {ws.repo})", style="dim")]
+    if a.overlaps:
+        parts.append(Text(f"  ⚠ overlaps: {', '.join(a.overlaps)} changed some of the same files", style="yellow"))
+    parts.extend(Text(f"  {p}") for p in ws.files.shown)
+    if ws.files.total > len(ws.files.shown):
+        parts.append(Text(f"  … and {ws.files.total - len(ws.files.shown)} more", style="dim"))
+    if a.changes:
+        parts.append(Text(f"  agent-fleet diff {a.name}  ·  merge_agent(agent={a.name!r}) applies it", style="dim"))
+    return parts
+
+
+# -- diff ------------------------------------------------------------------------------------------------------
+
+DIFF_STYLE = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"), ("diff ", "bold"))
+
+
+def diff_view(diff: str) -> Text:
+    """A unified diff coloured line by line (added green, removed red, hunks cyan, file headers bold)."""
+    out = Text()
+    for line in diff.splitlines(keepends=True):
+        style = next((st for prefix, st in DIFF_STYLE if line.startswith(prefix)), "")
+        out.append(line, style=style)
+    return out
 
 
 # -- logs ------------------------------------------------------------------------------------------------------

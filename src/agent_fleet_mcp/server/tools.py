@@ -1,4 +1,4 @@
-"""The 8 tools: module-level handlers taking the typed request Context; reads go through the fleet's reader,
+"""The 9 tools: module-level handlers taking the typed request Context; reads go through the fleet's reader,
 writes through the fleet. ``edge`` turns a FleetError into a ToolError with the same actionable message."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_fleet_mcp import deprecation
+from agent_fleet_mcp import deprecation, merges
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.errors import FleetError
 from agent_fleet_mcp.schemas import (
@@ -21,6 +21,7 @@ from agent_fleet_mcp.schemas import (
     CreateOut,
     DeletedAgent,
     DeleteOut,
+    MergeOut,
     OutputOut,
     RunAgentsOut,
     StatusOut,
@@ -49,6 +50,10 @@ def edge(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+Isolation = Literal["worktree", "none"]
+ISOLATION = "worktree: own git branch, merge_agent applies it (default: readwrite in a repo); none: edit in place"
+
+
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +62,7 @@ class RunIn(BaseModel):
     id: str | None = Field(None, description="run id for depends_on/{{id}} (default: the template name)")
     depends_on: list[str] = Field(default_factory=list)
     cwd: str | None = None
+    isolation: Isolation | None = Field(None, description="as in create_agent")
 
 
 def _concurrency_text(c: Concurrency) -> str:
@@ -105,6 +111,7 @@ async def create_agent(
     max_tokens: Annotated[
         int | None, Field(ge=1, description="token limit (input+output+cache) of the agent's whole life")
     ] = None,
+    isolation: Annotated[Isolation | None, Field(description=ISOLATION)] = None,
 ) -> CreateOut:
     """Create an agent (from a template or ad hoc) and, with a prompt, start it. Retry-safe: the same name and
     spec returns the existing agent."""
@@ -112,7 +119,7 @@ async def create_agent(
     res = await app.fleet.create_agent(
         name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
         cwd=cwd, permission=permission, max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s,
-        idempotency_key=idempotency_key, max_tokens=max_tokens,
+        idempotency_key=idempotency_key, max_tokens=max_tokens, isolation=isolation,
     )  # fmt: skip
     [row] = await app.reader.agent_rows([res.agent])
     if not res.created:
@@ -175,12 +182,12 @@ async def get_agent_output(
     ctx: Context[AppState, Any],
     agent: str,
     turn: Annotated[int | None, Field(ge=1, description="default: latest")] = None,
-    mode: Literal["result", "tail", "transcript"] = "result",
+    mode: Literal["result", "tail", "transcript", "diff"] = "result",
     cursor: Annotated[int, Field(ge=0)] = 0,
     max_chars: Annotated[int, Field(ge=200, le=20_000)] = 4_000,
 ) -> OutputOut:
-    """Read an agent's output in bounded pages: the final result, the live tail, or the transcript. Works for
-    deleted (not purged) agents too."""
+    """Read an agent's output in bounded pages: the final result, the live tail, the transcript, or its worktree's
+    diff. Works for deleted (not purged) agents too."""
     return await app_state(ctx).reader.output(agent, turn=turn, mode=mode, cursor=cursor, max_chars=max_chars)
 
 
@@ -209,7 +216,7 @@ async def run_agents(
     finished run's result on. Returns finished results and a batch id for wait_for_agents(batch=...)."""
     app = app_state(ctx)
     batch_id = await app.fleet.batches.start(
-        [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
+        [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd, isolation=r.isolation) for r in runs],
         idempotency_key=idempotency_key,
         budget_usd=budget_usd,
     )
@@ -221,6 +228,21 @@ async def run_agents(
         else f"{len(res.still_running)} run(s) still going; wait_for_agents(batch='{batch_id}') to sleep on them"
     )
     return RunAgentsOut(done=res.done, batch=view, note=note)
+
+
+@edge
+async def merge_agent(
+    ctx: Context[AppState, Any],
+    agent: Annotated[str, Field(description="agent name")],
+    strategy: Annotated[
+        Literal["merge", "squash"], Field(description="merge: a merge commit; squash: uncommitted changes")
+    ] = "merge",
+    dry_run: Annotated[bool, Field(description="check only, change nothing")] = False,
+) -> MergeOut:
+    """Apply an agent's worktree changes to the checkout it came from. A conflict changes nothing and names the
+    files and their cause (other agents, your edits)."""
+    app = app_state(ctx)
+    return await merges.merge_agent(app.fleet.store, app.reader, agent, strategy=strategy, dry_run=dry_run)
 
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -251,3 +273,4 @@ def register(mcp: MCPServer[AppState]) -> None:
     _add(mcp, get_agent_output, READ_ONLY)
     _add(mcp, delete_agent, _writes(destructive=True))
     _add(mcp, run_agents, _writes())
+    _add(mcp, merge_agent, _writes(destructive=True))
