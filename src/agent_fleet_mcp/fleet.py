@@ -22,6 +22,7 @@ import structlog
 
 from agent_fleet_mcp import budgets, deprecation
 from agent_fleet_mcp import catalog as catalog_mod
+from agent_fleet_mcp import isolation as iso
 from agent_fleet_mcp.batches import BatchEngine
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, InvalidRequest, LimitReached
@@ -246,20 +247,40 @@ class Fleet:
         found = await self._existing(name, idempotency_key, fingerprint, warnings)
         if found is not None:
             return found
+        decision = await iso.decide(spec, real_cwd)
+        warnings += (decision.note,) if decision.note else ()
         await self._admit(spec, batch_id, with_turn=prompt is not None)
         agent_id = "ag_" + uuid.uuid4().hex[:10]
         s = self.settings
+        ws = None
+        if decision.worktree:
+            try:
+                ws = await iso.create(
+                    home=s.home, cwd=real_cwd, agent_id=agent_id, agent_name=name, start_from=start_from
+                )
+            except Conflict:  # its branch exists: a concurrent create of the same agent may have made it
+                found = await self._existing(name, idempotency_key, fingerprint, warnings)
+                if found is not None:
+                    return found
+                raise
         try:
             agent = await self.store.insert_agent(
-                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=real_cwd,
+                id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=ws.cwd if ws else real_cwd,
                 idempotency_key=idempotency_key, parent_id=s.parent_id, root_id=s.root_id, depth=s.depth + 1,
-                batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None,
+                batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None, workspace=ws,
             )  # fmt: skip
         except AlreadyExists:  # another call (maybe another server) created it a moment ago
+            if ws is not None:
+                await iso.discard(ws)
             found = await self._existing(name, idempotency_key, fingerprint, warnings)
             if found is not None:
                 return found
             raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
+        except BaseException:
+            if ws is not None:
+                with anyio.CancelScope(shield=True):
+                    await iso.discard(ws)
+            raise
         await anyio.to_thread.run_sync(lambda: private_dirs(self.agent_dir(agent_id) / "turns"))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None if prompt is None else await self._enqueue(agent, prompt)
