@@ -78,12 +78,14 @@ async def run(
     ok: Collection[int] = (0,),
     stdin: bytes | None = None,
     index: str | None = None,
+    gitdir: Path | None = None,
     name: str = "agent-fleet",
     what: str = "git",
 ) -> Out:
     """Run one git command; retry while a lock of the repository is held; raise ``GitFailed`` on other failures
     (exit codes outside ``ok``). ``index``: a temporary index file (``GIT_INDEX_FILE``)."""
-    argv = ["git", *_CONFIG, *args]
+    where = [f"--git-dir={gitdir}", f"--work-tree={cwd}"] if gitdir else []  # never trust a worktree's .git file
+    argv = ["git", *_CONFIG, *where, *args]
     env = _env(name, {"GIT_INDEX_FILE": index} if index else None)
     delay, start = 0.02, time.monotonic()
     while True:
@@ -126,23 +128,23 @@ def nul_split(out: bytes) -> list[str]:
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
-async def snapshot(top: str, tmp: str, *, what: str) -> str:
+async def snapshot(top: str, tmp: str, *, what: str, gitdir: Path | None = None) -> str:
     """The tree of the checkout at ``top`` as the user sees it (HEAD + staged + unstaged + untracked, not ignored),
     built in a copy of its index under ``tmp``: the checkout's own index and files are not touched. Returns the path
     of the temporary index (its tree is what ``write-tree`` would give)."""
     index = os.path.join(tmp, "index")
-    src = git_dir(top) / "index"
+    src = (gitdir or git_dir(top)) / "index"
     with contextlib.suppress(FileNotFoundError):  # no commit and nothing staged yet: start from an empty index
         await anyio.to_thread.run_sync(shutil.copyfile, src, index)
-    await run(["add", "-A", "--", "."], cwd=top, index=index, what=what)
+    await run(["add", "-A", "--", "."], cwd=top, index=index, gitdir=gitdir, what=what)
     return index
 
 
-async def tree_of(top: str, *, what: str) -> str:
+async def tree_of(top: str, *, what: str, gitdir: Path | None = None) -> str:
     """The tree sha of ``top``'s current working state (see ``_snapshot``)."""
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await snapshot(top, tmp, what=what)
-        return (await run(["write-tree"], cwd=top, index=index, what=what)).text
+        index = await snapshot(top, tmp, what=what, gitdir=gitdir)
+        return (await run(["write-tree"], cwd=top, index=index, gitdir=gitdir, what=what)).text
 
 
 async def rev(top: str, rev: str) -> str | None:
@@ -150,10 +152,12 @@ async def rev(top: str, rev: str) -> str | None:
     return out.text or None if out.rc == 0 else None
 
 
-async def numstat(top: str, args: Sequence[str], *, index: str | None = None) -> tuple[int, int, tuple[str, ...]]:
+async def numstat(
+    top: str, args: Sequence[str], *, index: str | None = None, gitdir: Path | None = None
+) -> tuple[int, int, tuple[str, ...]]:
     """``git diff --numstat`` summed: lines added, removed (binary files count 0) and the files, sorted."""
     out = await run(["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", *args],
-                     cwd=top, index=index, what="counting changes")  # fmt: skip
+                     cwd=top, index=index, gitdir=gitdir, what="counting changes")  # fmt: skip
     added = removed = 0
     files: list[str] = []
     for entry in nul_split(out.out):
@@ -167,3 +171,35 @@ async def numstat(top: str, args: Sequence[str], *, index: str | None = None) ->
 async def names(top: str, args: Sequence[str], *, index: str | None = None) -> list[str]:
     """The NUL-separated paths a git command (``--name-only -z``) prints."""
     return nul_split((await run(args, cwd=top, index=index, what="listing changed files")).out)
+
+
+def common_dir(top: str | Path) -> Path:
+    """The repository's shared git dir (where ``worktrees/`` lives) for the checkout at ``top``."""
+    gd = git_dir(top)
+    link = gd / "commondir"
+    return (gd / link.read_text().strip()).resolve() if link.is_file() else gd.resolve()
+
+
+def worktree_admin(path: str | Path, repo: str | Path) -> tuple[Path | None, bool]:
+    """The admin dir ``repo`` registered for the linked worktree at ``path`` (found from the repository's side:
+    ``<common dir>/worktrees/*/gitdir`` naming ``<path>/.git``), and whether the worktree's own ``.git`` file still
+    points there. (None, False) when it is not registered or its ``.git`` file is gone."""
+    top = Path(path)
+    try:
+        root = common_dir(repo) / "worktrees"
+        admins = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return None, False
+    want = os.path.realpath(top)
+    for admin in admins:
+        try:
+            named = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            continue
+        if named.name == ".git" and os.path.realpath(named.parent) == want:
+            dot = top / ".git"
+            if not dot.exists() and not dot.is_symlink():
+                return None, False  # the dir or its link is gone: a stale registration (``git worktree prune``)
+            intact = dot.is_file() and not dot.is_symlink() and git_dir(top).resolve() == admin.resolve()
+            return admin.resolve(), intact
+    return None, False

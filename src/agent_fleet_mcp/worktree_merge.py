@@ -27,7 +27,7 @@ import anyio
 
 from .errors import Conflict
 from .worktree_git import GitFailed, git_dir, names, numstat, rev, run, snapshot, tree_of
-from .worktrees import MergeResult, Workspace, commit_turn, is_registered
+from .worktrees import MergeResult, Workspace, admin, commit_turn
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _BUSY = {
@@ -61,14 +61,14 @@ async def _checkout_state(repo: str, what: str) -> str | None:
 
 async def _tip(ws: Workspace, *, dry_run: bool, what: str) -> str:
     """The agent's tip commit. A real merge commits pending worktree work first; a dry run only looks at it."""
-    registered = await is_registered(ws)
-    if registered and not dry_run:
+    gitdir = await admin(ws)
+    if gitdir is not None and not dry_run:
         await commit_turn(ws, "work not yet committed when merged")
     branch_tip = await rev(ws.repo, f"refs/heads/{ws.branch}")
     if branch_tip is None:
         raise Conflict(f"{what}: the branch {ws.branch} no longer exists in {ws.repo}; nothing to merge")
-    if registered and dry_run:
-        tree = await tree_of(ws.path, what=what)
+    if gitdir is not None and dry_run:
+        tree = await tree_of(ws.path, what=what, gitdir=gitdir)
         if tree != (await run(["rev-parse", f"{branch_tip}^{{tree}}"], cwd=ws.repo, what=what)).text:
             msg = "uncommitted work (dry run)"
             return (await run(["commit-tree", tree, "-p", branch_tip, "-m", msg], cwd=ws.repo, what=what)).text
@@ -180,7 +180,8 @@ async def _merge_commit(ws: Workspace, head: str, tip: str, *, dry_run: bool, wh
         return _result("merge", True, files=files, added=added, removed=removed,
                        message=f"dry run: {ws.branch} merges cleanly ({stat}); nothing was changed")  # fmt: skip
     msg = f"Merge {ws.branch} (agent-fleet): {stat}"
-    commit = (await run(["commit-tree", tree, "-p", head, "-p", tip, "-m", msg], cwd=repo, what=what)).text
+    name = ws.branch.removeprefix("fleet/")
+    commit = (await run(["commit-tree", tree, "-p", head, "-p", tip, "-m", msg], cwd=repo, name=name, what=what)).text
     await run(["update-index", "-q", "--refresh"], cwd=repo, ok=(0, 1), what=what)
     try:
         await run(["read-tree", "-m", "-u", head, commit], cwd=repo, what=what)
@@ -236,11 +237,12 @@ def _first(stderr: str) -> str:
     return "; ".join(lines[:3])[:300] or "git refused"
 
 
-async def merged_already(ws: Workspace) -> bool:
-    """See ``worktrees.is_merged``."""
+async def merged_already(ws: Workspace, *, use_worktree: bool = True) -> bool:
+    """See ``worktrees.is_merged``. ``use_worktree=False``: the branch alone (its worktree is not to be trusted)."""
     what = f"checking whether {ws.branch} is merged"
-    if await is_registered(ws):
-        tip_tree = await tree_of(ws.path, what=what)
+    gitdir = await admin(ws) if use_worktree else None
+    if gitdir is not None:
+        tip_tree = await tree_of(ws.path, what=what, gitdir=gitdir)
     else:
         branch_tip = await rev(ws.repo, f"refs/heads/{ws.branch}")
         if branch_tip is None:

@@ -24,7 +24,7 @@ import anyio
 import structlog
 
 from .errors import Conflict, InvalidRequest
-from .worktree_git import GitFailed, git_dir, numstat, rev, run, snapshot, tree_of
+from .worktree_git import GitFailed, git_dir, numstat, rev, run, snapshot, tree_of, worktree_admin
 
 __all__ = [
     "Changes", "GitFailed", "MergeResult", "Workspace", "changes", "commit_turn", "create", "diff", "ensure",
@@ -173,12 +173,29 @@ async def ensure(ws: Workspace) -> bool:
 
 
 async def is_registered(ws: Workspace) -> bool:
-    """Is the worktree dir there and registered in its repository (a linked worktree whose top level is it)?"""
-    if not await anyio.Path(ws.path, ".git").is_file():
-        return False
-    out = await run(["rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"], cwd=ws.path, ok=range(256))
-    lines = out.text.splitlines()
-    return out.rc == 0 and len(lines) == 2 and await _real(lines[0]) == await _real(ws.path)
+    """Is the worktree dir there and registered in its repository? Raises ``Conflict`` when it is registered but its
+    ``.git`` link file no longer points to its registration (changed from inside the worktree)."""
+    return await admin(ws) is not None
+
+
+async def admin(ws: Workspace) -> Path | None:
+    """The worktree's git dir as the repository registered it (None: not registered). Every git call inside a
+    worktree names it explicitly (``--git-dir``), so a ``.git`` file an agent rewrote cannot aim our commits at the
+    user's checkout or another agent's; a changed link is refused outright."""
+    found, intact = await anyio.to_thread.run_sync(worktree_admin, ws.path, ws.repo)
+    if found is not None and not intact:
+        raise Conflict(
+            f"the worktree {ws.path} no longer links to its registration in {ws.repo} (its .git file was changed "
+            f"from inside it): not running git there. Restore it with `git worktree repair {ws.path}` in {ws.repo}"
+        )
+    return found
+
+
+async def _must_admin(ws: Workspace, what: str) -> Path:
+    found = await admin(ws)
+    if found is None:
+        raise Conflict(f"{what}: the worktree {ws.path} is missing or not registered; re-attach it (ensure) first")
+    return found
 
 
 async def _reregister(ws: Workspace, tip: str | None, *, what: str) -> None:
@@ -194,39 +211,48 @@ async def _reregister(ws: Workspace, tip: str | None, *, what: str) -> None:
     await anyio.Path(spare, ".git").replace(dot)
     await anyio.to_thread.run_sync(_delete, spare)
     await run(["worktree", "repair", ws.path], cwd=ws.repo, what=what)
-    await run(["reset", "--quiet", "--mixed"], cwd=ws.path, what=what)
+    await run(["reset", "--quiet", "--mixed"], cwd=ws.path, gitdir=await _must_admin(ws, what), what=what)
 
 
 async def commit_turn(ws: Workspace, message: str) -> str | None:
     """Commit everything in the worktree (``add -A``) on its branch; the commit's sha, or None when nothing changed.
-    The message is the first line of ``message`` (clipped)."""
+    The message is the first line of ``message`` (clipped). The commit goes on ``refs/heads/<branch>`` by name
+    (compare-and-swap), whatever the worktree's HEAD was switched to: never on another branch."""
     what = f"committing the turn of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     first = next((ln.strip() for ln in message.splitlines() if ln.strip()), "") or "agent turn"
     if len(first) > MESSAGE_MAX:
         first = first[: MESSAGE_MAX - 1] + "…"
-    await run(["add", "-A", "--", "."], cwd=ws.path, what=what)
-    staged = await run(["diff", "--cached", "--quiet", "--no-ext-diff"], cwd=ws.path, ok=(0, 1), what=what)
-    if staged.rc == 0:
+    ref = f"refs/heads/{ws.branch}"
+    await run(["add", "-A", "--", "."], cwd=ws.path, gitdir=gitdir, what=what)
+    tree = (await run(["write-tree"], cwd=ws.path, gitdir=gitdir, what=what)).text
+    tip = await rev(ws.repo, ref)
+    parent = tip or ws.base
+    if (await run(["rev-parse", f"{parent}^{{tree}}"], cwd=ws.repo, what=what)).text == tree:
         return None
-    await run(["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", first], cwd=ws.path,
-               name=_agent_name(ws), what=what)  # fmt: skip
-    return (await run(["rev-parse", "HEAD"], cwd=ws.path, what=what)).text
+    sha = (await run(["commit-tree", tree, "-p", parent, "-m", first], cwd=ws.repo, name=_agent_name(ws),
+                     what=what)).text  # fmt: skip
+    await run(["update-ref", "-m", f"agent-fleet: {first}", ref, sha, tip or ""], cwd=ws.repo, what=what)
+    return sha
 
 
 async def changes(ws: Workspace) -> Changes:
     """base .. the worktree's working state (uncommitted work included), in two git calls."""
+    what = f"reading the changes of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await snapshot(ws.path, tmp, what=f"reading the changes of {ws.branch}")
-        return Changes(*await numstat(ws.path, ["--cached", ws.base], index=index))
+        index = await snapshot(ws.path, tmp, what=what, gitdir=gitdir)
+        return Changes(*await numstat(ws.path, ["--cached", ws.base], index=index, gitdir=gitdir))
 
 
 async def diff(ws: Workspace) -> str:
     """Unified diff base .. the worktree's working state (plain text, no colour)."""
     what = f"reading the diff of {ws.branch}"
+    gitdir = await _must_admin(ws, what)
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
-        index = await snapshot(ws.path, tmp, what=what)
+        index = await snapshot(ws.path, tmp, what=what, gitdir=gitdir)
         out = await run(["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", ws.base],
-                         cwd=ws.path, index=index, what=what)  # fmt: skip
+                        cwd=ws.path, index=index, gitdir=gitdir, what=what)  # fmt: skip
     return out.out.decode("utf-8", "replace")
 
 
@@ -260,9 +286,16 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     what = f"removing the worktree of {ws.branch}"
     keep = False
     if not delete_branch:
-        if await is_registered(ws):
+        try:
+            registered = await is_registered(ws)
+        except Conflict:  # its .git link was changed from inside: commit nothing from it
+            registered = False
+        if registered:
             await commit_turn(ws, "uncommitted work when the agent was deleted")
-        keep = await rev(ws.repo, f"refs/heads/{ws.branch}") is not None and not await is_merged(ws)
+        if await rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
+            from .worktree_merge import merged_already
+
+            keep = not await merged_already(ws, use_worktree=registered)
     await _drop_worktree(ws.repo, Path(ws.path), what=what)
     if not keep and await rev(ws.repo, f"refs/heads/{ws.branch}") is not None:
         await run(["branch", "-D", "--", ws.branch], cwd=ws.repo, what=what)

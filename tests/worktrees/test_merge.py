@@ -34,6 +34,8 @@ async def test_clean_merge_commit_holds_only_the_agents_changes(repo: Path, home
     await worktrees.commit_turn(ws, "turn 1")
     write(Path(ws.path), "docs/later.md", "later\n")
     write(repo, "mine.txt", "user's untracked file\n")
+    write(repo, "README.md", "# user's staged edit\n")
+    git(repo, "add", "README.md")
     write(repo, "README.md", "# user's uncommitted edit\n")
     head = git(repo, "rev-parse", "HEAD")
     assert not await worktrees.is_merged(ws)
@@ -49,8 +51,10 @@ async def test_clean_merge_commit_holds_only_the_agents_changes(repo: Path, home
     assert (repo / "src/app.py").read_text().splitlines()[1] == "agent line 2"
     assert (repo / "docs/later.md").read_text() == "later\n"
     status = git(repo, "status", "--porcelain").splitlines()
-    assert sorted(status) == [" M README.md", "?? mine.txt"]  # the user's own edits stay uncommitted and untouched
+    assert sorted(status) == ["?? mine.txt", "MM README.md"]  # the user's own edits stay uncommitted and untouched
     assert (repo / "README.md").read_text() == "# user's uncommitted edit\n"
+    assert git(repo, "show", ":README.md") == "# user's staged edit"
+    assert git(repo, "log", "-1", "--format=%an", "HEAD") == "builder"
     assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
     assert fingerprint(repo)["leftovers"] == ["ORIG_HEAD"]
     assert await worktrees.is_merged(ws)
@@ -239,3 +243,16 @@ async def test_squash_twice_and_partial_application(repo: Path, home: Path) -> N
     assert res.merged and res.files == ("b.txt",) and not res.conflicts
     again = await worktrees.merge(ws, strategy="squash", dry_run=False)
     assert again.merged and again.files == () and "nothing to merge" in again.message
+
+
+async def test_merge_into_a_checkout_that_is_itself_a_linked_worktree(repo: Path, home: Path, tmp_path: Path) -> None:
+    user_wt = tmp_path / "user-worktree"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(user_wt))
+    ws = await worktrees.create(cwd=str(user_wt), home=home, agent_id="a1", agent_name="b")
+    assert ws.repo == str(user_wt.resolve())
+    write(Path(ws.path), "x.txt", "x\n")
+    res = await worktrees.merge(ws, strategy="merge", dry_run=False)
+    assert res.merged and git(user_wt, "show", "feature:x.txt") == "x"
+    assert git(repo, "rev-parse", "main") != git(user_wt, "rev-parse", "feature")
+    assert await worktrees.remove(ws, delete_branch=False) is False
+    assert "fleet/b" not in git(repo, "branch", "--list")
