@@ -33,6 +33,8 @@ async def merge_agent(
     res = await worktrees.merge(ws, strategy=strategy, dry_run=dry_run)
     if res.merged:
         await store.set_merged(agent.id, time.time())
+    if not dry_run:  # the merge committed any pending work: the stored changes catch up with the branch
+        await store.set_changes(agent.id, await worktrees.changes(ws))
     others = {
         a.name: a.changes.files
         for a in await store.list_agents()
