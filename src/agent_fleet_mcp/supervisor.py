@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 import structlog
 
-from agent_fleet_mcp import budgets
+from agent_fleet_mcp import budgets, isolation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.reader import turn_files, turn_request
@@ -267,6 +267,7 @@ class Supervisor:
             log.exception("spawn_task_failed", agent=agent.name, turn=turn.n)
 
     async def _spawn_claimed(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
+        await isolation.before_turn(self.store, agent, turn.n)  # its worktree is there, earlier work committed
         req = self.turn_request(agent, turn, limits)
         files = self.turn_files(agent.id, turn.n)
         try:
@@ -388,6 +389,7 @@ class Supervisor:
             return False
         await self.store.update_turn_stats(f.agent.id, f.turn.n, f.stats.db_fields())  # what it spent, for budgets
         await self.stop_turn(f.agent, f.turn, status="failed", reason=stop.reason, error=stop.message, stats=f.stats)
+        await isolation.commit_turn(self.store, f.agent, f.turn.prompt)  # what it did before the stop is kept
         await self.dispatch()  # the agent's next queued turn may start now
         return True
 
@@ -421,6 +423,8 @@ class Supervisor:
         await self.store.update_turn_stats(f.agent.id, f.turn.n, f.stats.db_fields())
         await self._save_session(f)
         status, reason, error = turn_outcome(f.stats, stream_result=stream_result, exit_code=code)
+        # the turn's commit exists before the turn is closed: a finished wait sees it, the next turn starts from it
+        await isolation.commit_turn(self.store, f.agent, f.turn.prompt)
         # a process that ended while no server watched ended when its files say, not when this server noticed
         ended = None if f.seen_alive else await anyio.to_thread.run_sync(ended_on_disk, f.files)
         started_at = f.turn.started_at

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from .errors import Conflict, InvalidRequest
 
 AGENT_EMAIL = "agent@agent-fleet.invalid"
 LOCK_RETRY_S = 10.0  # how long a call keeps retrying while another git process holds a lock of the repository
 _LOCKED = re.compile(r"\.lock'?:? File exists|Unable to create '[^']*\.lock'|could not lock config file")
+SCANNED = re.compile(r"failed to read .*worktrees/")  # another process's worktree entry, half-written
 _LOCK_FILE = re.compile(r"'([^']+\.lock)'|lock config file (\S+)")
 _CONFIG = (
     "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.quotepath=off",
@@ -83,10 +85,39 @@ async def run(
     what: str = "git",
 ) -> Out:
     """Run one git command; retry while a lock of the repository is held; raise ``GitFailed`` on other failures
-    (exit codes outside ``ok``). ``index``: a temporary index file (``GIT_INDEX_FILE``)."""
+    (exit codes outside ``ok``). ``index``: a temporary index file (``GIT_INDEX_FILE``); ``gitdir``: the worktree's
+    registered git dir, named explicitly. Commands that add, remove or scan worktrees (``worktree ...``, ``branch``)
+    run one at a time per repository in this process: git reads every ``.git/worktrees/*`` entry and fails on one
+    another call is half-way through writing (``failed to read .../commondir``)."""
     where = [f"--git-dir={gitdir}", f"--work-tree={cwd}"] if gitdir else []  # never trust a worktree's .git file
     argv = ["git", *_CONFIG, *where, *args]
     env = _env(name, {"GIT_INDEX_FILE": index} if index else None)
+    if args[0] not in ("worktree", "branch"):
+        return await _run(argv, args, cwd=cwd, ok=ok, stdin=stdin, env=env, what=what)
+    async with _structure_lock(cwd):
+        return await _run(argv, args, cwd=cwd, ok=ok, stdin=stdin, env=env, what=what)
+
+
+_LOCKS: RunVar[dict[str, anyio.Lock]] = RunVar("agent_fleet_worktree_locks")
+
+
+def _structure_lock(cwd: str | Path) -> anyio.Lock:
+    try:
+        locks = _LOCKS.get()
+    except LookupError:
+        locks: dict[str, anyio.Lock] = {}
+        _LOCKS.set(locks)
+    try:
+        key = str(common_dir(cwd))
+    except OSError:
+        key = str(cwd)
+    return locks.setdefault(key, anyio.Lock())
+
+
+async def _run(
+    argv: list[str], args: Sequence[str], *, cwd: str | Path, ok: Collection[int], stdin: bytes | None,
+    env: dict[str, str], what: str,
+) -> Out:  # fmt: skip
     delay, start = 0.02, time.monotonic()
     while True:
         try:
@@ -98,8 +129,8 @@ async def run(
         err = done.stderr.decode("utf-8", "replace")
         if done.returncode in ok:
             return Out(done.returncode, done.stdout, err)
-        locked = _LOCKED.search(err)
-        if locked:
+        transient = SCANNED.search(err) and list(args[:2]) != ["worktree", "add"]  # add is not safe to repeat
+        if _LOCKED.search(err) or transient:
             if time.monotonic() - start >= LOCK_RETRY_S:
                 held = _LOCK_FILE.search(err)
                 lock = (held.group(1) or held.group(2)) if held else "a .lock file in the repository's git dir"
@@ -203,3 +234,24 @@ def worktree_admin(path: str | Path, repo: str | Path) -> tuple[Path | None, boo
             intact = dot.is_file() and not dot.is_symlink() and git_dir(top).resolve() == admin.resolve()
             return admin.resolve(), intact
     return None, False
+
+
+def forget(repo: str | Path, path: str | Path, *, under: bool = False) -> None:
+    """Delete the registrations ``repo`` holds for a worktree at ``path`` (``under``: for any worktree inside the
+    folder ``path``) whose ``.git`` link is gone. Only those entries of ``<common dir>/worktrees``: ``git worktree
+    prune`` would also delete an entry another process is half-way through creating, failing its ``worktree add``."""
+    try:
+        root = common_dir(repo) / "worktrees"
+        admins = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return
+    want = os.path.realpath(path)
+    for admin in admins:
+        try:
+            named = Path((admin / "gitdir").read_text().strip())
+        except OSError:
+            continue
+        where = os.path.realpath(named.parent)
+        mine = os.path.dirname(where) == want if under else where == want
+        if named.name == ".git" and mine and not named.exists() and not named.is_symlink():
+            shutil.rmtree(admin, ignore_errors=True)

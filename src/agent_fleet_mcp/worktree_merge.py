@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import anyio
@@ -75,17 +76,43 @@ async def _tip(ws: Workspace, *, dry_run: bool, what: str) -> str:
     return branch_tip
 
 
-async def _user_state(repo: str, base: str, head: str | None, what: str) -> tuple[str, str, set[str], set[str]]:
+async def _user_state(
+    repo: str, base: str, agent_files: Sequence[str], what: str
+) -> tuple[str, str, set[str], set[str]]:
     """The user's working state as a commit on top of the agent's base, its tree, the files changed since the base,
-    and the files whose staged content differs from the working file (in the user's real index)."""
+    and the files whose staged content differs from the working file (in the user's real index). Ignored files the
+    user has where the agent writes (the path or a parent of it) are part of that state: git's own checkout would
+    overwrite them silently (``read-tree -m -u`` does)."""
+    present = await anyio.to_thread.run_sync(_on_disk, repo, agent_files)
     with tempfile.TemporaryDirectory(prefix="agent-fleet-idx-") as tmp:
         index = await snapshot(repo, tmp, what=what)
+        if present:
+            await run(["add", "-A", "--force", "--pathspec-from-file=-", "--pathspec-file-nul"], cwd=repo, index=index,
+                      stdin=b"\0".join(p.encode("utf-8", "surrogateescape") for p in present), what=what)  # fmt: skip
         tree = (await run(["write-tree"], cwd=repo, index=index, what=what)).text
     msg = "agent-fleet: the checkout's working state (merge check)"
     commit = (await run(["commit-tree", tree, "-p", base, "-m", msg], cwd=repo, what=what)).text
     since_base = set(await names(repo, ["diff-tree", "-r", "--name-only", "-z", "--no-renames", base, tree]))
     staged = set(await names(repo, ["diff", "--name-only", "-z", "--no-renames", "--no-ext-diff"]))
     return commit, tree, since_base, staged
+
+
+def _on_disk(repo: str, files: Sequence[str]) -> list[str]:
+    """Of the paths the agent writes, those the checkout has on disk: the path itself, or a parent that is not a
+    folder (a file or symlink where the agent needs a folder)."""
+    found: set[str] = set()
+    for f in files:
+        parts = f.split("/")
+        for i in range(1, len(parts) + 1):
+            q = "/".join(parts[:i])
+            p = Path(repo, q)
+            if i == len(parts):
+                if p.is_symlink() or p.exists():
+                    found.add(q)
+            elif p.is_symlink() or (p.exists() and not p.is_dir()):
+                found.add(q)
+                break
+    return sorted(found)
 
 
 async def _merge_tree(repo: str, ours: str, theirs: str, what: str) -> tuple[str | None, list[str]]:
@@ -123,7 +150,7 @@ async def merge_workspace(ws: Workspace, *, strategy: Literal["merge", "squash"]
     added, removed, agent_files = await numstat(repo, [ws.base, tip])
     if not agent_files:
         return _result(strategy, dry_run, merged=not dry_run, message=f"nothing to merge: {ws.branch} changes no file")
-    user_commit, user_tree, since_base, staged = await _user_state(repo, ws.base, head, what)
+    user_commit, user_tree, since_base, staged = await _user_state(repo, ws.base, agent_files, what)
     differ = set(await names(repo, ["diff-tree", "-r", "--name-only", "-z", "--no-renames", user_tree, tip]))
     pending = tuple(f for f in agent_files if f in differ)  # files the checkout does not have as the agent left them
     if not pending:

@@ -13,8 +13,10 @@ base is the agent's base) before it writes a byte to the user's checkout. The me
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Literal
 import anyio
 import structlog
 
+from . import worktree_git
 from .errors import Conflict, InvalidRequest
-from .worktree_git import GitFailed, git_dir, numstat, rev, run, snapshot, tree_of, worktree_admin
+from .worktree_git import SCANNED, GitFailed, forget, git_dir, numstat, rev, run, snapshot, tree_of, worktree_admin
 
 __all__ = [
     "Changes", "GitFailed", "MergeResult", "Workspace", "changes", "commit_turn", "create", "diff", "ensure",
@@ -35,6 +38,7 @@ log = structlog.get_logger("agent_fleet.worktrees")
 
 BRANCH_PREFIX = "fleet/"
 MESSAGE_MAX = 72
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
     repository without commits). ``start_from`` a branch or sha (chained runs): the base is that commit. A branch of
     that name left over from an earlier agent of the same name is refused (``Conflict``)."""
     what = f"creating a worktree for agent {agent_name!r}"
+    if not _ID.match(agent_id):
+        raise InvalidRequest(f"{what}: agent id {agent_id!r} cannot name a folder (letters, digits, '_', '-', '.')")
     top = await repo_top(cwd)
     if top is None:
         raise InvalidRequest(
@@ -129,11 +135,30 @@ async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_
     if await anyio.to_thread.run_sync(_occupied, path):
         raise Conflict(f"{what}: {path} already exists; run `agent-fleet doctor --repair` to prune stale worktrees")
     await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
-    await run(["worktree", "add", "--quiet", "-b", branch, str(path), base], cwd=top, name=agent_name, what=what)
+    await _add(top, ["-b", branch, str(path), base], branch=branch, base=base, path=path, name=agent_name, what=what)
     ws = Workspace(repo=top, path=str(path), branch=branch, base=base, rel=rel)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)  # an empty folder has no place in git: make it
     log.info("worktree_created", repo=top, path=ws.path, branch=branch, base=base)
     return ws
+
+
+async def _add(repo: str, args: list[str], *, branch: str | None, base: str, path: Path, name: str, what: str) -> None:
+    """``git worktree add``, tried again while another process's worktree entry is half-written (git fails reading
+    it: ``failed to read .git/worktrees/<x>/commondir``), after undoing what the failed try made (its new branch,
+    its folder)."""
+    deadline = time.monotonic() + worktree_git.LOCK_RETRY_S
+    while True:
+        try:
+            await run(["worktree", "add", "--quiet", *args], cwd=repo, name=name, what=what)
+            return
+        except GitFailed as e:
+            if not SCANNED.search(e.stderr) or time.monotonic() > deadline:
+                raise
+        if branch is not None and await rev(repo, f"refs/heads/{branch}") == base:
+            await run(["update-ref", "-d", f"refs/heads/{branch}", base], cwd=repo, what=what)
+        if await anyio.Path(path, ".git").exists() or await anyio.Path(path).exists():
+            await _drop_worktree(repo, path, what=what)
+        await anyio.sleep(0.05)
 
 
 async def _base_commit(top: str, agent_name: str, *, what: str) -> str:
@@ -156,17 +181,15 @@ async def ensure(ws: Workspace) -> bool:
     what = f"re-attaching the worktree of {ws.branch}"
     if await is_registered(ws):
         return False
-    await run(["worktree", "prune"], cwd=ws.repo, what=what)
+    await anyio.to_thread.run_sync(forget, ws.repo, ws.path)
     path = Path(ws.path)
     tip = await rev(ws.repo, f"refs/heads/{ws.branch}")
     if await anyio.to_thread.run_sync(_occupied, path):
         await _reregister(ws, tip, what=what)
     else:
-        if tip is None:
-            args = ["worktree", "add", "--quiet", "-b", ws.branch, ws.path, ws.base]
-        else:
-            args = ["worktree", "add", "--quiet", ws.path, ws.branch]
-        await run(args, cwd=ws.repo, name=_agent_name(ws), what=what)
+        args = ["-b", ws.branch, ws.path, ws.base] if tip is None else [ws.path, ws.branch]
+        new = ws.branch if tip is None else None
+        await _add(ws.repo, args, branch=new, base=ws.base, path=path, name=_agent_name(ws), what=what)
     await anyio.Path(ws.cwd).mkdir(parents=True, exist_ok=True)
     log.info("worktree_reattached", path=ws.path, branch=ws.branch)
     return True
@@ -311,8 +334,7 @@ async def _drop_worktree(repo: str, path: Path, *, what: str) -> None:
     if await anyio.Path(path, ".git").is_file() and not await anyio.Path(path).is_symlink():
         await run(["worktree", "remove", "--force", "--force", str(path)], cwd=repo, ok=range(256), what=what)
     await anyio.to_thread.run_sync(_delete, path)
-    if await anyio.Path(repo).is_dir():
-        await run(["worktree", "prune"], cwd=repo, what=what)
+    await anyio.to_thread.run_sync(forget, repo, path)
 
 
 async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
@@ -321,6 +343,7 @@ async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
     work). Never touches a live agent's worktree."""
     live = set(live_agent_ids)
     removed: list[str] = []
+    repos: set[str] = set()
     for d in await anyio.to_thread.run_sync(_entries, Path(home) / "worktrees"):
         if d.name in live or d.name.removesuffix(".reattach") in live:
             continue
@@ -331,7 +354,11 @@ async def prune(home: Path, live_agent_ids: Collection[str]) -> list[str]:
         else:
             await anyio.to_thread.run_sync(_delete, d)
         removed.append(str(d))
+        if repo:
+            repos.add(repo)
         log.info("worktree_pruned", path=str(d), repo=repo)
+    for repo in sorted(repos):  # entries of worktree folders deleted by hand before
+        await anyio.to_thread.run_sync(lambda r=repo: forget(r, Path(home) / "worktrees", under=True))
     return removed
 
 

@@ -194,3 +194,46 @@ async def test_base_snapshot_leaves_the_index_file_byte_identical_even_when_stal
     digest = hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest()
     await worktrees.create(cwd=str(repo), home=home, agent_id="a1", agent_name="b")
     assert hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("agent_id", ["../escape", "a/b", "..", "", ".hidden"])
+async def test_agent_ids_that_leave_the_worktrees_folder_are_refused(repo: Path, home: Path, agent_id: str) -> None:
+    with pytest.raises(InvalidRequest, match="cannot name a folder"):
+        await worktrees.create(cwd=str(repo), home=home, agent_id=agent_id, agent_name="b")
+    assert git(repo, "branch", "--list", "fleet/*") == "" and not (home / "escape").exists()
+
+
+def test_two_servers_creating_and_removing_worktrees_of_one_repository_at_once(repo: Path, home: Path) -> None:
+    # two event loops in two threads: no in-process lock is shared, as with two servers on one repository
+    import threading
+
+    errors: list[BaseException] = []
+
+    def server(tag: str) -> None:
+        async def work() -> None:
+            for round_ in range(3):
+                made: list[worktrees.Workspace] = []
+                for i in range(3):
+                    made.append(
+                        await worktrees.create(
+                            cwd=str(repo), home=home, agent_id=f"{tag}{round_}{i}", agent_name=f"{tag}-{round_}-{i}"
+                        )
+                    )
+                for ws in made:
+                    write(Path(ws.path), "x.txt", f"{ws.branch}\n")
+                    assert await worktrees.commit_turn(ws, "turn") is not None
+                    assert await worktrees.remove(ws, delete_branch=True) is False
+
+        try:
+            anyio.run(work)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=server, args=(t,)) for t in ("p", "q")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=100)
+    assert not errors, errors
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(repo, "branch", "--list", "fleet/*") == ""

@@ -256,3 +256,28 @@ async def test_merge_into_a_checkout_that_is_itself_a_linked_worktree(repo: Path
     assert git(repo, "rev-parse", "main") != git(user_wt, "rev-parse", "feature")
     assert await worktrees.remove(ws, delete_branch=False) is False
     assert "fleet/b" not in git(repo, "branch", "--list")
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash"])
+async def test_the_users_ignored_file_is_never_overwritten(repo: Path, home: Path, strategy: str) -> None:
+    ws = await agent(repo, home)
+    write(Path(ws.path), ".gitignore", "")  # the agent un-ignores *.log ...
+    write(Path(ws.path), "secrets.log", "agent's\n")  # ... and adds a file the user has, ignored, with other content
+    write(repo, "secrets.log", "the user's own, ignored\n")
+    before = fingerprint(repo)
+    res = await worktrees.merge(ws, strategy="merge" if strategy == "merge" else "squash", dry_run=False)
+    assert not res.merged and res.conflicts == ("secrets.log",) and res.user_edits == ("secrets.log",)
+    assert fingerprint(repo) == before
+
+
+@pytest.mark.parametrize("strategy", ["merge", "squash"])
+async def test_the_users_ignored_file_where_the_agent_needs_a_folder_is_never_replaced(
+    repo: Path, home: Path, strategy: str
+) -> None:
+    ws = await agent(repo, home)
+    write(Path(ws.path), ".gitignore", "")
+    write(Path(ws.path), "cache.log/entry.txt", "agent's\n")
+    write(repo, "cache.log", "the user's ignored file\n")
+    before = fingerprint(repo)
+    res = await worktrees.merge(ws, strategy="merge" if strategy == "merge" else "squash", dry_run=False)
+    assert not res.merged and fingerprint(repo) == before
