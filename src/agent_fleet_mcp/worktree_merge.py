@@ -280,9 +280,4 @@ async def merged_already(ws: Workspace, *, use_worktree: bool = True) -> bool:
     if not agent:
         return True
     head = await rev(ws.repo, "HEAD")
-    not_in_head = set(await names(ws.repo, [*diff_names, head or EMPTY_TREE, tip_tree])) & agent
-    if not not_in_head:
-        return True
-    user_tree = await tree_of(ws.repo, what=what)
-    not_in_work = set(await names(ws.repo, [*diff_names, user_tree, tip_tree]))
-    return not (not_in_head & not_in_work)
+    return not set(await names(ws.repo, [*diff_names, head or EMPTY_TREE, tip_tree])) & agent

@@ -38,6 +38,7 @@ log = structlog.get_logger("agent_fleet.worktrees")
 
 BRANCH_PREFIX = "fleet/"
 MESSAGE_MAX = 72
+STALE_LOCK_S = 30.0  # a lock of the agent's own worktree this old is left by a killed turn (see _clear_stale_locks)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -247,6 +248,7 @@ async def commit_turn(ws: Workspace, message: str) -> str | None:
     if len(first) > MESSAGE_MAX:
         first = first[: MESSAGE_MAX - 1] + "…"
     ref = f"refs/heads/{ws.branch}"
+    await anyio.to_thread.run_sync(_clear_stale_locks, gitdir, ref)
     await run(["add", "-A", "--", "."], cwd=ws.path, gitdir=gitdir, what=what)
     tree = (await run(["write-tree"], cwd=ws.path, gitdir=gitdir, what=what)).text
     tip = await rev(ws.repo, ref)
@@ -257,6 +259,20 @@ async def commit_turn(ws: Workspace, message: str) -> str | None:
                      what=what)).text  # fmt: skip
     await run(["update-ref", "-m", f"agent-fleet: {first}", ref, sha, tip or ""], cwd=ws.repo, what=what)
     return sha
+
+
+def _clear_stale_locks(gitdir: Path, ref: str) -> None:
+    """A turn killed while its agent ran git leaves ``index.lock`` (in the worktree's git dir) or the branch's ref
+    lock behind, and every later commit of the agent would wait, then fail. Only the agent's own git uses those two
+    locks, and a turn's process group is gone when its commit runs: a lock older than ``STALE_LOCK_S`` is deleted."""
+    common = gitdir.parent.parent  # <common dir>/worktrees/<id>
+    for lock in (gitdir / "index.lock", common / f"{ref}.lock"):
+        try:
+            if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                lock.unlink()
+                log.warning("stale_git_lock_removed", lock=str(lock))
+        except FileNotFoundError:
+            continue
 
 
 async def changes(ws: Workspace) -> Changes:
@@ -294,9 +310,10 @@ async def merge(ws: Workspace, *, strategy: Literal["merge", "squash"], dry_run:
 
 
 async def is_merged(ws: Workspace) -> bool:
-    """True when the branch (and the worktree's uncommitted work) holds nothing the checkout does not already have:
-    every file the agent changed is, in the checkout's HEAD or working state, as the agent left it (a tree
-    comparison, so a squash merge counts)."""
+    """True when the branch (and the worktree's uncommitted work) holds nothing the checkout's HEAD does not already
+    have: every file the agent changed is, in HEAD, as the agent left it (a tree comparison: a squash merge the user
+    committed counts, whatever the ancestry). A squash not yet committed does not count: the user may still throw
+    it away, and the branch is the only other copy."""
     from .worktree_merge import merged_already
 
     return await merged_already(ws)
@@ -307,6 +324,9 @@ async def remove(ws: Workspace, *, delete_branch: bool) -> bool:
     no unmerged work. Returns True when the branch was kept (it holds unmerged work). Uncommitted work in the
     worktree is committed to the branch first when the branch may be kept."""
     what = f"removing the worktree of {ws.branch}"
+    if not await anyio.Path(ws.repo).is_dir():  # the repository itself is gone, and its branch with it
+        await anyio.to_thread.run_sync(_delete, Path(ws.path))
+        return False
     keep = False
     if not delete_branch:
         try:

@@ -97,3 +97,20 @@ async def test_an_agent_deleting_its_git_link_loses_nothing(repo: Path, home: Pa
     assert await worktrees.ensure(ws) is True
     assert await worktrees.commit_turn(ws, "turn") is not None
     assert git(repo, "show", "fleet/b:x.txt") == "work"
+
+
+async def test_locks_left_by_a_killed_agents_git_do_not_block_its_commits_forever(repo: Path, home: Path) -> None:
+    import os
+    import time
+
+    ws = await worktrees.create(cwd=str(repo), home=home, agent_id="a1", agent_name="b")
+    admin = Path(git(ws.path, "rev-parse", "--absolute-git-dir"))
+    ref_lock = repo / ".git" / "refs" / "heads" / "fleet" / "b.lock"
+    old = time.time() - 3600
+    for lock in (admin / "index.lock", ref_lock):
+        lock.write_text("")
+        os.utime(lock, (old, old))
+    write(Path(ws.path), "x.txt", "x\n")
+    assert await worktrees.commit_turn(ws, "after a killed turn") is not None
+    assert not (admin / "index.lock").exists() and not ref_lock.exists()
+    assert not (repo / ".git" / "index.lock").exists()

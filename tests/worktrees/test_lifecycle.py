@@ -152,3 +152,10 @@ async def test_ensure_remakes_the_branch_from_the_base_when_it_was_deleted(repo:
     git(repo, "branch", "-D", "fleet/x")
     assert await worktrees.ensure(ws) is True
     assert git(repo, "rev-parse", "fleet/x") == ws.base
+
+
+async def test_remove_when_the_users_repository_was_deleted(repo: Path, home: Path) -> None:
+    ws = await make(repo, home, "orphan")
+    shutil.rmtree(repo)
+    assert await worktrees.remove(ws, delete_branch=False) is False
+    assert not Path(ws.path).exists()

@@ -80,7 +80,9 @@ async def test_clean_squash_lands_uncommitted_in_tree_and_index(repo: Path, home
         "?? mine.txt", "A  bin/tool.sh", "D  README.md", "M  src/app.py",
     ]  # fmt: skip
     assert (repo / "bin/tool.sh").stat().st_mode & 0o111
-    assert await worktrees.is_merged(ws)  # applied, though not committed
+    assert not await worktrees.is_merged(ws)  # applied, not committed: the branch is still the only safe copy
+    git(repo, "commit", "-q", "-m", "the user commits the squash")
+    assert await worktrees.is_merged(ws)
 
 
 async def test_conflict_changes_nothing_in_the_checkout(repo: Path, home: Path) -> None:
