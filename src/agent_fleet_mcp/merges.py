@@ -37,8 +37,8 @@ async def merge_agent(
         await store.set_changes(agent.id, await worktrees.changes(ws))
     others = {
         a.name: a.changes.files
-        for a in await store.list_agents()
-        if a.id != agent.id and a.changes is not None
+        for a in await store.isolated_agents()
+        if a.id != agent.id and a.changes is not None and a.status != "deleted"
     }
     causes = caused_by(res.conflicts, others)
     note = res.message

@@ -372,7 +372,11 @@ class FleetReader:
         when one of these rows has changes."""
         if not any(a.changes is not None and a.changes.files for a in agents):
             return rows
-        changed = {a.name: a.changes.files for a in await self._store.list_agents() if a.changes is not None}
+        changed = {
+            a.name: a.changes.files
+            for a in await self._store.isolated_agents()
+            if a.changes is not None and a.status != "deleted"
+        }
         changed.update({a.name: a.changes.files for a in agents if a.changes is not None and a.status != "deleted"})
         over = overlaps(changed)
         out: list[AgentRowOut] = []
