@@ -175,8 +175,10 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
 
         status = await call("get_agent_status", "— one compact row per agent")
         _status_table(console, status)
+        warned: set[str] = set()
         for a in status["agents"]:
-            if a.get("overlaps"):
+            if a.get("overlaps") and a["name"] not in warned:
+                warned.update([a["name"], *a["overlaps"]])
                 console.print(Text(f"   ⚠ overlaps: {a['name']} and {', '.join(a['overlaps'])} changed the same "
                                    "file(s), each in its own worktree", style="bold yellow"))  # fmt: skip
 
@@ -196,7 +198,8 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
         after = (project / "inventory/stock.py").read_text()
         diff = "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), "a/inventory/stock.py",
                                             "b/inventory/stock.py"))  # fmt: skip
-        console.print(Panel(Text(diff or "(no change)"), title="what the merge changed in the checkout"))
+        log = await _git(project, "log", "--graph", "--format=%h %an: %s", "-4")
+        console.print(Panel(Text(log), title="git log in the checkout: the agent's turn, merged"))
 
         gone = await call("delete_agent", '("all") — clean up', agents="all")
         console.print(f"   deleted {len(gone['deleted'])} agents (everything their turns started is stopped)")
