@@ -159,7 +159,7 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
             deps = f"  ⇐ {', '.join(r['depends_on'])}" if r.get("depends_on") else ""
             console.print(Text(f"   {r['id']:<13} {r['agent']:<8} {r['input'].splitlines()[0][:70]}{deps}"))
         t0 = time.monotonic()
-        out = await call("run_agents", "— 3 scouts in parallel, then planner, then builder", runs=RUNS, wait_s=20)
+        out = await call("run_agents", "— 3 scouts in parallel, then planner, then 2 builders", runs=RUNS, wait_s=20)
         batch = out["batch"]
         while not out.get("done"):
             out = await call("wait_for_agents", f"— sleeping on batch {batch['batch']}", batch=batch["batch"],
