@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -101,7 +102,10 @@ class BatchHost(Protocol):
 
     def check_depth(self) -> None: ...
 
-    async def create_agent(self, *, name: str, template: str, prompt: str, cwd: str, batch_id: str) -> Created: ...
+    async def create_agent(
+        self, *, name: str, template: str, prompt: str, cwd: str, batch_id: str, isolation: str | None = None,
+        start_from: str | None = None,
+    ) -> Created: ...  # fmt: skip
 
 
 class BatchEngine:
@@ -237,14 +241,27 @@ class BatchEngine:
             results[d] = cap_result((turn.result_text if turn else None) or "", dep)
         prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
         name = f"{run.run_id}-{batch_id[2:]}"
+        start_from = await self._chained_branch(run, by_id)
         try:
             created = await self.host.create_agent(
-                name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id
-            )
+                name=name, template=run.template, prompt=prompt, cwd=run.cwd, batch_id=batch_id,
+                isolation=run.isolation, start_from=start_from,
+            )  # fmt: skip
         except FleetError as exc:
             await store.finish_run(batch_id, run.run_id, status="failed", reason=str(exc))
             return
         await store.start_run(batch_id, run.run_id, agent_id=created.agent.id)
+
+    async def _chained_branch(self, run: RunRow, by_id: dict[str, RunRow]) -> str | None:
+        """The branch a run's worktree starts from: that of its first dependency that worked in a worktree of the
+        same repository (its edits carry on), else None (the checkout as it is). Ignored when the run's agent gets
+        no worktree (a readonly one)."""
+        for d in run.depends_on:
+            agent_id = by_id[d].agent_id
+            dep = await self.store.get_agent(agent_id, include_deleted=True) if agent_id else None
+            if dep is not None and dep.workspace is not None and Path(run.cwd).is_relative_to(dep.workspace.repo):
+                return dep.workspace.branch
+        return None
 
 
 def _isolation(run_id: str, value: str | None) -> str | None:

@@ -47,6 +47,13 @@ ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Deleted:
+    agent: AgentRow
+    stopped_turns: int
+    worktree: iso.Removed | None  # what became of its worktree and branch (None: it had none)
+
+
+@dataclass(frozen=True)
 class CreateResult:
     agent: AgentRow
     created: bool
@@ -404,7 +411,14 @@ class Fleet:
 
     # -- delete ----------------------------------------------------------------------------------------------
     async def delete_agents(self, refs: Sequence[str] | str, *, purge: bool = False) -> list[tuple[AgentRow, int]]:
-        """Stop the agents' processes (whole process groups, in parallel) and retire them."""
+        """Stop the agents' processes (whole process groups, in parallel) and retire them: (agent, stopped turns)
+        each. ``delete`` says what became of their worktrees too."""
+        return [(d.agent, d.stopped_turns) for d in await self.delete(refs, purge=purge)]
+
+    async def delete(self, refs: Sequence[str] | str, *, purge: bool = False) -> list[Deleted]:
+        """Stop the agents' processes (whole process groups, in parallel) and retire them. An agent's worktree is
+        removed; its branch is kept only when it holds unmerged work (``Deleted.worktree`` says so), and ``purge``
+        removes it too."""
         if refs == "all" or refs == ["all"]:
             agents = await self.store.list_agents()
         else:
@@ -412,22 +426,25 @@ class Fleet:
             if not names:
                 raise InvalidRequest('name at least one agent, or pass "all"')
             agents = [await self.get_agent(r) for r in names]  # all-or-nothing: unknown names fail first
-        results: list[tuple[AgentRow, int]] = []
+        results: list[Deleted] = []
 
         async def retire(agent: AgentRow) -> None:
             stopped = await self.supervisor.stop_turns(
                 agent, status="cancelled", reason="agent deleted", agent_status="deleted"
             )
             await self.store.mark_deleted(agent.id)
+            removed = await iso.remove(await self.store.get_agent(agent.id, include_deleted=True) or agent,
+                                       purge=purge)  # fmt: skip
             if purge:
                 await self.store.purge_agent(agent.id)
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(self.agent_dir(agent.id), ignore_errors=True))
-            results.append((agent, stopped))
-            log.info("agent_deleted", agent=agent.name, agent_id=agent.id, stopped_turns=stopped, purge=purge)
+            results.append(Deleted(agent, stopped, removed))
+            log.info("agent_deleted", agent=agent.name, agent_id=agent.id, stopped_turns=stopped, purge=purge,
+                     branch_kept=removed.branch_kept if removed else None)  # fmt: skip
 
         async with anyio.create_task_group() as tg:
             for agent in agents:
                 tg.start_soon(retire, agent)
         self.notify()
         await self.dispatch()
-        return sorted(results, key=lambda r: r[0].created_at)
+        return sorted(results, key=lambda r: r.agent.created_at)
