@@ -39,6 +39,7 @@ log = structlog.get_logger("agent_fleet.worktrees")
 BRANCH_PREFIX = "fleet/"
 MESSAGE_MAX = 72
 STALE_LOCK_S = 30.0  # a lock of the agent's own worktree this old is left by a killed turn (see _clear_stale_locks)
+_MOVED = re.compile(r"but expected|already exists")  # update-ref's compare-and-swap lost a race
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -251,14 +252,21 @@ async def commit_turn(ws: Workspace, message: str) -> str | None:
     await anyio.to_thread.run_sync(_clear_stale_locks, gitdir, ref)
     await run(["add", "-A", "--", "."], cwd=ws.path, gitdir=gitdir, what=what)
     tree = (await run(["write-tree"], cwd=ws.path, gitdir=gitdir, what=what)).text
-    tip = await rev(ws.repo, ref)
-    parent = tip or ws.base
-    if (await run(["rev-parse", f"{parent}^{{tree}}"], cwd=ws.repo, what=what)).text == tree:
-        return None
-    sha = (await run(["commit-tree", tree, "-p", parent, "-m", first], cwd=ws.repo, name=_agent_name(ws),
-                     what=what)).text  # fmt: skip
-    await run(["update-ref", "-m", f"agent-fleet: {first}", ref, sha, tip or ""], cwd=ws.repo, what=what)
-    return sha
+    for attempt in range(3):  # another commit of this branch (a merge committing pending work) may land first
+        tip = await rev(ws.repo, ref)
+        parent = tip or ws.base
+        if (await run(["rev-parse", f"{parent}^{{tree}}"], cwd=ws.repo, what=what)).text == tree:
+            return None
+        sha = (await run(["commit-tree", tree, "-p", parent, "-m", first], cwd=ws.repo, name=_agent_name(ws),
+                         what=what)).text  # fmt: skip
+        try:
+            await run(["update-ref", "-m", f"agent-fleet: {first}", ref, sha, tip or ""], cwd=ws.repo, what=what)
+        except GitFailed as e:
+            if attempt == 2 or not _MOVED.search(e.stderr):
+                raise
+            continue
+        return sha
+    return None  # not reached
 
 
 def _clear_stale_locks(gitdir: Path, ref: str) -> None:

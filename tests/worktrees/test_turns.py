@@ -85,3 +85,20 @@ async def test_binary_files_count_as_changed_with_no_lines(repo: Path, home: Pat
     (Path(ws.path) / "blob.bin").write_bytes(bytes(range(256)) * 4)
     assert await worktrees.changes(ws) == worktrees.Changes(0, 0, ("blob.bin",))
     assert "Binary files" in await worktrees.diff(ws)
+
+
+async def test_concurrent_commits_of_one_worktree_make_one_commit(repo: Path, home: Path) -> None:
+    import anyio
+
+    ws = await worktrees.create(cwd=str(repo), home=home, agent_id="a1", agent_name="b")
+    write(Path(ws.path), "x.txt", "x\n")
+    shas: list[str | None] = []
+
+    async def one() -> None:
+        shas.append(await worktrees.commit_turn(ws, "turn"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(one)
+    made = [s for s in shas if s]
+    assert len(made) == 1 and git(repo, "rev-list", "--count", f"{ws.base}..fleet/b") == "1"
