@@ -203,6 +203,9 @@ async def _play(console: Console, env: dict[str, str], project: Path) -> int:
 
         gone = await call("delete_agent", '("all") — clean up', agents="all")
         console.print(f"   deleted {len(gone['deleted'])} agents (everything their turns started is stopped)")
+        for d in gone["deleted"]:
+            if d.get("branch_kept"):
+                console.print(Text(f"   {d['name']}: {d['branch_kept']}", style="dim"))
         ok = batch["status"] == "succeeded" and bool(diff) and untouched and merged
         console.print("\n[bold green]demo complete[/bold green]" if ok else "\n[bold red]demo failed[/bold red]")
         return 0 if ok else 1

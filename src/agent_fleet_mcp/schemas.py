@@ -133,6 +133,7 @@ class OutputOut(Out):
 class DeletedAgent(Out):
     name: str
     stopped_turns: int
+    branch_kept: str | None = Field(default=None, description="its branch holds unmerged work: kept, and how to use it")
 
 
 class DeleteOut(Out):

@@ -166,3 +166,17 @@ async def test_merge_agent_and_isolation_stay_within_their_share_of_the_schema_b
     run_in = tools["run_agents"].input_schema["$defs"]["RunIn"]["properties"]["isolation"]
     size += len(json.dumps({"isolation": _untitled(run_in)}))
     assert size <= 1_000, size
+
+
+async def test_delete_says_when_it_keeps_a_branch_with_unmerged_work(client: Any, repo: Path) -> None:
+    await scribe(client, "done1", "set done.txt merged")
+    await scribe(client, "open1", "set open.txt not merged")
+    await scribe(client, "gone1", "set gone.txt purged")
+    assert (await call(client, "merge_agent", agent="done1"))["merged"] is True
+    out = await call(client, "delete_agent", agents=["done1", "open1"])
+    by = {d["name"]: d for d in out["deleted"]}
+    assert not by["done1"].get("branch_kept")
+    assert "fleet/open1" in by["open1"]["branch_kept"] and "git merge fleet/open1" in by["open1"]["branch_kept"]
+    purged = await call(client, "delete_agent", agents="gone1", purge=True)
+    assert not purged["deleted"][0].get("branch_kept")
+    assert git(repo, "branch", "--list", "fleet/*").split() == ["fleet/open1"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent_fleet_mcp import deprecation, merges
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.errors import FleetError
+from agent_fleet_mcp.fleet import Deleted
 from agent_fleet_mcp.schemas import (
     CommandOut,
     CreateOut,
@@ -198,8 +199,14 @@ async def delete_agent(
     purge: Annotated[bool, Field(description="also erase transcripts and history")] = False,
 ) -> DeleteOut:
     """Stop agents (everything their turns started) and retire them."""
-    done = await app_state(ctx).fleet.delete_agents(agents, purge=purge)
-    return DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge)
+    done = await app_state(ctx).fleet.delete(agents, purge=purge)
+    return DeleteOut(deleted=[_deleted(d) for d in done], purged=purge)
+
+
+def _deleted(d: Deleted) -> DeletedAgent:
+    """One deleted agent; a worktree branch kept because it holds unmerged work is named, with what to do."""
+    kept = d.worktree.note if d.worktree is not None and d.worktree.branch_kept else None
+    return DeletedAgent(name=d.agent.name, stopped_turns=d.stopped_turns, branch_kept=kept)
 
 
 @edge
