@@ -180,3 +180,22 @@ async def test_delete_says_when_it_keeps_a_branch_with_unmerged_work(client: Any
     purged = await call(client, "delete_agent", agents="gone1", purge=True)
     assert not purged["deleted"][0].get("branch_kept")
     assert git(repo, "branch", "--list", "fleet/*").split() == ["fleet/open1"]
+
+
+async def test_a_chain_of_runs_merges_in_order(client: Any, repo: Path) -> None:
+    """b depends on a: b's worktree starts from a's branch, so b sees a's edit; merged in order, both land. Out of
+    order, b conflicts on what a changed, and caused_by names a."""
+    runs = [
+        {"id": "a", "agent": "scribe", "input": "set app.py x = 2\nset a.txt from a"},
+        {"id": "b", "agent": "scribe", "input": "set app.py x = 3", "depends_on": ["a"]},
+    ]
+    out = await call(client, "run_agents", runs=runs, wait_s=0)
+    done = await call(client, "wait_for_agents", batch=out["batch"]["batch"], timeout_s=40)
+    assert done["done"] and done["batch"]["status"] == "succeeded", done
+    names = {r["id"]: r["agent"] for r in done["batch"]["runs"]}
+    early = await call(client, "merge_agent", agent=names["b"], dry_run=True)  # out of order: a's edit is missing
+    assert early["conflicts"] == ["app.py"] and early["caused_by"] == {"app.py": [names["a"]]}
+    assert (await call(client, "merge_agent", agent=names["a"]))["merged"] is True
+    second = await call(client, "merge_agent", agent=names["b"])
+    assert second["merged"] is True, second
+    assert (repo / "app.py").read_text() == "x = 3\n" and (repo / "a.txt").read_text() == "from a\n"

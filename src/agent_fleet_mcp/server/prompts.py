@@ -37,7 +37,7 @@ Method:
    decide whether to re-run it with command_agent (clearer input) or report the failure.
 6. Integrate the edits. In a git repository every readwrite agent (builder, test-writer) edits its own worktree
    (branch fleet/<agent>), never the user's checkout, so parallel builders cannot overwrite each other; a builder
-   that depends on another starts from that one's branch. Its status row shows `changes` and `overlaps` (other
+   that depends on another starts from that one's branch (merge them in that order). Its status row shows `changes` and `overlaps` (other
    agents that changed the same files). Check with merge_agent(agent, dry_run=true), then merge_agent(agent) to
    apply the changes to the checkout (strategy="squash" leaves them uncommitted). On a conflict nothing is
    changed: the result names the files and the agents (or your uncommitted edits) that caused it; merge the
