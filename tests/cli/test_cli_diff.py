@@ -103,3 +103,11 @@ def test_diff_view_colours_by_line_kind() -> None:
     assert styles["-old\n"] == "red" and styles["+new\n"] == "green" and styles["@@ -1 +1 @@\n"] == "cyan"
     assert styles["--- a/x\n"] == "bold" and styles["+++ b/x\n"] == "bold" and " same\n" not in styles
     assert text.plain.endswith(" same\n")
+
+
+def test_status_table_has_a_changes_column_with_overlaps(worked: Home) -> None:
+    out = invoke(worked.path, "status").output
+    assert "changes" in out.splitlines()[0]
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "+2 -1, 2 files ⚠ w2" in lines["w1"] and "+1 -1, 1 file ⚠ w1" in lines["w2"]
+    assert "⚠" not in lines["plain"]

@@ -48,6 +48,7 @@ EVENT_STYLE = {
     "started": "dim", "session": "dim", "text": "", "tool_use": "cyan", "usage": "dim", "error": "bold red",
 }  # fmt: skip
 ERROR_CHARS = 90
+CHANGES_CHARS = 48
 WIDE = 140  # terminal columns from which status shows every column
 NARROW = 110  # under this, only the essential ones
 ACTIVITY_CHARS = 60
@@ -146,6 +147,8 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
         cols = [c for c in cols if c not in ("runner", "ctx")]
     if width < NARROW:
         cols = [c for c in cols if c not in ("model", "turns", "elapsed")]
+    if width >= NARROW and any(r.changes for r in rows):  # worktree agents: their changes, ⚠ with overlaps
+        cols.append("changes")
     if width >= WIDE and any(r.last_error for r in rows):  # narrower: the ✗ lines under the table say it
         cols.append("last error")
     longest = max((len(r.name) for r in rows), default=5)
@@ -159,6 +162,8 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
             table.add_column(col, min_width=8, max_width=ACTIVITY_CHARS)
         elif col == "last error":
             table.add_column(col, min_width=10, max_width=ERROR_CHARS)
+        elif col == "changes":
+            table.add_column(col, min_width=16, max_width=CHANGES_CHARS)
         else:
             table.add_column(col, no_wrap=True, justify="left" if col in ("runner", "status") else "right")
     for r in rows:
@@ -168,10 +173,18 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
             "tokens in/out": _tokens_in_out(r.tokens),
             "ctx": f"{r.context_pct:.0f}%" if r.context_pct is not None else "-",
             "cost": Text(fmt_cost(r.cost_usd)), "elapsed": fmt_duration(r.elapsed_s),
-            "last error": one_line(preview(r.last_error, ERROR_CHARS), "red"),
+            "last error": one_line(preview(r.last_error, ERROR_CHARS), "red"), "changes": changes_cell(r),
         }  # fmt: skip
         table.add_row(*(cells[c] for c in cols), style="dim" if r.status == "deleted" else None)
     return table
+
+
+def changes_cell(r: AgentStatus) -> Text:
+    """'+12 -3, 2 files' and, when other agents changed some of the same files, '⚠ b2' (the overlapping ones)."""
+    text = one_line(r.changes or "")
+    if r.overlaps:
+        text.append(f" ⚠ {', '.join(r.overlaps)}", style="yellow")
+    return text
 
 
 def status_cell(r: AgentStatus) -> Text:

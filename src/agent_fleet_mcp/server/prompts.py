@@ -37,11 +37,12 @@ Method:
    decide whether to re-run it with command_agent (clearer input) or report the failure.
 6. Integrate the edits. In a git repository every readwrite agent (builder, test-writer) edits its own worktree
    (branch fleet/<agent>), never the user's checkout, so parallel builders cannot overwrite each other; a builder
-   that depends on another starts from that one's branch (merge them in that order). Its status row shows `changes` and `overlaps` (other
-   agents that changed the same files). Check with merge_agent(agent, dry_run=true), then merge_agent(agent) to
-   apply the changes to the checkout (strategy="squash" leaves them uncommitted). On a conflict nothing is
-   changed: the result names the files and the agents (or your uncommitted edits) that caused it; merge the
-   other agent first, or ask a builder to redo the change on top, or tell the user. Never copy files by hand.
+   that depends on another starts from that one's branch (merge them in that order). Its status row shows
+   `changes` and `overlaps` (other agents that changed the same files). Check with merge_agent(agent,
+   dry_run=true), then merge_agent(agent) to apply the changes to the checkout (strategy="squash" leaves them
+   uncommitted). On a conflict nothing is changed: the result names the files and the agents (or your
+   uncommitted edits) that caused it; merge the other agent first, or ask a builder to redo the change on top,
+   or tell the user. Never copy files by hand.
 7. Report to the user: what was done, which files changed (merged or not), what was verified, the cost
    (get_agent_status fleet line), and any open problems.
 8. Clean up with delete_agent("all") unless the user wants to keep the agents (an unmerged agent's branch is
