@@ -137,8 +137,75 @@ def check_home_private(settings: Settings) -> list[Check]:
     ]  # fmt: skip
 
 
+def check_worktrees(settings: Settings) -> list[Check]:
+    """Agents' git worktrees under the fleet home (issue 11): stale ones (their agent is deleted or unknown) and
+    live agents whose worktree is gone."""
+    import anyio
+
+    from agent_fleet_mcp.isolation import survey, worktrees_dir
+    from agent_fleet_mcp.store.sqlite import SqliteStore
+
+    root = worktrees_dir(settings.home)
+    if not root.is_dir() or not any(root.iterdir()):
+        return [Check("worktrees", "ok", f"no agent worktrees in {root}")]
+
+    async def look() -> tuple[list[str], list[str], int] | None:
+        store = SqliteStore(settings.db_path)
+        if not await store.open_existing():
+            return None
+        try:
+            found = await survey(store, settings.home)
+            live = sum(1 for a in await store.isolated_agents() if a.status != "deleted")
+        finally:
+            await store.close()
+        return [str(p) for p in found.stale], [f"{a.name} ({a.workspace.path if a.workspace else '?'})"
+                                               for a in found.missing], live  # fmt: skip
+
+    got = anyio.run(look)
+    if got is None:
+        return [Check("worktrees", "warn", f"{root} holds worktrees but there is no {settings.db_path}",
+                      f"remove {root} once no agent of yours needs it (their branches stay in your repositories)")]
+    stale, missing, live = got
+    out: list[Check] = []
+    if stale:
+        shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+        out.append(Check("worktrees", "warn", f"{len(stale)} stale worktree(s) of agents that no longer exist: {shown}",
+                         "`agent-fleet doctor --repair` prunes them (their branches stay: merge or `git branch -D` "
+                         "them); a server start prunes them too"))  # fmt: skip
+    if missing:
+        out.append(Check("worktrees", "warn", f"live agent(s) whose worktree is gone: {', '.join(missing[:5])}",
+                         "the next server start (or the agent's next turn) re-makes it from its branch"))  # fmt: skip
+    if not out:
+        out.append(Check("worktrees", "ok", f"{live} live agent worktree(s) in {root}, none stale"))
+    return out
+
+
+def prune_worktrees(settings: Settings) -> list[str]:
+    """``doctor --repair``: remove the stale worktrees (``check_worktrees``) and their registrations in the users'
+    repositories. Only with an intact store to tell which agents live (never guesses); returns what it removed."""
+    import anyio
+
+    from agent_fleet_mcp.isolation import prune, worktrees_dir
+    from agent_fleet_mcp.store.sqlite import SqliteStore
+
+    if not worktrees_dir(settings.home).is_dir():
+        return []
+
+    async def run() -> list[str]:
+        store = SqliteStore(settings.db_path)
+        if not await store.open_existing():
+            return []
+        try:
+            live = {a.id for a in await store.isolated_agents() if a.status != "deleted"}
+        finally:
+            await store.close()
+        return await prune(settings.home, live)
+
+    return anyio.run(run)
+
+
 CHECKS: list[Callable[[Settings], list[Check]]] = [
-    check_python, check_home, check_home_private, check_store, check_runners, check_containment,
+    check_python, check_home, check_home_private, check_store, check_runners, check_containment, check_worktrees,
 ]
 
 

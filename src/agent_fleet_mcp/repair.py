@@ -49,6 +49,7 @@ class RepairReport:
     agents_from_db: int = 0
     turns: dict[str, int] = field(default_factory=lambda: dict[str, int]())
     lost: list[str] = field(default_factory=lambda: list[str]())
+    worktrees_pruned: list[str] = field(default_factory=lambda: list[str]())  # stale agent worktrees removed
 
 
 def holders(path: Path) -> list[int]:
@@ -89,7 +90,12 @@ def repair_store(settings: Settings, *, force: bool = False) -> RepairReport:
         return report
     check = quick_check(db, time_budget_s=30.0) if db.is_file() else None
     if check is not None and check.ok and not force:
+        from agent_fleet_mcp.doctor import prune_worktrees
+
+        report.worktrees_pruned = prune_worktrees(settings)
         report.message = f"{db} is intact (quick_check ok): nothing to repair"
+        if report.worktrees_pruned:
+            report.message += f" in it; pruned {len(report.worktrees_pruned)} stale worktree(s)"
         return report
     if busy := holders(db):
         report.message = (

@@ -137,7 +137,9 @@ class Supervisor:
                 self._tg = None
 
     async def reconcile(self) -> None:
-        """Adopt running turns (follow them; dead ones are closed from their transcript) and start queued ones."""
+        """Re-attach the live agents' worktrees and prune those of agents that no longer live, adopt running turns
+        (follow them; dead ones are closed from their transcript) and start queued ones."""
+        await isolation.reattach_and_prune(self.store, self.settings.home)
         await self._adopt_running()
         await self._advance_batches()
         await self.dispatch()

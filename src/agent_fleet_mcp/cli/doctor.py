@@ -38,6 +38,8 @@ def show_repair(report: RepairReport, *, as_json: bool) -> None:
         console.print_json(json.dumps(dataclasses.asdict(report)))
         return
     console.print(Text(report.message, style="bold" if report.repaired else ""))
+    for path in report.worktrees_pruned:
+        console.print(f"  pruned stale worktree: {path}")
     for path in report.kept:
         console.print(f"  kept aside: {path}")
     if report.repaired:
