@@ -30,6 +30,7 @@ async def merge_agent(
             f"agent {agent.name!r} is still working; wait_for_agents(agents=[{agent.name!r}]) until it is idle, "
             "then merge_agent again (its changes are committed after each turn)"
         )
+    await worktrees.ensure(ws)  # its dir deleted or unregistered since its last turn: re-made from its branch
     res = await worktrees.merge(ws, strategy=strategy, dry_run=dry_run)
     if res.merged:
         await store.set_merged(agent.id, time.time())

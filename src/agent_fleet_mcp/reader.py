@@ -392,9 +392,15 @@ class FleetReader:
 
     async def diff(self, agent: AgentRow) -> str:
         """The agent's diff against its base (committed turns and uncommitted work of its worktree)."""
-        if agent.workspace is None:
+        ws = agent.workspace
+        if ws is None:
             raise no_worktree(agent)
-        return await worktrees.diff(agent.workspace)
+        if agent.status == "deleted":
+            raise NotFound(
+                f"agent {agent.name!r} was deleted and its worktree removed; if delete_agent kept its branch (it "
+                f"held unmerged work), `git diff {ws.base[:12]} {ws.branch}` in {ws.repo} shows its changes"
+            )
+        return await worktrees.diff(ws)
 
     # -- batches ---------------------------------------------------------------------------------------------
     async def batch_runs(self, batch_id: str) -> list[RunRow]:

@@ -199,3 +199,20 @@ async def test_a_chain_of_runs_merges_in_order(client: Any, repo: Path) -> None:
     second = await call(client, "merge_agent", agent=names["b"])
     assert second["merged"] is True, second
     assert (repo / "app.py").read_text() == "x = 3\n" and (repo / "a.txt").read_text() == "from a\n"
+
+
+async def test_diff_of_a_deleted_agent_says_where_its_work_is(client: Any, repo: Path) -> None:
+    await scribe(client, "left", "set left.txt unmerged")
+    await call(client, "delete_agent", agents="left")
+    msg = err(await client.call_tool("get_agent_output", {"agent": "left", "mode": "diff"}))
+    assert "was deleted" in msg and "fleet/left" in msg and str(repo) in msg
+
+
+async def test_merge_re_makes_a_worktree_whose_folder_was_deleted(client: Any, repo: Path) -> None:
+    import shutil
+
+    await scribe(client, "lost", "set lost.txt kept on the branch")
+    [path] = [p for p in git(repo, "worktree", "list", "--porcelain").split("\n") if "/worktrees/" in p]
+    shutil.rmtree(path.removeprefix("worktree "))
+    done = await call(client, "merge_agent", agent="lost")
+    assert done["merged"] is True and (repo / "lost.txt").read_text() == "kept on the branch\n"
