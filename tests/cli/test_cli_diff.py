@@ -111,3 +111,19 @@ def test_status_table_has_a_changes_column_with_overlaps(worked: Home) -> None:
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert "+2 -1, 2 files ⚠ w2" in lines["w1"] and "+1 -1, 1 file ⚠ w1" in lines["w2"]
     assert "⚠" not in lines["plain"]
+
+
+def test_diff_view_cannot_drive_the_terminal() -> None:
+    """An agent writes terminal escapes into a file (set the window title, write the clipboard with OSC 52): the
+    coloured diff shows them as text and sends no escape of its own making to the terminal."""
+    from rich.console import Console
+
+    from agent_fleet_mcp.cli.render import diff_view
+
+    attack = "+\x1b]0;pwned\x07 \x1b]52;c;ZWNobyBoaQ==\x07 \x1b[2J\x9b31m\n"
+    console = Console(force_terminal=True, color_system="truecolor", width=200)
+    with console.capture() as cap:
+        console.print(diff_view("@@ -0,0 +1 @@\n" + attack), end="")
+    out = cap.get()
+    assert "\x1b]" not in out and "\x1b[2J" not in out and "\x07" not in out and "\x9b" not in out
+    assert "pwned" in out and "ZWNobyBoaQ==" in out

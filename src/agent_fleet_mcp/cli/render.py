@@ -349,10 +349,20 @@ def workspace_lines(d: AgentDetail) -> list[RenderableType]:
 DIFF_STYLE = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"), ("diff ", "bold"))
 
 
+# Control characters an agent may have written into a file, shown as ^[ / \x9b instead of reaching the terminal
+# (an escape sequence could set the window title, write the clipboard, clear the screen).
+_VISIBLE_CONTROLS = (
+    {c: f"^{chr(c + 64)}" for c in range(0x20) if c not in (0x09, 0x0A)}
+    | {0x7F: "^?"}
+    | {c: f"\\x{c:02x}" for c in range(0x80, 0xA0)}
+)
+
+
 def diff_view(diff: str) -> Text:
-    """A unified diff coloured line by line (added green, removed red, hunks cyan, file headers bold)."""
+    """A unified diff coloured line by line (added green, removed red, hunks cyan, file headers bold); control
+    characters in it are shown, never sent to the terminal."""
     out = Text()
-    for line in diff.splitlines(keepends=True):
+    for line in diff.translate(_VISIBLE_CONTROLS).splitlines(keepends=True):
         style = next((st for prefix, st in DIFF_STYLE if line.startswith(prefix)), "")
         out.append(line, style=style)
     return out
