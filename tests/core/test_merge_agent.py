@@ -216,3 +216,16 @@ async def test_merge_re_makes_a_worktree_whose_folder_was_deleted(client: Any, r
     shutil.rmtree(path.removeprefix("worktree "))
     done = await call(client, "merge_agent", agent="lost")
     assert done["merged"] is True and (repo / "lost.txt").read_text() == "kept on the branch\n"
+
+
+async def test_run_agents_isolation_reaches_the_run(client: Any, repo: Path) -> None:
+    runs = [
+        {"id": "inplace", "agent": "scribe", "input": "set inplace.txt in place", "isolation": "none"},
+        {"id": "isolated", "agent": "scribe", "input": "set isolated.txt isolated"},
+    ]
+    out = await call(client, "run_agents", runs=runs, wait_s=0)
+    done = await call(client, "wait_for_agents", batch=out["batch"]["batch"], timeout_s=40)
+    assert done["done"] and done["batch"]["status"] == "succeeded", done
+    assert (repo / "inplace.txt").read_text() == "in place\n" and not (repo / "isolated.txt").exists()
+    msg = err(await client.call_tool("run_agents", {"runs": [{"agent": "scribe", "input": "x", "isolation": "vm"}]}))
+    assert "isolation" in msg and "worktree" in msg
