@@ -32,3 +32,13 @@ def test_caused_by_maps_each_conflict_to_the_agents_that_changed_it() -> None:
     assert caused_by(["inventory/stock.py", "a.py", "mine.py"], others) == {
         "inventory/stock.py": ["b2"], "a.py": ["b2", "b3"],
     }  # fmt: skip
+
+
+def test_merge_result_renders_its_note_and_each_conflict() -> None:
+    from agent_fleet_mcp.schemas import MergeOut
+
+    out = MergeOut(
+        agent="b2", merged=False, dry_run=False, strategy="merge", conflicts=["a.py"], caused_by={"a.py": ["b1"]},
+        note="conflict: fleet/b2 and your checkout both changed a.py",
+    )  # fmt: skip
+    assert out.render() == "conflict: fleet/b2 and your checkout both changed a.py\na.py: also changed by b1"

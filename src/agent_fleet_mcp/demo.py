@@ -220,14 +220,14 @@ async def _merge_both(console: Console, call: Any, project: Path, first: str, se
     console.print(f"   {done['note']}")
     head = await _git(project, "rev-parse", "HEAD")
     clash = await call("merge_agent", f"— apply {second}'s changes too", agent=second)
-    console.print(Text(f"   {clash['note']}", style="yellow" if clash["conflicts"] else ""))
+    console.print(Text(f"   {clash['note']}", style="yellow" if clash.get("conflicts") else ""))
     for path, agents in clash.get("caused_by", {}).items():
         console.print(Text(f"   conflict in {path}: also changed by {', '.join(agents)}", style="yellow"))
     porcelain = await _git(project, "status", "--porcelain")
     same_head = await _git(project, "rev-parse", "HEAD") == head
     console.print(f"   checkout untouched: git status {'clean' if not porcelain else 'NOT clean'}, HEAD "
                   f"{'unchanged' if same_head else 'MOVED'} ({head[:10]})")  # fmt: skip
-    return bool(done["merged"]) and not clash["merged"] and bool(clash["conflicts"]) and not porcelain and same_head
+    return bool(done["merged"]) and not clash["merged"] and bool(clash.get("conflicts")) and not porcelain and same_head
 
 
 def _runs_table(console: Console, batch: dict[str, Any]) -> None:

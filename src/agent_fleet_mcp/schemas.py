@@ -183,5 +183,10 @@ class MergeOut(Out):
     commit: str | None = None
     note: str
 
+    def render(self) -> str:
+        """A few lines for a person (the text content, once tools return one): what happened, then each conflict."""
+        causes = [f"{path}: also changed by {', '.join(names)}" for path, names in self.caused_by.items()]
+        return "\n".join([self.note, *causes])
+
 
 WaitOut.model_rebuild()
