@@ -92,6 +92,8 @@ async def commit_turn(store: Store, agent: AgentRow, message: str) -> str | None
         if not await anyio.Path(ws.path).is_dir():
             return None  # gone (deleted meanwhile): nothing to commit, ensure() re-makes it before a next turn
         sha = await worktrees.commit_turn(ws, message)
+        if sha is None and agent.changes is not None:
+            return None  # nothing new since the changes it has stored
         changes = await worktrees.changes(ws)
         await store.set_changes(agent.id, changes)
     except Exception:
