@@ -21,6 +21,7 @@ ROW = re.compile(r"^\|\s*`([\w/.]+\.py)`\s*\|\s*(\w+)\s*\|")
 
 # Modules that may start or signal processes, and why (everything else goes through runners/process.py).
 SPAWNERS = {
+    "demo.py": "makes the demo's sample project a git repository and shows `git status` after the merges",
     "runners/process.py": "starts, follows and kills agent turns",
     "runners/forkserver.py": "the worker fork server (a warm interpreter that forks anthropic turns)",
     "runners/zygote.py": "the fork server's child side",

@@ -16,7 +16,7 @@ from typing import Literal
 
 import anyio
 
-from agent_fleet_mcp import budgets, turn_outcome
+from agent_fleet_mcp import budgets, turn_outcome, worktrees
 from agent_fleet_mcp.batches import waves
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import InvalidRequest, NotFound
@@ -42,14 +42,17 @@ from agent_fleet_mcp.reader_models import (
     add_turn,
     agent_row,
     by_cost,
+    changes_summary,
     finished_line,
     fleet_summary,
     live_by_status,
+    overlaps,
     page,
     parse_cursor,
     turn_info,
     union,
     unpriced,
+    workspace_out,
 )  # fmt: skip
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
@@ -130,6 +133,13 @@ def not_found_message(ref: str, names: list[str], *, deleted: list[str] | None =
     return msg
 
 
+def no_worktree(agent: AgentRow) -> InvalidRequest:
+    return InvalidRequest(
+        f"agent {agent.name!r} has no worktree (isolation none): it edits {agent.cwd} in place, so there is no diff "
+        "to read and nothing to merge; readwrite agents created inside a git repository get one"
+    )
+
+
 class _RawParser:
     """Keeps each transcript line as it is (``logs --raw``)."""
 
@@ -203,12 +213,13 @@ class FleetReader:
         latest = await self._store.latest_turns(ids)
         totals = await self._store.agent_totals(ids)
         now = time.time()
-        return [
+        rows = [
             agent_row(
                 a, latest.get(a.id), totals.get(a.id, AgentTotals()), now, budgets.Limits.of(a.spec, self.settings)
             )
             for a in agents
         ]
+        return await self.with_changes(agents, rows)
 
     async def status(
         self, names: list[str] | None = None, *, statuses: Sequence[AgentState] | None = None,
@@ -370,9 +381,11 @@ class FleetReader:
         return (await self.transcript_text(agent, turns[-1]))[-RECENT_ACTIVITY_CHARS:]
 
     async def output(
-        self, ref: str, *, turn: int | None, mode: Literal["result", "tail", "transcript"], cursor: int, max_chars: int
+        self, ref: str, *, turn: int | None, mode: Literal["result", "tail", "transcript", "diff"], cursor: int,
+        max_chars: int,
     ) -> OutputOut:
-        """get_agent_output: a bounded page of a turn's result, live tail or transcript (deleted agents too)."""
+        """get_agent_output: a bounded page of a turn's result, live tail or transcript (deleted agents too), or of
+        the agent's diff against its base (mode="diff")."""
         row = await self.get_agent(ref, include_deleted=True)
         t = await self.pick_turn(row, turn, no_turns="; command_agent gives it work", missing="no turn")
         path = str(self.turn_files(row.id, t.n).out)
@@ -381,6 +394,9 @@ class FleetReader:
                 text = t.result_text or (f"(no result text; {t.status}: {t.error or t.reason})" if t.error else "")
             else:
                 text = f"(turn {t.n} is {t.status}; no result yet. Use mode='tail' for live progress.)"
+            chunk, more, nxt = page(text, cursor, max_chars)
+        elif mode == "diff":
+            text = await self.diff(row)
             chunk, more, nxt = page(text, cursor, max_chars)
         elif mode == "tail":
             text = await self.transcript_text(row, t)
@@ -402,6 +418,43 @@ class FleetReader:
                 for rel in turn.writes:
                     out.append((Path(rel) if Path(rel).is_absolute() else Path(agent.cwd) / rel, agent, turn.n))
         return out
+
+    # -- worktrees (issue 11) --------------------------------------------------------------------------------
+    async def with_changes(self, agents: Sequence[AgentRow], rows: list[AgentRowOut]) -> list[AgentRowOut]:
+        """The rows with ``changes`` (the stored summary of each worktree) and ``overlaps`` (other live agents whose
+        stored changed files intersect its own). From the store only, no git call; the other agents are read only
+        when one of these rows has changes."""
+        if not any(a.changes is not None and a.changes.files for a in agents):
+            return rows
+        changed = {
+            a.name: a.changes.files
+            for a in await self._store.isolated_agents()
+            if a.changes is not None and a.status != "deleted"
+        }
+        changed.update({a.name: a.changes.files for a in agents if a.changes is not None and a.status != "deleted"})
+        over = overlaps(changed)
+        out: list[AgentRowOut] = []
+        for a, row in zip(agents, rows, strict=True):
+            if a.changes is None or not a.changes.files:
+                out.append(row)
+                continue
+            summary = changes_summary(a.changes.added, a.changes.removed, len(a.changes.files))
+            if summary and a.merged_at is not None:
+                summary += ", merged"
+            out.append(row.model_copy(update={"changes": summary, "overlaps": over.get(a.name)}))
+        return out
+
+    async def diff(self, agent: AgentRow) -> str:
+        """The agent's diff against its base (committed turns and uncommitted work of its worktree)."""
+        ws = agent.workspace
+        if ws is None:
+            raise no_worktree(agent)
+        if agent.status == "deleted":
+            raise NotFound(
+                f"agent {agent.name!r} was deleted and its worktree removed; if delete_agent kept its branch (it "
+                f"held unmerged work), `git diff {ws.base[:12]} {ws.branch}` in {ws.repo} shows its changes"
+            )
+        return await worktrees.diff(ws)
 
     # -- batches ---------------------------------------------------------------------------------------------
     async def batch_runs(self, batch_id: str) -> list[RunRow]:
@@ -471,6 +524,7 @@ class FleetReader:
             result_preview=(last.result_text or "")[:RESULT_PREVIEW_CHARS] if last else None,
             result_chars=len(last.result_text or "") if last else 0,
             transcript=str(self.turn_files(agent.id, turns[-1].n).out) if turns else None,
+            workspace=workspace_out(agent),
         )  # fmt: skip
 
     async def turn_log(

@@ -4,7 +4,7 @@ functions that shape store rows into them and into the tools' rows (schemas.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -77,6 +77,17 @@ class FileList(Out):
     shown: list[str] = Field(description=f"the first {FILES_SHOWN}, in the order they were first touched")
 
 
+class WorkspaceOut(Out):
+    """An isolated agent's git worktree (issue 11): where it works, what it started from, what it changed."""
+
+    repo: str = Field(description="the checkout it started from (where merge_agent applies its changes)")
+    path: str = Field(description="its worktree")
+    branch: str
+    base: str = Field(description="the commit it started from (the checkout's state then, uncommitted edits included)")
+    files: FileList = Field(description="changed files vs the base, as of its last turn")
+    merged_at: float | None = None
+
+
 class AgentDetail(Out):
     agent: AgentStatus
     cwd: str
@@ -91,6 +102,7 @@ class AgentDetail(Out):
     result_preview: str | None = Field(default=None, description=f"its first {RESULT_PREVIEW_CHARS} chars")
     result_chars: int = 0
     transcript: str | None = Field(default=None, description="the latest turn's transcript file")
+    workspace: WorkspaceOut | None = Field(default=None, description="its git worktree (None: it edits cwd in place)")
 
 
 class CostGroup(Out):
@@ -289,3 +301,50 @@ def parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         raise InvalidRequest(
             f"cursor {cursor!r} is not one get_agent_status returned; pass its next_cursor as is, or leave cursor out"
         ) from None
+
+
+# -- worktree changes (issue 11) -------------------------------------------------------------------------------
+
+
+def changes_summary(added: int, removed: int, files: int) -> str | None:
+    """'+12 -3, 2 files' (None without changed files): the status row's ``changes``."""
+    if not files:
+        return None
+    return f"+{added} -{removed}, {files} file{'s' if files != 1 else ''}"
+
+
+def overlaps(changed: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Agent name -> the other agents whose changed files intersect its own (sorted; agents without an overlap are
+    left out). Pure, on the stored changed-file lists: status makes no git call per row."""
+    by_file: dict[str, set[str]] = {}
+    for name, files in changed.items():
+        for f in files:
+            by_file.setdefault(f, set()).add(name)
+    out: dict[str, set[str]] = {}
+    for names in by_file.values():
+        if len(names) > 1:
+            for n in names:
+                out.setdefault(n, set()).update(names - {n})
+    return {n: sorted(others) for n, others in sorted(out.items())}
+
+
+def caused_by(conflicts: Iterable[str], changed: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Conflicting file -> the agents (of ``changed``: other live agents' stored changed files) that changed it too."""
+    sets = {name: set(files) for name, files in changed.items()}
+    out: dict[str, list[str]] = {}
+    for f in conflicts:
+        names = sorted(n for n, files in sets.items() if f in files)
+        if names:
+            out[f] = names
+    return out
+
+
+def workspace_out(agent: AgentRow) -> WorkspaceOut | None:
+    ws = agent.workspace
+    if ws is None:
+        return None
+    files = list(agent.changes.files) if agent.changes is not None else []
+    return WorkspaceOut(
+        repo=ws.repo, path=ws.path, branch=ws.branch, base=ws.base,
+        files=FileList(total=len(files), shown=files[:FILES_SHOWN]), merged_at=agent.merged_at,
+    )  # fmt: skip

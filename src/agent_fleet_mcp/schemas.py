@@ -99,6 +99,8 @@ class AgentRowOut(Out):
     writes: int = 0
     last_error: str | None = None
     limits: LimitsOut | None = None
+    changes: str | None = Field(default=None, description="its worktree's changes vs its base: '+12 -3, 2 files'")
+    overlaps: list[str] | None = Field(default=None, description="other live agents that changed the same files")
 
 
 class AgentLine(Out):
@@ -114,6 +116,8 @@ class AgentLine(Out):
     stalled: bool = Field(default=False, description="running but silent for over 2 minutes")
     context_pct: float | None = None
     queued: int = Field(default=0, description="turns waiting behind the running one")
+    changes: str | None = Field(default=None, description="its worktree's changes vs its base: '+12 -3, 2 files'")
+    overlaps: list[str] = Field(default_factory=list, description="other live agents that changed the same files")
     turn_status: TurnStatus | None = Field(default=None, description="detail: the latest turn's status")
     runner: str | None = None
     model: str | None = None
@@ -131,7 +135,7 @@ def agent_line(row: AgentRowOut, *, detail: bool = False) -> AgentLine:
     line = AgentLine(
         name=row.name, status=row.status, activity=row.activity if row.status in ("running", "queued") else None,
         turn=row.turn, cost_usd=row.cost_usd or None, error=one_line(row.last_error, 200), stalled=row.stalled,
-        context_pct=row.context_pct, queued=row.queued,
+        context_pct=row.context_pct, queued=row.queued, changes=row.changes, overlaps=row.overlaps or [],
     )  # fmt: skip
     if detail:
         line = line.model_copy(
@@ -265,7 +269,7 @@ class OutputOut(Out):
     agent: str
     turn: int
     turn_status: TurnStatus
-    mode: Literal["result", "tail", "transcript"] = "result"
+    mode: Literal["result", "tail", "transcript", "diff"] = "result"
     text: str
     truncated: bool = False
     next_cursor: int | None = Field(default=None, description="pass as cursor to read on")
@@ -285,6 +289,7 @@ class OutputOut(Out):
 class DeletedAgent(Out):
     name: str
     stopped_turns: int = 0
+    branch_kept: str | None = Field(default=None, description="its branch holds unmerged work: kept, and how to use it")
 
 
 class DeleteOut(Out):
@@ -331,6 +336,28 @@ class RunAgentsOut(Out):
 
     def render(self) -> str:
         return "\n".join([*self.batch.lines(), self.note])
+
+
+class MergeOut(Out):
+    agent: str
+    merged: bool = Field(description="false on a conflict, a refusal or a dry run: then nothing changed")
+    dry_run: bool
+    strategy: Literal["merge", "squash"]
+    files: list[str] = Field(default_factory=list, description="the agent's changed files (clean)")
+    added: int = 0
+    removed: int = 0
+    conflicts: list[str] = Field(default_factory=list, description="files that would conflict")
+    caused_by: dict[str, list[str]] = Field(
+        default_factory=dict, description="conflicting file -> other live agents that changed it too"
+    )
+    user_edits: list[str] = Field(default_factory=list, description="conflicting files with your uncommitted edits")
+    commit: str | None = None
+    note: str
+
+    def render(self) -> str:
+        """A few lines for a person (the text content, once tools return one): what happened, then each conflict."""
+        causes = [f"{path}: also changed by {', '.join(names)}" for path, names in self.caused_by.items()]
+        return "\n".join([self.note, *causes])
 
 
 WaitOut.model_rebuild()

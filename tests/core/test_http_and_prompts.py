@@ -42,7 +42,7 @@ async def test_streamable_http(fleet_env: dict[str, str], project: Path) -> None
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
             Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c,
         ):
-            assert len((await c.list_tools()).tools) == 8
+            assert len((await c.list_tools()).tools) == 9
             out = await call(c, "create_agent", name="h", template="echo", prompt="via http")
             assert out["created"] is True
             done = await call(c, "wait_for_agents", agents=["h"], timeout_s=20)

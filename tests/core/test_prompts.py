@@ -69,3 +69,11 @@ async def test_braces_in_the_task_are_kept_literally(client: Any) -> None:
 async def test_cwd_is_guidance_not_a_parameter(client: Any) -> None:
     body = text_of(await client.get_prompt("orchestrate", {"task": "fix the build in ../other-repo"}))
     assert "current project" in body and "only when the task names another folder" in body
+
+
+async def test_prompts_teach_worktrees_and_merge_agent(client: Any) -> None:
+    orch = text_of(await client.get_prompt("orchestrate", {"task": "add a flag"}))
+    assert "own worktree" in orch and "overlaps" in orch and "dry_run=true" in orch
+    assert "nothing is" in orch and "caused" in orch and 'strategy="squash"' in orch
+    review = text_of(await client.get_prompt("review", {}))
+    assert 'mode="diff"' in review and "merge_agent" in review

@@ -43,7 +43,7 @@ def server_pids(home: str) -> list[int]:
 
 async def test_stdio_tools_and_prompts(fleet_env: dict[str, str], project: Path) -> None:
     async with stdio_client(fleet_env, project) as c:
-        assert len((await c.list_tools()).tools) == 8
+        assert len((await c.list_tools()).tools) == 9
         prompts = {p.name for p in (await c.list_prompts()).prompts}
         assert prompts == {"orchestrate", "review", "fleet"}
         got = await c.get_prompt("orchestrate", {"task": "add a --verbose flag"})

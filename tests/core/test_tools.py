@@ -1,4 +1,4 @@
-"""The 8 tools through the real MCP client (in-process), driving real command-runner agent processes."""
+"""The 9 tools through the real MCP client (in-process), driving real command-runner agent processes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ async def test_tool_list_is_exactly_the_contract(client: Any) -> None:
     names = sorted(t.name for t in tools)
     assert names == sorted(
         ["list_task_agents", "create_agent", "command_agent", "get_agent_status", "wait_for_agents",
-         "get_agent_output", "delete_agent", "run_agents"]
+         "get_agent_output", "delete_agent", "run_agents", "merge_agent"]
     )  # fmt: skip
     by = {t.name: t for t in tools}
     assert by["get_agent_status"].annotations.read_only_hint is True

@@ -1,4 +1,4 @@
-"""The bodies of `agent-fleet status`, `watch`, `logs`, `cost` and `agents`: read through the reader (the store
+"""The bodies of `agent-fleet status`, `watch`, `logs`, `diff`, `cost` and `agents`: read through the reader (the store
 opened read-only, never created), render with render.py, print. Called by main.py."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from agent_fleet_mcp.cli.render import (
     catalog_view,
     cost_view,
     detail_view,
+    diff_view,
     log_header,
     make_console,
     status_view,
@@ -90,6 +91,21 @@ async def show_logs(settings: Settings, *, agent: str, turn: int | None, follow:
                     click.echo(item)
                 else:
                     out.print(lines.render(item))
+
+
+async def show_diff(settings: Settings, *, agent: str) -> None:
+    """The agent's diff against its base: coloured on a terminal, plain (for `git apply`, `less`) otherwise."""
+    async with open_reader(settings) as reader:
+        if reader is None:
+            raise NotFound(not_found_message(agent, []))
+        diff = await reader.diff(await reader.find_agent(agent))
+    console = make_console(soft_wrap=True)
+    if not diff:
+        make_console(stderr=True).print(Text(f"{agent}: no changes against its base", style="dim"))
+    elif console.is_terminal:
+        console.print(diff_view(diff), end="")
+    else:
+        click.echo(diff, nl=False)
 
 
 async def watch(settings: Settings, *, interval: float, include_all: bool) -> None:

@@ -1,5 +1,5 @@
 """Command-line entry points: `agent-fleet-mcp` (the server) and `agent-fleet` (for humans: status, watch, logs,
-cost, agents, demo). Thin: no SQL, no subprocess calls; command bodies are commands.py (reading through
+diff, cost, agents, demo). Thin: no SQL, no subprocess calls; command bodies are commands.py (reading through
 reader.py), rendering render.py. Fleet errors become exit code 1 with their message; Ctrl-C ends `watch` and
 `logs -f` quietly with exit code 0."""
 
@@ -279,6 +279,17 @@ def logs(agent: str, turn: int | None, follow: bool, raw: bool) -> None:
     from agent_fleet_mcp.cli import commands
 
     _run(commands.show_logs, interruptible=True, settings=_settings(), agent=agent, turn=turn, follow=follow, raw=raw)
+
+
+@main.command()
+@click.argument("agent")
+def diff(agent: str) -> None:
+    """AGENT's changes in its git worktree against the commit it started from (committed turns and work in
+    progress), as a unified diff: coloured on a terminal, plain when piped. Exit code 1 for an agent without a
+    worktree."""
+    from agent_fleet_mcp.cli import commands
+
+    _run(commands.show_diff, settings=_settings(), agent=agent)
 
 
 @main.command()

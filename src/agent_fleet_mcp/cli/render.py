@@ -48,6 +48,7 @@ EVENT_STYLE = {
     "started": "dim", "session": "dim", "text": "", "tool_use": "cyan", "usage": "dim", "error": "bold red",
 }  # fmt: skip
 ERROR_CHARS = 90
+CHANGES_CHARS = 48
 WIDE = 140  # terminal columns from which status shows every column
 NARROW = 110  # under this, only the essential ones
 ACTIVITY_CHARS = 60
@@ -146,6 +147,8 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
         cols = [c for c in cols if c not in ("runner", "ctx")]
     if width < NARROW:
         cols = [c for c in cols if c not in ("model", "turns", "elapsed")]
+    if width >= NARROW and any(r.changes for r in rows):  # worktree agents: their changes, ⚠ with overlaps
+        cols.append("changes")
     if width >= WIDE and any(r.last_error for r in rows):  # narrower: the ✗ lines under the table say it
         cols.append("last error")
     longest = max((len(r.name) for r in rows), default=5)
@@ -159,6 +162,8 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
             table.add_column(col, min_width=8, max_width=ACTIVITY_CHARS)
         elif col == "last error":
             table.add_column(col, min_width=10, max_width=ERROR_CHARS)
+        elif col == "changes":
+            table.add_column(col, min_width=16, max_width=CHANGES_CHARS)
         else:
             table.add_column(col, no_wrap=True, justify="left" if col in ("runner", "status") else "right")
     for r in rows:
@@ -168,10 +173,18 @@ def agents_table(rows: list[AgentStatus], *, width: int = WIDE) -> Table:
             "tokens in/out": _tokens_in_out(r.tokens),
             "ctx": f"{r.context_pct:.0f}%" if r.context_pct is not None else "-",
             "cost": Text(fmt_cost(r.cost_usd)), "elapsed": fmt_duration(r.elapsed_s),
-            "last error": one_line(preview(r.last_error, ERROR_CHARS), "red"),
+            "last error": one_line(preview(r.last_error, ERROR_CHARS), "red"), "changes": changes_cell(r),
         }  # fmt: skip
         table.add_row(*(cells[c] for c in cols), style="dim" if r.status == "deleted" else None)
     return table
+
+
+def changes_cell(r: AgentStatus) -> Text:
+    """'+12 -3, 2 files' and, when other agents changed some of the same files, '⚠ b2' (the overlapping ones)."""
+    text = one_line(r.changes or "")
+    if r.overlaps:
+        text.append(f" ⚠ {', '.join(r.overlaps)}", style="yellow")
+    return text
 
 
 def status_cell(r: AgentStatus) -> Text:
@@ -305,7 +318,54 @@ def detail_view(d: AgentDetail) -> RenderableType:
         parts.append(Padding(Text(d.result_preview + (" …" if more > 0 else "")), (0, 0, 0, 2)))
     if d.transcript:
         parts.append(Text(f"transcript {d.transcript}  (agent-fleet logs {a.name})", style="dim"))
+    if d.workspace is not None:
+        parts.extend(workspace_lines(d))
     return Group(*parts)
+
+
+def workspace_lines(d: AgentDetail) -> list[RenderableType]:
+    """`status AGENT` of an isolated agent: branch, base, change summary, overlaps, changed files."""
+    ws = d.workspace
+    assert ws is not None
+    a = d.agent
+    title = Text("worktree ", style="bold")
+    title.append(f"branch {ws.branch} · base {ws.base[:10]} · ")
+    title.append(a.changes or "no changes", style="" if a.changes else "dim")
+    if ws.merged_at is not None:
+        title.append(f" · merged {fmt_clock(ws.merged_at)}", style="green")
+    parts: list[RenderableType] = [title, Text(f"  {ws.path}  (from {ws.repo})", style="dim")]
+    if a.overlaps:
+        parts.append(Text(f"  ⚠ overlaps: {', '.join(a.overlaps)} changed some of the same files", style="yellow"))
+    parts.extend(Text(f"  {p}") for p in ws.files.shown)
+    if ws.files.total > len(ws.files.shown):
+        parts.append(Text(f"  … and {ws.files.total - len(ws.files.shown)} more", style="dim"))
+    if a.changes:
+        parts.append(Text(f"  agent-fleet diff {a.name}  ·  merge_agent(agent={a.name!r}) applies it", style="dim"))
+    return parts
+
+
+# -- diff ------------------------------------------------------------------------------------------------------
+
+DIFF_STYLE = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"), ("diff ", "bold"))
+
+
+# Control characters an agent may have written into a file, shown as ^[ / \x9b instead of reaching the terminal
+# (an escape sequence could set the window title, write the clipboard, clear the screen).
+_VISIBLE_CONTROLS = (
+    {c: f"^{chr(c + 64)}" for c in range(0x20) if c not in (0x09, 0x0A)}
+    | {0x7F: "^?"}
+    | {c: f"\\x{c:02x}" for c in range(0x80, 0xA0)}
+)
+
+
+def diff_view(diff: str) -> Text:
+    """A unified diff coloured line by line (added green, removed red, hunks cyan, file headers bold); control
+    characters in it are shown, never sent to the terminal."""
+    out = Text()
+    for line in diff.translate(_VISIBLE_CONTROLS).splitlines(keepends=True):
+        style = next((st for prefix, st in DIFF_STYLE if line.startswith(prefix)), "")
+        out.append(line, style=style)
+    return out
 
 
 # -- logs ------------------------------------------------------------------------------------------------------

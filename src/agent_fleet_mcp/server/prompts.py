@@ -1,4 +1,4 @@
-"""MCP prompts that teach the host model the sleeping-orchestrator pattern with our 8 tools.
+"""MCP prompts that teach the host model the sleeping-orchestrator pattern with our 9 tools.
 
 Claude Code shows them as /mcp__<server>__orchestrate etc.; Claude Desktop in its prompt menu. Each prompt takes ONE
 argument: Claude Code splits what the user types after the command on whitespace and fills the arguments word by
@@ -35,9 +35,18 @@ Method:
 5. When the batch finishes, read only what you need: the run results in the batch view, or get_agent_output for a
    specific agent (results are capped; follow next_cursor only if you must). If a run failed, read its reason,
    decide whether to re-run it with command_agent (clearer input) or report the failure.
-6. Report to the user: what was done, which files changed, what was verified, the cost (get_agent_status fleet
-   line), and any open problems.
-7. Clean up with delete_agent("all") unless the user wants to keep the agents.
+6. Integrate the edits. In a git repository every readwrite agent (builder, test-writer) edits its own worktree
+   (branch fleet/<agent>), never the user's checkout, so parallel builders cannot overwrite each other; a builder
+   that depends on another starts from that one's branch (merge them in that order). Its status row shows
+   `changes` and `overlaps` (other agents that changed the same files). Check with merge_agent(agent,
+   dry_run=true), then merge_agent(agent) to apply the changes to the checkout (strategy="squash" leaves them
+   uncommitted). On a conflict nothing is changed: the result names the files and the agents (or your
+   uncommitted edits) that caused it; merge the other agent first, or ask a builder to redo the change on top,
+   or tell the user. Never copy files by hand.
+7. Report to the user: what was done, which files changed (merged or not), what was verified, the cost
+   (get_agent_status fleet line), and any open problems.
+8. Clean up with delete_agent("all") unless the user wants to keep the agents (an unmerged agent's branch is
+   kept and the result says so; purge=true drops it).
 """
 
 REVIEW = """Review code by delegating, in parallel, to two task agents, then merge their findings.
@@ -54,7 +63,10 @@ changes of the current project (git diff HEAD).
 2. wait_for_agents(batch=<id>) until done.
 3. Merge: one list, deduplicated, ordered by severity; mark which findings the new tests cover. Quote file:line.
    Keep it short; link to get_agent_output for details rather than pasting transcripts.
-4. delete_agent for the two agents when the user has what they need.
+4. In a git repository the test-writer wrote its tests in its own worktree, not in the user's files:
+   get_agent_output(agent, mode="diff") shows them; apply them with merge_agent(agent) only if the user wants
+   them (merge_agent(agent, dry_run=true) first; strategy="squash" leaves them uncommitted for review).
+5. delete_agent for the two agents when the user has what they need.
 """
 
 FLEET = """Summarize the agent fleet for the user in a few lines.

@@ -1,4 +1,4 @@
-"""The 8 tools: module-level handlers taking the typed request Context; reads go through the fleet's reader,
+"""The 9 tools: module-level handlers taking the typed request Context; reads go through the fleet's reader,
 writes through the fleet. ``edge`` turns a FleetError into a ToolError with the same actionable message.
 
 Each tool returns a ``CallToolResult`` typed by its output model (so tools/list keeps the outputSchema): the
@@ -18,15 +18,17 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
-from agent_fleet_mcp import deprecation
+from agent_fleet_mcp import deprecation, merges
 from agent_fleet_mcp.batches import RunRequest
 from agent_fleet_mcp.errors import FleetError
+from agent_fleet_mcp.fleet import Deleted
 from agent_fleet_mcp.reader import BATCH_RESULT_CHARS, FINISHED_SHOWN, STATUS_ROWS
 from agent_fleet_mcp.schemas import (
     CommandOut,
     CreateOut,
     DeletedAgent,
     DeleteOut,
+    MergeOut,
     Out,
     OutputOut,
     RunAgentsOut,
@@ -87,6 +89,10 @@ def arg(description: str, **kw: Any) -> Any:
     return info
 
 
+Isolation = Literal["worktree", "none"]
+ISOLATION = "worktree: own git branch, merged by merge_agent; none: edit in place (default: worktree if git+readwrite)"
+
+
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,6 +101,7 @@ class RunIn(BaseModel):
     id: str | None = arg("run id for depends_on/{{id}} (default: template name, -2.. if repeated)", default=None)
     depends_on: list[str] = arg("run ids that must succeed first (default none)", default_factory=list)
     cwd: str | None = arg("working directory (default: the server's project)", default=None)
+    isolation: Isolation | None = arg("as in create_agent", default=None)
 
 
 def _concurrency_text(c: Concurrency) -> str:
@@ -151,6 +158,7 @@ async def create_agent(
     timeout_s: Annotated[float | None, arg("seconds per turn, >0 (default: fleet's)", gt=0)] = None,
     idempotency_key: Annotated[str | None, arg("retry-safe key: same key -> same agent (default none)")] = None,
     max_tokens: Annotated[int | None, arg("token limit over the agent's life, >=1 (default none)", ge=1)] = None,
+    isolation: Annotated[Isolation | None, arg(ISOLATION)] = None,
 ) -> Annotated[CallToolResult, CreateOut]:
     """Create an agent (from a template or ad hoc); with a prompt, start it. Retry-safe: the same name and spec
     returns the existing agent."""
@@ -158,7 +166,7 @@ async def create_agent(
     res = await app.fleet.create_agent(
         name=name, prompt=prompt, template=template, runner=runner, model=model, system_prompt=system_prompt,
         cwd=cwd, permission=permission, max_turns=max_turns, max_cost_usd=max_cost_usd, timeout_s=timeout_s,
-        idempotency_key=idempotency_key, max_tokens=max_tokens,
+        idempotency_key=idempotency_key, max_tokens=max_tokens, isolation=isolation,
     )  # fmt: skip
     [row] = await app.reader.agent_rows([res.agent])
     if not res.created:
@@ -247,8 +255,8 @@ async def get_agent_output(
     agent: Annotated[str, arg("agent name")],
     turn: Annotated[int | None, arg("turn number, >=1 (default: latest)", ge=1)] = None,
     mode: Annotated[
-        Literal["result", "tail", "transcript"],
-        arg("result: final answer; tail: live end; transcript: all (default result)"),
+        Literal["result", "tail", "transcript", "diff"],
+        arg("result: final answer; tail: live end; transcript: all; diff: worktree vs base (default result)"),
     ] = "result",
     cursor: Annotated[int, arg("char offset, from next_cursor (default 0)", ge=0)] = 0,
     max_chars: Annotated[int, arg("page size, 200-20000 (default 4000)", ge=200, le=20_000)] = 4_000,
@@ -265,8 +273,14 @@ async def delete_agent(
     purge: Annotated[bool, arg("also erase transcripts and history (default false)")] = False,
 ) -> Annotated[CallToolResult, DeleteOut]:
     """Stop agents (everything their turns started) and retire them."""
-    done = await app_state(ctx).fleet.delete_agents(agents, purge=purge)
-    return reply(DeleteOut(deleted=[DeletedAgent(name=a.name, stopped_turns=n) for a, n in done], purged=purge))
+    done = await app_state(ctx).fleet.delete(agents, purge=purge)
+    return reply(DeleteOut(deleted=[_deleted(d) for d in done], purged=purge))
+
+
+def _deleted(d: Deleted) -> DeletedAgent:
+    """One deleted agent; a worktree branch kept because it holds unmerged work is named, with what to do."""
+    kept = d.worktree.note if d.worktree is not None and d.worktree.branch_kept else None
+    return DeletedAgent(name=d.agent.name, stopped_turns=d.stopped_turns, branch_kept=kept)
 
 
 @edge
@@ -287,7 +301,7 @@ async def run_agents(
     Returns each run's status and a result preview, and the batch id for wait_for_agents."""
     app = app_state(ctx)
     batch_id = await app.fleet.batches.start(
-        [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd) for r in runs],
+        [RunRequest(r.agent, r.input, r.id, tuple(r.depends_on), r.cwd, isolation=r.isolation) for r in runs],
         idempotency_key=idempotency_key,
         budget_usd=budget_usd,
     )
@@ -299,6 +313,21 @@ async def run_agents(
         else f"{len(res.still_running)} run(s) still going; wait_for_agents(batch='{batch_id}') to sleep on them"
     )
     return reply(RunAgentsOut(done=res.done, batch=view, note=note))
+
+
+@edge
+async def merge_agent(
+    ctx: Context[AppState, Any],
+    agent: Annotated[str, arg("agent name")],
+    strategy: Annotated[
+        Literal["merge", "squash"], arg("merge: a merge commit; squash: uncommitted changes (default merge)")
+    ] = "merge",
+    dry_run: Annotated[bool, arg("check only, change nothing (default false)")] = False,
+) -> Annotated[CallToolResult, MergeOut]:
+    """Apply an agent's worktree changes to the checkout it came from. A conflict changes nothing and names the
+    files and their cause (other agents, your edits)."""
+    app = app_state(ctx)
+    return reply(await merges.merge_agent(app.fleet.store, app.reader, agent, strategy=strategy, dry_run=dry_run))
 
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -344,3 +373,4 @@ def register(mcp: MCPServer[AppState]) -> None:
     _add(mcp, get_agent_output, READ_ONLY)
     _add(mcp, delete_agent, _writes(destructive=True))
     _add(mcp, run_agents, _writes())
+    _add(mcp, merge_agent, _writes(destructive=True))
