@@ -71,9 +71,10 @@ changes of the current project (git diff HEAD).
 
 FLEET = """Summarize the agent fleet for the user in a few lines.
 
-Call get_agent_status (no arguments). Report: how many agents are running / queued / idle / failed; for each
-running agent, what it is doing now (activity) and for how long; any stalled agent (stalled: true) or failed agent
-with its last_error and what to do about it; total tokens and cost. Do not read transcripts unless a failure needs
+Call get_agent_status (no arguments). Report: how many agents are running / queued / idle / failed (the summary
+counts the whole fleet; not_shown counts agents left out of the rows); for each running agent, what it is doing now
+(activity); any stalled agent (stalled: true) or failed agent with its error and what to do about it; agents whose
+worktree changes overlap (overlaps); total tokens and cost. Do not read transcripts unless a failure needs
 explaining; then use get_agent_output(mode="tail") for that one agent only.
 
 {detail}
