@@ -178,10 +178,13 @@ def _conflict(
     shown = ", ".join(conflicts[:5]) + (f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
     mine = f"; your uncommitted edits to {len(user_edits)} of them are kept as they are" if user_edits else ""
     message = (
-        f"conflict: {ws.branch} and your checkout both changed {shown}{mine}. Nothing was changed in {ws.repo}. "
-        "Commit or undo your changes to those files, or have the agent redo its change on top of yours, then merge "
-        "again"
-    )
+        f"conflict: {ws.branch} and your checkout both changed {shown} since the agent started{mine}. Nothing was "
+        f"changed in {ws.repo}. "
+        + ("Commit or undo your edits to those files, or have the agent redo its change on top of yours, then merge "
+           "again" if user_edits else
+           "Have a new agent (it starts from your checkout as it is now) redo the change, or resolve it by hand "
+           f"with `git merge {ws.branch}`")
+    )  # fmt: skip
     return _result(strategy, dry_run, files=tuple(conflicts), conflicts=tuple(conflicts), user_edits=tuple(user_edits),
                    added=added, removed=removed, message=message)  # fmt: skip
 

@@ -31,7 +31,8 @@ async def agent_resource(agent: str, ctx: Context[AppState, Any]) -> str:
 
 def register(mcp: MCPServer[AppState], running: RunningApp) -> None:
     mcp.resource(
-        "fleet://agents", name="fleet", description="Fleet summary and the bounded default rows of get_agent_status (JSON)",
+        "fleet://agents", name="fleet",
+        description="Fleet summary and the bounded default rows of get_agent_status (JSON)",
         mime_type="application/json",
     )(functools.partial(fleet_resource, running))  # fmt: skip
     mcp.resource(
