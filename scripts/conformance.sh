@@ -29,7 +29,7 @@ LIST="$list" CALL="$call" python3 - <<'PY'
 import json, os, sys
 tools = sorted(t["name"] for t in json.loads(os.environ["LIST"])["result"]["tools"])
 want = sorted(["list_task_agents", "create_agent", "command_agent", "get_agent_status", "wait_for_agents",
-               "get_agent_output", "delete_agent", "run_agents"])
+               "get_agent_output", "delete_agent", "run_agents", "merge_agent"])
 if tools != want:
     sys.exit(f"conformance: tools/list gave {tools}, want {want}")
 res = json.loads(os.environ["CALL"])["result"]
@@ -54,7 +54,7 @@ url="http://127.0.0.1:$port/mcp"
 http_list="$(AGENT_FLEET_HOME="$home" timeout 120 "$INSPECTOR" --cli "$url" \
   --header "Authorization: Bearer $(AGENT_FLEET_HOME="$home" "$FLEET" http-token)" --method tools/list --format json -q)"
 n="$(HTTP_LIST="$http_list" python3 -c 'import json, os; print(len(json.loads(os.environ["HTTP_LIST"])["result"]["tools"]))')"
-[[ "$n" == 8 ]] || { echo "conformance: tools/list over HTTP gave $n tools, want 8" >&2; exit 1; }
+[[ "$n" == 9 ]] || { echo "conformance: tools/list over HTTP gave $n tools, want 9" >&2; exit 1; }
 if refused="$(timeout 120 "$INSPECTOR" --cli "$url" --header "Authorization: Bearer wrong-token-0123456789" \
   --method tools/list --format json -q 2>&1)"; then
   echo "conformance: tools/list over HTTP with a wrong token succeeded" >&2
