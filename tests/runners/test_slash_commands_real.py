@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.server import prompts
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer
 
@@ -41,6 +42,13 @@ def type_into_claude(exe: str, tmp_path: Path, typed: str) -> list[str]:
     server: dict[str, Any] = {"command": sys.executable, "args": ["-m", "agent_fleet_mcp"]}
     server["env"] = {"AGENT_FLEET_HOME": str(tmp_path / "fleet-home")}
     config.write_text(json.dumps({"mcpServers": {"fleet": server}}))
+    try:
+        return _typed_into(exe, typed, config, home, project)
+    finally:  # the server warmed a fork server for its fleet home: stop it (it would idle for 10 minutes)
+        forkserver.stop(tmp_path / "fleet-home")
+
+
+def _typed_into(exe: str, typed: str, config: Path, home: Path, project: Path) -> list[str]:
     with ScriptedModelServer([Reply("ok")], default_policy=False) as srv:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
