@@ -1,16 +1,14 @@
 """The read side of a fleet home: every read the MCP tools, the resources and the CLI do goes through one
 ``FleetReader`` built from a store and the settings (transcripts are files under the home). The server's reader is
-the running fleet's (``Fleet.reader``); the CLI opens the database read-only (``open_reader``) and never builds a
-``Fleet``. Shaping into models is reader_models.py; no SQL here (store/), no rendering (cli/render.py)."""
+the running fleet's (``Fleet.reader``); the CLI reads through ``reader_reports.ReportReader``, opened read-only
+(``open_reader``), and never builds a ``Fleet``. Shaping into models is reader_models.py; no SQL here (store/), no
+rendering (cli/render.py)."""
 
 from __future__ import annotations
 
 import difflib
-import re
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -27,21 +25,11 @@ from agent_fleet_mcp.reader_models import (
     CURSOR_START,
     EMPTY_FLEET,
     FILES_SHOWN,
-    RESULT_PREVIEW_CHARS,
-    AgentDetail,
     AgentStatus,
     BatchReport,
-    CostGroup,
-    CostReport,
     EndedOnDisk,
-    FileList,
-    FleetBudget,
-    LogItem,
-    Note,
     StatusReport,
-    add_turn,
     agent_row,
-    by_cost,
     changes_summary,
     finished_line,
     fleet_summary,
@@ -49,10 +37,7 @@ from agent_fleet_mcp.reader_models import (
     overlaps,
     page,
     parse_cursor,
-    turn_info,
-    union,
     unpriced,
-    workspace_out,
 )  # fmt: skip
 from agent_fleet_mcp.runners import get_runner
 from agent_fleet_mcp.runners import process as proc
@@ -71,7 +56,6 @@ from agent_fleet_mcp.schemas import (
 from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, RunRow, TurnRow
 from agent_fleet_mcp.store.models import AgentStatus as AgentState
 from agent_fleet_mcp.store.protocol import Store
-from agent_fleet_mcp.store.sqlite import SqliteStore
 from agent_fleet_mcp.transcript import TranscriptReader
 from agent_fleet_mcp.turn_stats import TurnStats
 
@@ -103,19 +87,6 @@ def turn_request(settings: Settings, agent: AgentRow, turn: TurnRow, limits: Tur
     )  # fmt: skip
 
 
-@asynccontextmanager
-async def open_reader(settings: Settings) -> AsyncGenerator[FleetReader | None]:
-    """The reader of ``settings.home`` (the database opened read-only), or None when there is no fleet database
-    yet (nothing is created)."""
-    store = SqliteStore(settings.db_path)
-    if not await store.open_existing():
-        yield None
-        return
-    try:
-        yield FleetReader(settings, store)
-    finally:
-        await store.close()
-
 
 def not_found_message(ref: str, names: list[str], *, deleted: list[str] | None = None) -> str:
     """Says which agents exist (and the closest name) so the next command can be right."""
@@ -138,16 +109,6 @@ def no_worktree(agent: AgentRow) -> InvalidRequest:
         f"agent {agent.name!r} has no worktree (isolation none): it edits {agent.cwd} in place, so there is no diff "
         "to read and nothing to merge; readwrite agents created inside a git repository get one"
     )
-
-
-class _RawParser:
-    """Keeps each transcript line as it is (``logs --raw``)."""
-
-    def feed(self, line: str) -> list[Event]:
-        return [{"type": "raw", "line": line}]  # pyright: ignore[reportReturnType] (not an Event: see _item)
-
-    def finish(self, exit_code: int | None, stderr_tail: str) -> list[Event]:
-        return []
 
 
 class FleetReader:
@@ -501,119 +462,6 @@ class FleetReader:
         saved = round(busy - view.wall_s, 1) if busy is not None and view.wall_s is not None else None
         return BatchReport(**view.model_dump(), created_at=batch.created_at, busy_s=busy, saved_s=saved)
 
-    # -- one agent in detail, its logs -----------------------------------------------------------------------
-    async def agent_detail(self, ref: str) -> AgentDetail:
-        agent = await self.find_agent(ref)
-        [row] = await self.agent_statuses([agent])
-        turns = await self._store.turns_of(agent.id)
-        infos = [turn_info(t) for t in turns]
-        if row.process_gone and infos:  # the latest turn ended while no server was up: its real outcome
-            infos[-1] = infos[-1].model_copy(
-                update={"status": row.turn_status, "duration_s": row.elapsed_s, "error": row.last_error}
-            )
-        reads = union(t.reads for t in turns)
-        writes = union(t.writes for t in turns)
-        finished = [t for t in turns if t.done and t.result_text]
-        last = finished[-1] if finished else None
-        return AgentDetail(
-            agent=row, cwd=agent.cwd, template=agent.spec.template, session_id=agent.session_id,
-            created_at=agent.created_at, turns=infos,
-            reads=FileList(total=len(reads), shown=reads[:FILES_SHOWN]),
-            writes=FileList(total=len(writes), shown=writes[:FILES_SHOWN]),
-            last_error=row.last_error, result_turn=last.n if last else None,
-            result_preview=(last.result_text or "")[:RESULT_PREVIEW_CHARS] if last else None,
-            result_chars=len(last.result_text or "") if last else 0,
-            transcript=str(self.turn_files(agent.id, turns[-1].n).out) if turns else None,
-            workspace=workspace_out(agent),
-        )  # fmt: skip
-
-    async def turn_log(
-        self, agent: AgentRow, turn: TurnRow, *, follow: bool = False, raw: bool = False,
-        poll_s: float = FOLLOW_POLL_S,
-    ) -> AsyncGenerator[LogItem, None]:  # fmt: skip
-        """The turn's transcript as normalized events (through its runner's parser, so every backend reads the same)
-        or as raw lines. With ``follow``, keeps reading until the turn ends; a process that died while no server was
-        recording it also ends the stream (with the closing events its exit code gives)."""
-        files = self.turn_files(agent.id, turn.n)
-        reader = TranscriptReader(files.out, _RawParser()) if raw else self._transcript(agent, turn)
-        said_queued = False
-        gone_since: float | None = None
-        opened = time.time()
-        catching_up = True
-        while True:
-            for ev in await anyio.to_thread.run_sync(reader.read_new):
-                if catching_up and ev.get("ts", 0) >= opened:
-                    ev.pop("ts")  # stamped by the parser just now (a stream without times): not when it happened
-                yield _item(ev)
-            catching_up = False
-            cur = await self._store.get_turn(agent.id, turn.n)
-            if cur is None:
-                yield Note(f"turn {turn.n} of {agent.name} was purged")
-                return
-            if cur.done:
-                for ev in await anyio.to_thread.run_sync(reader.close, cur.exit_code, files.err):
-                    if ev.get("ts", 0) >= opened:
-                        ev["ts"] = cur.ended_at  # pyright: ignore[reportGeneralTypeIssues] (rebuilt from the exit: dated at its end)
-                    yield _item(ev)
-                yield Note(_ended(cur))
-                return
-            if not follow:
-                yield Note(f"turn {cur.n} is {cur.status}; `-f` follows it live")
-                return
-            if cur.pid is None:
-                if not said_queued:
-                    yield Note(f"turn {cur.n} is {cur.status}; waiting for it to start")
-                    said_queued = True
-            elif await anyio.to_thread.run_sync(proc.is_alive, cur.pid, cur.proc_start):
-                gone_since = None
-            else:
-                gone_since = gone_since or time.monotonic()
-                if time.monotonic() - gone_since > GONE_GRACE_S:
-                    code = await anyio.to_thread.run_sync(proc.exit_code, files)
-                    for ev in await anyio.to_thread.run_sync(reader.close, code, files.err):
-                        yield _item(ev)
-                    yield Note(
-                        f"the process of turn {cur.n} has ended (exit code {'?' if code is None else code}) but no "
-                        "server has recorded it yet: start the MCP server (`agent-fleet serve` or your MCP host) to "
-                        "record it"
-                    )
-                    return
-            await anyio.sleep(poll_s)
-
-    # -- cost ------------------------------------------------------------------------------------------------
-    async def fleet_budget(self) -> FleetBudget:
-        now = time.time()
-        spent = await budgets.fleet_spent_today(self._store, now)
-        budget = self.settings.budget_usd
-        left = None if budget is None else round(max(0.0, budget - spent), 6)
-        return FleetBudget(
-            budget_usd=budget, spent_today_usd=round(spent, 6), left_usd=left, resets_at=budgets.day_start(now) + 86_400
-        )
-
-    async def cost_report(self, *, since: float | None = None) -> CostReport:
-        """Tokens and cost of the turns started since ``since`` by agent, runner and model, and the daily budget."""
-        rows = await self._store.turn_usage(since=since)
-        total = CostGroup(name="total")
-        by_agent: dict[str, CostGroup] = {}
-        by_runner: dict[str, CostGroup] = {}
-        by_model: dict[str, CostGroup] = {}
-        for r in rows:
-            agent = by_agent.setdefault(
-                r["agent_id"],
-                CostGroup(name=r["agent"], runner=r["runner"], deleted=r["agent_status"] == "deleted"),
-            )
-            agent.model = r["model"] or agent.model
-            runner = by_runner.setdefault(r["runner"], CostGroup(name=r["runner"]))
-            model = by_model.setdefault(r["model"] or "-", CostGroup(name=r["model"] or "-", runner=r["runner"]))
-            if model.runner != r["runner"]:
-                model.runner = None  # the same model name under several runners
-            for group in (total, agent, runner, model):
-                add_turn(group, r)
-        return CostReport(
-            since=since, budget=await self.fleet_budget(), total=total, by_agent=list(by_agent.values()),
-            by_runner=by_cost(by_runner.values()), by_model=by_cost(by_model.values()),
-        )  # fmt: skip
-
 
 def _fleet_summary(t: FleetTotals) -> FleetSummary:
     return FleetSummary(
@@ -622,39 +470,3 @@ def _fleet_summary(t: FleetTotals) -> FleetSummary:
                       cache_write=t.cache_write_tokens),
         cost_usd=t.cost_usd,
     )  # fmt: skip
-
-
-def _item(ev: Event) -> LogItem:
-    raw: dict[str, object] = dict(ev)
-    return str(raw["line"]) if raw.get("type") == "raw" else ev
-
-
-def _ended(t: TurnRow) -> str:
-    took = f" in {t.ended_at - t.started_at:.1f}s" if t.ended_at and t.started_at else ""
-    why = f": {t.error or t.reason}" if t.status != "succeeded" and (t.error or t.reason) else ""
-    return f"turn {t.n} {t.status}{took}{why}"
-
-
-def empty_status(settings: Settings) -> StatusReport:
-    """The status of a home without a fleet database."""
-    return StatusReport(
-        home=str(settings.home), at=time.time(), fleet=fleet_summary([]), unpriced_agents=0, agents=[], batches=[]
-    )
-
-
-_SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """``30m``, ``1h``, ``2d``, ``1w`` ago, or a local date/time such as ``2026-11-20`` or ``2026-11-20T09:30``."""
-    now = time.time() if now is None else now
-    if m := _SINCE_RE.match(text):
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    try:
-        return datetime.fromisoformat(text.strip()).timestamp()
-    except ValueError:
-        raise InvalidRequest(
-            f"--since takes a duration (30m, 1h, 2d, 1w) or a local date/time (2026-11-20, 2026-11-20T09:30); "
-            f"got {text!r}"
-        ) from None

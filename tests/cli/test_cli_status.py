@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
-from agent_fleet_mcp.reader import EMPTY_FLEET, parse_since
+from agent_fleet_mcp.reader import EMPTY_FLEET
+from agent_fleet_mcp.reader_reports import parse_since
 from agent_fleet_mcp.store.sqlite import SqliteStore
 
 from .conftest import READS, WRITES, Home, invoke

@@ -27,8 +27,9 @@ from agent_fleet_mcp.cli.render import (
 )
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import NotFound
-from agent_fleet_mcp.reader import EMPTY_FLEET, empty_status, not_found_message, open_reader
+from agent_fleet_mcp.reader import EMPTY_FLEET, not_found_message
 from agent_fleet_mcp.reader_models import Note
+from agent_fleet_mcp.reader_reports import empty_status, open_reader
 
 
 def echo_json(data: str) -> None:

@@ -298,7 +298,7 @@ def diff(agent: str) -> None:
 def cost(since: str | None, as_json: bool) -> None:
     """Tokens and cost by agent, by runner and by model ('?' where the cost is unknown)."""
     from agent_fleet_mcp.cli import commands
-    from agent_fleet_mcp.reader import parse_since
+    from agent_fleet_mcp.reader_reports import parse_since
 
     try:
         since_ts = None if since is None else parse_since(since)

@@ -27,7 +27,7 @@ from agent_fleet_mcp.catalog import (
 )
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import DefinitionError, InvalidRequest
-from agent_fleet_mcp.reader import open_reader
+from agent_fleet_mcp.reader_reports import open_reader
 
 
 async def written_by_turns(settings: Settings) -> dict[str, str]:
