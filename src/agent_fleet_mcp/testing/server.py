@@ -199,6 +199,9 @@ class ScriptedModelServer:
 class _HTTPServer(http.server.ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins handler threads; stop() unblocks them first
     block_on_close = True
+    # listen() backlog. socketserver's default of 5 dropped the connections of 20 workers asking at once; each
+    # dropped one retried its SYN 1 s later (a real API accepts them all), which a bench then charged to us.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], *, owner: ScriptedModelServer) -> None:
         self.owner = owner

@@ -124,6 +124,15 @@ def preload() -> None:
     client.messages  # noqa: B018  (imports the lazily loaded resources)
     client.close()
     loop.preload_tls()
+    import ctypes  # containment.make_undumpable's, at every turn's start
+
+    del ctypes
+    from agent_fleet_mcp.worker import warmup
+
+    try:  # builds the SDK's response validators once (0.2 s of CPU per turn otherwise); an optimisation only
+        warmup.warm_stream()
+    except Exception as exc:  # a changed SDK must not cost us the fork server: the turns still work, just slower
+        output.note(f"the fork server's warm-up of the response path failed: {type(exc).__name__}: {exc}")
 
 
 def exit_now(code: int) -> None:
