@@ -4,9 +4,11 @@
     uv run python bench/turn_start.py [--runs 20] [--latency 3] [--think 3] [--repeat 3] [--json]
     uv run python bench/turn_start.py --runs 200 --latency 5 --repeat 1     # 200 runs: 4 run_agents calls at once
 
-Each repeat uses a fresh fleet home (so the fork server is started from nothing, as on a first start). After the
-server is up, the bench waits ``--think`` seconds before calling run_agents, as a host does while its model writes
-its first tool call (0 = call at once). Ideal wall time = one model latency; the target is <= 1.15x ideal, and
+Each repeat uses a fresh fleet home (so the fork server is started from nothing, as on a first start) and the
+server's default settings (poll interval included). After the server is up, the client lists the tools and calls
+get_agent_status once, as a host does on connecting (the client's own schema validation is then warm: a host's
+cost, not the server's), then waits ``--think`` seconds before calling run_agents, as a host does while its model
+writes its first tool call (0 = call at once). Ideal wall time = one model latency; the target is <= 1.15x ideal, and
 the first requests of the N turns arriving within 0.3 s of each other (for 100 runs or more: <= 1.8x ideal and a
 peak RSS <= 150 MB). More runs than one batch takes (50) go out as several run_agents calls at once. The scripted
 model runs in its own process (bench/model_process.py; --model-in-process for the old way). Peak RSS is
@@ -86,10 +88,11 @@ async def one(runs: int, latency_s: float, think_s: float, *, in_process: bool =
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AGENT_FLEET_"))}
         env.update(AGENT_FLEET_HOME=tmp, ANTHROPIC_BASE_URL=srv.base_url, ANTHROPIC_API_KEY="bench")
         env.update({k: v for k, v in os.environ.items() if k.startswith("AGENT_FLEET_FORKSERVER")})
-        settings = Settings(home=Path(tmp), project_dir=ROOT, env=env, max_concurrent=max(64, runs),
-                            poll_interval_s=0.05)  # fmt: skip
+        settings = Settings(home=Path(tmp), project_dir=ROOT, env=env, max_concurrent=max(64, runs))
         try:
             async with Client(build_server(settings)) as c:
+                await c.list_tools()  # as a host does on connecting: the client's tool list and output schemas
+                await c.call_tool("get_agent_status", {})  # and its result validation, warm (the host's cost)
                 await anyio.sleep(think_s)
                 ready = forkserver.status(Path(tmp), timeout_s=0.2) is not None
                 body = [{"agent": "planner", "id": f"r{i}", "input": f"task {i}: say done"} for i in range(runs)]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
+
+from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.server import build_server
 
 from .helpers import call, err, wait_all
 
@@ -86,3 +92,17 @@ async def test_wait_any_and_timeout(client: Any, tmp_path: Path) -> None:
     assert 3.5 <= out["waited_s"] <= 6
     assert progress and progress[0][2] is not None and "0/1 done" in progress[0][2]
     await call(client, "delete_agent", agents="all")
+
+
+async def test_a_turn_is_closed_when_its_process_ends_however_long_the_poll(settings: Settings, tmp_path: Path) -> None:
+    """A real process's end wakes its follower (a pidfd): with a poll interval of an hour, the wait still ends as
+    soon as the process does."""
+    gate = tmp_path / "gate-open"
+    async with Client(build_server(replace(settings, poll_interval_s=3600))) as c:
+        await call(c, "create_agent", name="g", template="gate", prompt=str(gate))
+        with anyio.fail_after(30):
+            while (await call(c, "get_agent_status", agents=["g"]))["agents"][0]["status"] != "running":
+                await anyio.sleep(0.02)
+        gate.touch()
+        out = await wait_all(c, ["g"], timeout_s=30)
+        assert [(a["name"], a["status"]) for a in out["finished"]] == [("g", "succeeded")]

@@ -93,6 +93,24 @@ async def test_a_turn_is_followed_and_recorded(fast: Settings) -> None:
         assert (await fleet.get_agent("a")).status == "idle"
 
 
+async def test_a_turn_is_closed_when_its_process_ends_not_at_the_next_poll(fast: Settings) -> None:
+    """The follower sleeps on the process's end (a pidfd; the fake's pipe) between its reads of the transcript:
+    with a poll interval of an hour, a turn that ends is still closed at once."""
+    fake = FakeRunner()
+    async with fleets(replace(fast, poll_interval_s=3600), fake) as (fleet,):
+        await fleet.create_agent(name="a", prompt="go")
+        turn = await fake.wait_started("a", 1)
+        turn.emit("tool_use", name="read", summary="read README.md")
+
+        async def read_once() -> bool:  # the follower has looked, and is now waiting for its next look
+            return (await turn_of(fleet, "a", 1)).tool_calls == 1
+
+        await until(read_once, "the follower's first read")
+        turn.succeed("all done")
+        row = await settled(fleet, "a", 1, "succeeded")
+        assert row.result_text == "all done"
+
+
 async def test_an_exit_without_result_fails_and_an_unknown_exit_is_lost(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):

@@ -28,3 +28,13 @@ def get_runner(name: str) -> Runner:
         raise InvalidRequest(f"runner {name!r} is not available in this build ({exc})") from exc
     runner: Runner = getattr(mod, cls)()
     return runner
+
+
+def preload_all() -> None:
+    """Import every backend now (the server does it in the background at start): the first ``create_agent`` or
+    ``run_agents`` then does not pay the imports. A backend missing from this build is skipped, as it is lazily."""
+    for module, _cls in _MODULES.values():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue

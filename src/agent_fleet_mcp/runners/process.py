@@ -222,6 +222,23 @@ def is_alive(pid: int, start_time: float | None) -> bool:
         return False
 
 
+def exit_fd(pid: int, start_time: float | None) -> int | None:
+    """A descriptor that turns readable the moment the process ends (a Linux pidfd; the caller closes it), so a
+    follower sleeps until then instead of looking every poll. None where there is none (not Linux, an old kernel)
+    or the process is not there any more (recycled pid included): the caller then polls ``is_alive``."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:
+        return None
+    if not is_alive(pid, start_time):  # it ended (or the pid is another process's) before the fd was made
+        os.close(fd)
+        return None
+    return fd
+
+
 def group_alive(pgid: int) -> bool:
     """True while any process of the group exists (after reaping our own child)."""
     _reap(pgid)

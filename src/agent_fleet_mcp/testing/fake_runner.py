@@ -19,8 +19,11 @@ Pids handed out are above the kernel's largest pid (2**22), so a fake pid can ne
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,17 @@ class FakeTurn:
     alive: bool = True
     killed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _exit_ws: list[int] = field(default_factory=list[int], repr=False)  # write ends of exit_fd's pipes
+
+    def exit_fd(self) -> int | None:
+        """Like a pidfd: a descriptor that turns readable (EOF) when this turn exits; None once it has."""
+        with self._lock:
+            if not self.alive:
+                return None
+            r, w = os.pipe()
+            self._exit_ws.append(w)
+            weakref.finalize(self, _close_quietly, w)  # a turn a test leaves running: closed with it
+            return r
 
     def emit(self, type_: EventType, /, **fields: Any) -> Event:
         """Write one normalized event to the turn's transcript (what a worker prints)."""
@@ -73,6 +87,14 @@ class FakeTurn:
         with self._lock:
             if self.alive:
                 self.alive, self.exit_code = False, code
+                for w in self._exit_ws:
+                    _close_quietly(w)
+                self._exit_ws.clear()
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def started_then_run(turn: FakeTurn) -> None:
@@ -155,6 +177,10 @@ class FakeRunner:
     def is_alive(self, pid: int, start_time: float | None) -> bool:
         turn = self._by_pid(pid)
         return turn is not None and turn.alive
+
+    def exit_fd(self, pid: int, start_time: float | None) -> int | None:
+        turn = self._by_pid(pid)
+        return None if turn is None else turn.exit_fd()
 
     def exit_code(self, files: TurnFiles, pid: int | None = None) -> int | None:
         turn = None if pid is None else self._by_pid(pid)
