@@ -451,8 +451,8 @@ class FleetReader:
             )  # fmt: skip
         end = batch.ended_at or time.time()
         return BatchOut(
-            batch=batch_id, status=batch.status, runs=out, wall_s=round(end - batch.created_at, 1),
-            sum_run_s=round(sum(durations), 1) if durations else None,
+            batch=batch_id, status=batch.status, runs=out, wall_s=round(end - batch.created_at, 1) or None,
+            sum_run_s=round(sum(durations), 1) or None,  # under 0.05 s: left out (a result carries no zeros)
         )  # fmt: skip
 
     async def batch_report(self, batch: BatchRow, now: float) -> BatchReport:

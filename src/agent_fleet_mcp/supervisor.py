@@ -46,6 +46,7 @@ STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
 SPAWN_CONCURRENCY = 32  # claimed turns a dispatch spawns at once (each in a worker thread; anyio lends 40)
+IDLE_POLL_S = 1.0  # the longest a follower waits between transcript reads while nothing new comes (end watched)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
 CLAIM_BATCH = 32  # queued turns claimed per transaction
 
@@ -327,11 +328,14 @@ class Supervisor:
         if f is None:
             return
         watch = _ExitWatch(self._procs, f.pid, f.turn.proc_start)
+        interval = self.settings.poll_interval_s
         try:
             while True:
                 alive = watch.alive()
                 f.seen_alive = f.seen_alive or alive
-                await self._absorb(f, await _read_new(f))
+                events = await _read_new(f)
+                await self._absorb(f, events)
+                interval = self.settings.poll_interval_s if events else watch.backed_off(interval)
                 if not alive:
                     if await self._adopt_started(f):
                         watch.close()
@@ -340,7 +344,7 @@ class Supervisor:
                     break
                 if await self._closed_elsewhere(f) or await self._stop_over_limit(f):
                     return
-                await watch.wait(self.settings.poll_interval_s)  # the transcript is read again then, or at the exit
+                await watch.wait(interval)  # the transcript is read again then, or at the exit
         finally:
             watch.close()
         await self._close_ended(f)
@@ -516,6 +520,12 @@ class _ExitWatch:
     def __init__(self, procs: Processes, pid: int, start_time: float | None) -> None:
         self._procs, self._pid, self._start = procs, pid, start_time
         self._fd = procs.exit_fd(pid, start_time)
+
+    def backed_off(self, interval_s: float) -> float:
+        """The next wait after a read that found nothing new: twice as long, up to ``IDLE_POLL_S``, when the end is
+        watched (a turn waiting for its model is looked at a few times, not 5 times a second, and its end is still
+        seen at once); unchanged when it is not (then each look is also the only way to see the end)."""
+        return interval_s if self._fd is None else max(interval_s, min(interval_s * 2, IDLE_POLL_S))
 
     def alive(self) -> bool:
         if self._fd is None:

@@ -1,5 +1,6 @@
 """Resource change notifications cost nothing while the store is unchanged: publish_changes reads no agent row until
-``Store.change_stamp`` moves (an idle server with a long queue stays idle), and reads them again once it does."""
+``Store.change_stamp`` moves (an idle server with a long queue stays idle), and reads them again once it does. With
+no client listening, it reads no row at all, however much changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
@@ -49,7 +50,9 @@ async def test_no_rows_read_while_the_store_is_unchanged(
         monkeypatch.setattr(fleet, "changed", counting_changed)
         monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(app.publish_changes, fleet, InMemorySubscriptionBus())
+            bus = app.FleetBus()
+            bus.subscribe(lambda event: None)  # a client listens
+            tg.start_soon(app.publish_changes, fleet, bus)
             await _until(lambda: passes >= 20, "20 passes")
             assert rows_read == 1, "rows were read again although nothing changed"
             spec = AgentSpec(runner="command", command=("true",), template="t")
@@ -60,4 +63,51 @@ async def test_no_rows_read_while_the_store_is_unchanged(
             seen = passes
             await _until(lambda: passes >= seen + 20, "20 more passes")
             assert rows_read == 2
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_no_rows_read_while_nobody_listens_then_changes_announced_once_someone_does(
+    tmp_path: Path, project: Path, fleet_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app, "RESOURCE_NOTIFY_S", 0.001)
+    async with SqliteStore(tmp_path / "home" / "fleet.db") as store:
+        fleet = Fleet(Settings(home=tmp_path / "home", project_dir=project, env=fleet_env), store)
+        passes = rows_read = 0
+        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
+
+        async def counting_changed(within_s: float) -> None:
+            nonlocal passes
+            passes += 1
+            await real_changed(within_s)
+
+        async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
+            nonlocal rows_read
+            rows_read += 1
+            return await real_rows(agents)
+
+        monkeypatch.setattr(fleet, "changed", counting_changed)
+        monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
+        spec = AgentSpec(runner="command", command=("true",), template="t")
+        bus = app.FleetBus()
+        heard: list[ServerEvent] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app.publish_changes, fleet, bus)
+            for i in range(5):  # the store changes while nobody listens
+                await store.insert_agent(
+                    id=uuid.uuid4().hex, name=f"quiet{i}", spec=spec, spec_hash="h", cwd=str(project),
+                    idempotency_key=None,
+                )  # fmt: skip
+                await _until(lambda seen=passes: passes >= seen + 3, "3 more passes")
+            assert rows_read == 0
+            unsubscribe = bus.subscribe(heard.append)
+            assert bus.listeners == 1
+            await store.insert_agent(
+                id=uuid.uuid4().hex, name="loud", spec=spec, spec_hash="h", cwd=str(project), idempotency_key=None
+            )
+            await _until(lambda: ResourceUpdated(uri="fleet://agents/loud") in heard, "the new agent announced")
+            assert rows_read >= 1
+            unsubscribe()
+            unsubscribe()  # idempotent, counted once
+            assert bus.listeners == 0
             tg.cancel_scope.cancel()

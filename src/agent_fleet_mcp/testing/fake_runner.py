@@ -54,7 +54,9 @@ class FakeTurn:
     alive: bool = True
     killed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _exit_ws: list[int] = field(default_factory=list[int], repr=False)  # write ends of exit_fd's pipes
+    # the write ends of exit_fd's pipes, each closed exactly once: at the exit, or with the turn if a test leaves it
+    # running (a second close would close whatever descriptor reused the number)
+    _exit_ws: list[Callable[[], object]] = field(default_factory=list[Callable[[], object]], repr=False)
 
     def exit_fd(self) -> int | None:
         """Like a pidfd: a descriptor that turns readable (EOF) when this turn exits; None once it has."""
@@ -62,8 +64,7 @@ class FakeTurn:
             if not self.alive:
                 return None
             r, w = os.pipe()
-            self._exit_ws.append(w)
-            weakref.finalize(self, _close_quietly, w)  # a turn a test leaves running: closed with it
+            self._exit_ws.append(weakref.finalize(self, _close_quietly, w))
             return r
 
     def emit(self, type_: EventType, /, **fields: Any) -> Event:
@@ -87,8 +88,8 @@ class FakeTurn:
         with self._lock:
             if self.alive:
                 self.alive, self.exit_code = False, code
-                for w in self._exit_ws:
-                    _close_quietly(w)
+                for close_w in self._exit_ws:
+                    close_w()  # a finalizer runs once: never again at collection
                 self._exit_ws.clear()
 
 
