@@ -241,21 +241,24 @@ class Supervisor:
                 claimed = await self.store.claim_queued(
                     max_running=self.settings.max_concurrent, claimer=self._claimer, limit=CLAIM_BATCH
                 )
-                for turn in claimed:
-                    await self._start_claimed(turn, spawns)
+                for turn in claimed:  # each one's checks and spawn side by side: the first does not wait for the 31st
+                    spawns.start_soon(self._start_claimed, turn)
                 if len(claimed) < CLAIM_BATCH:
                     break
 
-    async def _start_claimed(self, turn: TurnRow, spawns: anyio.abc.TaskGroup) -> None:
-        """A turn this server just claimed: spawn it in ``spawns``, unless its agent was deleted meanwhile or a budget
-        refuses."""
-        agent = await self.store.get_agent(turn.agent_id)
-        if agent is None:  # deleted meanwhile
-            await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
-            return
-        limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
-        if not await self._refused(agent, turn, limits):
-            spawns.start_soon(self._spawn, agent, turn, limits)
+    async def _start_claimed(self, turn: TurnRow) -> None:
+        """A turn this server just claimed: spawn it, unless its agent was deleted meanwhile or a budget refuses. A
+        failure is logged (not to cancel its siblings): the turn is recovered like one whose claimer died."""
+        try:
+            agent = await self.store.get_agent(turn.agent_id)
+            if agent is None:  # deleted meanwhile
+                await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
+                return
+            limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
+            if not await self._refused(agent, turn, limits):
+                await self._spawn(agent, turn, limits)
+        except Exception:
+            log.exception("start_claimed_failed", agent_id=turn.agent_id, turn=turn.n)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""
@@ -436,12 +439,17 @@ class Supervisor:
 
     async def _close_ended(self, f: _Followed) -> None:
         """The turn's process is gone: read the rest of its transcript and record how the turn came out."""
-        await anyio.to_thread.run_sync(self._procs.release_turn, f.files)  # what it left in its cgroup ends too
-        code = await anyio.to_thread.run_sync(self._procs.exit_code, f.files, f.pid)
-        for ev in await anyio.to_thread.run_sync(f.reader.read_new):
+
+        def collect() -> tuple[int | None, list[Event], list[Event]]:  # one trip to a worker thread, not four
+            self._procs.release_turn(f.files)  # what it left in its cgroup ends too
+            code = self._procs.exit_code(f.files, f.pid)
+            return code, f.reader.read_new(), f.reader.close(code, f.files.err)
+
+        code, rest, closing = await anyio.to_thread.run_sync(collect)
+        for ev in rest:
             f.stats.apply(ev)
         stream_result = f.stats.has_result
-        for ev in await anyio.to_thread.run_sync(f.reader.close, code, f.files.err):
+        for ev in closing:
             f.stats.apply(ev)
         await self.store.update_turn_stats(f.agent.id, f.turn.n, f.stats.db_fields())
         await self._save_session(f)

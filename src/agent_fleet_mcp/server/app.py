@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 
-from agent_fleet_mcp import __version__, deprecation, logs, private, runners
+from agent_fleet_mcp import __version__, catalog, deprecation, logs, private, runners
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.runners import forkserver
@@ -100,16 +100,18 @@ async def warm_forkserver(cfg: Settings) -> None:
     log.info("forkserver_warm", home=str(cfg.home), launched=launched)
 
 
-def _warm_first_call() -> None:
-    """What the first tool call would otherwise pay (~0.2 s on 2 cores): the runner backends' imports and the
-    SDK's model end-of-life table (read from its source). Run in the background; a failure only costs that time."""
+def _warm_first_call(cfg: Settings) -> None:
+    """What the first tool call would otherwise pay (~0.2 s on 2 cores): the runner backends' imports, the SDK's
+    model end-of-life table (read from its source) and the parsed catalog (kept while its files do not change). Run
+    in the background; a failure only costs that time."""
     runners.preload_all()
     deprecation.sdk_table()
+    catalog.load_catalog(cfg.project_dir, cfg.env)
 
 
-async def warm_first_call() -> None:
+async def warm_first_call(cfg: Settings) -> None:
     try:
-        await anyio.to_thread.run_sync(_warm_first_call, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(_warm_first_call, cfg, abandon_on_cancel=True)
     except Exception:
         log.exception("warm_first_call_failed")
 
@@ -135,7 +137,7 @@ async def lifespan(
         fleet = Fleet(cfg, store)
         async with fleet.running(), anyio.create_task_group() as tg:
             tg.start_soon(publish_changes, fleet, bus)
-            tg.start_soon(warm_first_call)  # in the background, like the fork server's warm-up
+            tg.start_soon(warm_first_call, cfg)  # in the background, like the fork server's warm-up
             if fleet.supervises and forkserver.warm_wanted(cfg.env):
                 tg.start_soon(warm_forkserver, cfg)  # in the background: `initialize` never waits for it
             state = AppState(fleet, fleet.reader)
