@@ -1,13 +1,14 @@
 """10 claude-code turns at once: through our server vs through @steipete/claude-code-mcp (the peer), same run.
 
-    uv run python bench/claude_code_peer.py [--turns 10] [--latency 1] [--repeat 2] [--json]
+    uv run python bench/claude_code_peer.py [--turns 10] [--latency 1] [--repeat 2] [--think 1] [--json]
 
 Both servers run over real stdio with the same pinned `claude` CLI (.tools/, bash scripts/install-tools.sh) against
 the same loopback scripted Messages API (``--latency`` s per answer; ANTHROPIC_BASE_URL,
 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1, a fresh HOME). Ours: one `run_agents` call with ``--turns`` runs of the
 bench's claude-code template (bench/agents/cc.md), waiting for them all. The peer: ``--turns`` `claude_code` tool
 calls sent at once (its way to run turns side by side). Wall time is from the first call to the last answer, with
-both servers already initialized; the first requests' spread is when the CLIs reached the model. The repeats
+both servers initialized ``--think`` s before it (a host connects long before its model writes the first tool call;
+both servers get the same idle time); the first requests' spread is when the CLIs reached the model. The repeats
 alternate (ours, peer, ours, peer, ...) so both see the same machine load. Target: ours <= 1.0x the peer.
 
 The peer is found at $AGENT_FLEET_PEER_MCP or .tools/node_modules/@steipete/claude-code-mcp/dist/server.js
@@ -72,7 +73,7 @@ def firsts(srv: ScriptedModelServer, t0: float, n: int) -> float:
     return ts[-1] - ts[0]
 
 
-async def ours(turns: int, latency_s: float, claude: str) -> Run:
+async def ours(turns: int, latency_s: float, claude: str, think_s: float) -> Run:
     with tempfile.TemporaryDirectory(prefix="bench-peer-ours-") as d, \
             ScriptedModelServer([Reply("done")] * turns, latency_s=latency_s, default_policy=False) as srv:  # fmt: skip
         tmp = Path(d)
@@ -86,6 +87,7 @@ async def ours(turns: int, latency_s: float, claude: str) -> Run:
         async with Client(params, mode="legacy") as c:
             runs = [{"agent": "cc", "id": f"t{i}", "input": f"task {i}: say done", "cwd": str(tmp / "proj")}
                     for i in range(turns)]  # fmt: skip
+            await anyio.sleep(think_s)
             t0 = time.time()
             r = await c.call_tool("run_agents", {"runs": runs, "wait_s": 45})
             wall = time.time() - t0
@@ -97,7 +99,7 @@ async def ours(turns: int, latency_s: float, claude: str) -> Run:
         return Run(wall, firsts(srv, t0, turns))
 
 
-async def peer(turns: int, latency_s: float, claude: str, server_js: Path) -> Run:
+async def peer(turns: int, latency_s: float, claude: str, server_js: Path, think_s: float) -> Run:
     node = shutil.which("node")
     assert node, "node is not installed"
     with tempfile.TemporaryDirectory(prefix="bench-peer-theirs-") as d, \
@@ -117,6 +119,7 @@ async def peer(turns: int, latency_s: float, claude: str, server_js: Path) -> Ru
                 if r.is_error:
                     errors.append(str(r.content)[:300])
 
+            await anyio.sleep(think_s)
             t0 = time.time()
             async with anyio.create_task_group() as tg:
                 for i in range(turns):
@@ -131,6 +134,7 @@ async def main() -> None:
     p.add_argument("--turns", type=int, default=10)
     p.add_argument("--latency", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--think", type=float, default=1.0, help="seconds between each server's start and the calls")
     p.add_argument("--json", action="store_true", help="print [{figure, value, target, ok}] instead of a table")
     a = p.parse_args()
     claude = find_cli("claude", os.environ)
@@ -145,8 +149,8 @@ async def main() -> None:
     mine: list[Run] = []
     theirs: list[Run] = []
     for _ in range(a.repeat):
-        mine.append(await ours(a.turns, a.latency, claude))
-        theirs.append(await peer(a.turns, a.latency, claude, server_js))
+        mine.append(await ours(a.turns, a.latency, claude, a.think))
+        theirs.append(await peer(a.turns, a.latency, claude, server_js, a.think))
     w_ours = statistics.median(r.wall_s for r in mine)
     w_peer = statistics.median(r.wall_s for r in theirs)
     ratio = w_ours / w_peer
