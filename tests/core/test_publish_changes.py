@@ -27,6 +27,25 @@ async def _until(pred: object, what: str, deadline_s: float = 30.0) -> None:
             await anyio.sleep(0.005)
 
 
+class Counts:
+    """How many passes ``publish_changes`` made (its waits for a change) and how often it read the agents' rows."""
+
+    def __init__(self, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.passes = self.rows_read = 0
+        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
+
+        async def counting_changed(within_s: float) -> None:
+            self.passes += 1
+            await real_changed(within_s)
+
+        async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
+            self.rows_read += 1
+            return await real_rows(agents)
+
+        monkeypatch.setattr(fleet, "changed", counting_changed)
+        monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
+
+
 @pytest.mark.anyio
 async def test_no_rows_read_while_the_store_is_unchanged(
     tmp_path: Path, project: Path, fleet_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -34,35 +53,21 @@ async def test_no_rows_read_while_the_store_is_unchanged(
     monkeypatch.setattr(app, "RESOURCE_NOTIFY_S", 0.001)
     async with SqliteStore(tmp_path / "home" / "fleet.db") as store:
         fleet = Fleet(Settings(home=tmp_path / "home", project_dir=project, env=fleet_env), store)
-        passes = rows_read = 0
-        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
-
-        async def counting_changed(within_s: float) -> None:
-            nonlocal passes
-            passes += 1
-            await real_changed(within_s)
-
-        async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
-            nonlocal rows_read
-            rows_read += 1
-            return await real_rows(agents)
-
-        monkeypatch.setattr(fleet, "changed", counting_changed)
-        monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
+        n = Counts(fleet, monkeypatch)
         async with anyio.create_task_group() as tg:
             bus = app.FleetBus()
             bus.subscribe(lambda event: None)  # a client listens
             tg.start_soon(app.publish_changes, fleet, bus)
-            await _until(lambda: passes >= 20, "20 passes")
-            assert rows_read == 1, "rows were read again although nothing changed"
+            await _until(lambda: n.passes >= 20, "20 passes")
+            assert n.rows_read == 1, "rows were read again although nothing changed"
             spec = AgentSpec(runner="command", command=("true",), template="t")
             await store.insert_agent(
                 id=uuid.uuid4().hex, name="new", spec=spec, spec_hash="h", cwd=str(project), idempotency_key=None
             )
-            await _until(lambda: rows_read == 2, "the rows read after a change")
-            seen = passes
-            await _until(lambda: passes >= seen + 20, "20 more passes")
-            assert rows_read == 2
+            await _until(lambda: n.rows_read == 2, "the rows read after a change")
+            seen = n.passes
+            await _until(lambda: n.passes >= seen + 20, "20 more passes")
+            assert n.rows_read == 2
             tg.cancel_scope.cancel()
 
 
@@ -73,21 +78,7 @@ async def test_no_rows_read_while_nobody_listens_then_changes_announced_once_som
     monkeypatch.setattr(app, "RESOURCE_NOTIFY_S", 0.001)
     async with SqliteStore(tmp_path / "home" / "fleet.db") as store:
         fleet = Fleet(Settings(home=tmp_path / "home", project_dir=project, env=fleet_env), store)
-        passes = rows_read = 0
-        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
-
-        async def counting_changed(within_s: float) -> None:
-            nonlocal passes
-            passes += 1
-            await real_changed(within_s)
-
-        async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
-            nonlocal rows_read
-            rows_read += 1
-            return await real_rows(agents)
-
-        monkeypatch.setattr(fleet, "changed", counting_changed)
-        monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
+        n = Counts(fleet, monkeypatch)
         spec = AgentSpec(runner="command", command=("true",), template="t")
         bus = app.FleetBus()
         heard: list[ServerEvent] = []
@@ -98,15 +89,15 @@ async def test_no_rows_read_while_nobody_listens_then_changes_announced_once_som
                     id=uuid.uuid4().hex, name=f"quiet{i}", spec=spec, spec_hash="h", cwd=str(project),
                     idempotency_key=None,
                 )  # fmt: skip
-                await _until(lambda seen=passes: passes >= seen + 3, "3 more passes")
-            assert rows_read == 0
+                await _until(lambda seen=n.passes: n.passes >= seen + 3, "3 more passes")
+            assert n.rows_read == 0
             unsubscribe = bus.subscribe(heard.append)
             assert bus.listeners == 1
             await store.insert_agent(
                 id=uuid.uuid4().hex, name="loud", spec=spec, spec_hash="h", cwd=str(project), idempotency_key=None
             )
             await _until(lambda: ResourceUpdated(uri="fleet://agents/loud") in heard, "the new agent announced")
-            assert rows_read >= 1
+            assert n.rows_read >= 1
             unsubscribe()
             unsubscribe()  # idempotent, counted once
             assert bus.listeners == 0
