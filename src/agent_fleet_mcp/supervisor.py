@@ -538,8 +538,9 @@ class _ExitWatch:
     def alive(self) -> bool:
         if self._fd is None:
             return self._procs.is_alive(self._pid, self._start)
-        ready, _, _ = select.select([self._fd], [], [], 0)
-        return not ready
+        looked = select.poll()  # not select.select: a fleet of hundreds has descriptors above FD_SETSIZE (1024)
+        looked.register(self._fd, select.POLLIN)
+        return not looked.poll(0)
 
     async def wait(self, timeout_s: float) -> None:
         """Until the process ends or ``timeout_s`` passed."""
