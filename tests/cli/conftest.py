@@ -70,12 +70,14 @@ def run_in_pty(
     rows: int = 40,
     cols: int = 160,
     until: Callable[[str], bool] | None = None,
+    interrupt: bool = True,
 ) -> tuple[int, str]:
     """Run argv on a pseudo-terminal until what it drew satisfies ``until`` (at most ``seconds``; without
-    ``until``, for ``seconds``), then SIGINT it. Returns (exit code, everything it drew)."""
+    ``until``, for ``seconds``), then SIGINT it (``interrupt``) or let it end by itself. Returns (exit code,
+    everything it drew). A process that does not end is failed with what it drew and its threads' stacks."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = {**env, "COLUMNS": str(cols), "LINES": str(rows), "TERM": "xterm-256color"}
+    env = {**env, "COLUMNS": str(cols), "LINES": str(rows), "TERM": "xterm-256color", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
     screen = bytearray()
@@ -97,10 +99,15 @@ def run_in_pty(
 
     try:
         pump(time.monotonic() + seconds, until)
-        proc.send_signal(signal.SIGINT)
+        if interrupt:
+            proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 60  # generous: a busy 2-core CI box once took over 15 s to let it exit
         while proc.poll() is None and time.monotonic() < deadline:
             pump(time.monotonic() + 0.1)
+        if proc.poll() is None:  # hung: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            pump(time.monotonic() + 3)
+            raise AssertionError(f"{argv[1:]} did not end; what it drew:\n{screen.decode('utf-8', 'replace')[-6000:]}")
         pump(time.monotonic() + 0.2)
         code = proc.wait(timeout=5)
     finally:
