@@ -274,28 +274,38 @@ class Fleet:
                 if found is not None:
                     return found
                 raise
+        folder = self.agent_dir(agent_id)
         try:
+            await anyio.to_thread.run_sync(lambda: private_dirs(folder / "turns"))
             agent = await self.store.insert_agent(
                 id=agent_id, name=name, spec=spec, spec_hash=fingerprint, cwd=ws.cwd if ws else real_cwd,
                 idempotency_key=idempotency_key, parent_id=s.parent_id, root_id=s.root_id, depth=s.depth + 1,
                 batch_id=batch_id, max_tree_agents=s.max_tree_agents if s.root_id else None, workspace=ws,
+                prompt=prompt,
             )  # fmt: skip
-        except AlreadyExists:  # another call (maybe another server) created it a moment ago
-            if ws is not None:
-                await iso.discard(ws)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):  # nothing of an agent that was not stored is left behind
+                if not isinstance(exc, AlreadyExists) and await self._stored(agent_id):
+                    raise  # cancelled after its commit: the agent and its turn stand
+                if ws is not None:
+                    await iso.discard(ws)
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+            if not isinstance(exc, AlreadyExists):
+                raise
+            # another call (maybe another server) created it a moment ago
             found = await self._existing(name, idempotency_key, fingerprint, warnings)
             if found is not None:
                 return found
             raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
-        except BaseException:
-            if ws is not None:
-                with anyio.CancelScope(shield=True):
-                    await iso.discard(ws)
-            raise
-        await anyio.to_thread.run_sync(lambda: private_dirs(self.agent_dir(agent_id) / "turns"))
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
-        turn = None if prompt is None else await self._enqueue(agent, prompt)
+        turn = None if prompt is None else await self._queued(agent, 1)
         return CreateResult(await self.get_agent(agent_id), True, turn, warnings)
+
+    async def _stored(self, agent_id: str) -> bool:
+        try:
+            return await self.store.get_agent(agent_id, include_deleted=True) is not None
+        except Exception:  # the store is unusable: keep what is there (reconcile and doctor sort it out)
+            return True
 
     async def _admit(self, spec: AgentSpec, batch_id: str | None, *, with_turn: bool) -> None:
         """Refuse a new agent this server may not create: too deep, runner unavailable, no budget for its turn."""
@@ -391,9 +401,13 @@ class Fleet:
             agent_id=agent.id, prompt=prompt, runner=agent.spec.runner, model=agent.spec.model
         )
         await self.store.mark_queued_unless_running(agent.id)
+        return await self._queued(agent, turn.n)
+
+    async def _queued(self, agent: AgentRow, n: int) -> TurnRow:
+        """Start the turn just queued if the cap allows; the turn as it is now."""
         await self.dispatch()
         self.notify()
-        got = await self.store.get_turn(agent.id, turn.n)
+        got = await self.store.get_turn(agent.id, n)
         assert got is not None
         return got
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 import anyio
 import pytest
@@ -279,3 +280,33 @@ async def test_claimed_turns_spawn_side_by_side(fast: Settings) -> None:
         await until(all_alive, "every spawned turn alive")
         assert not barrier.broken
         await finish_all(fake, fast.max_concurrent, at_once=fast.max_concurrent)
+
+
+async def test_a_crash_right_after_an_agent_is_stored_leaves_its_first_turn_queued(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server dies the moment create_agent's insert returns (the process killed before anything else ran):
+    the agent and its first turn were stored together, so the turn runs once the fleet is up again, and the host's
+    retry of the same create_agent answers with that turn instead of a bare agent that never runs."""
+
+    class Killed(BaseException):  # what the rest of create_agent sees of a SIGKILL: nothing more runs
+        pass
+
+    fake = FakeRunner()
+    real_insert = SqliteStore.insert_agent
+
+    async def insert_then_die(self: SqliteStore, **kwargs: Any) -> Any:
+        await real_insert(self, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(SqliteStore, "insert_agent", insert_then_die)
+    async with fleets(fast, fake) as (fleet,):
+        with pytest.raises(Killed):
+            await fleet.create_agent(name="a", prompt="go")
+    monkeypatch.setattr(SqliteStore, "insert_agent", real_insert)
+    async with fleets(fast, fake) as (fleet,):
+        again = await fleet.create_agent(name="a", prompt="go")  # the host retries the call that failed
+        assert not again.created and again.turn is not None and again.turn.n == 1
+        (await fake.wait_started("a", 1)).succeed("done")
+        assert (await settled(fleet, "a", 1, "succeeded")).result_text == "done"
+        assert [(t.agent_name, t.n) for t in fake.turns] == [("a", 1)]

@@ -60,11 +60,13 @@ class Store(Protocol):
         batch_id: str | None = None,
         max_tree_agents: int | None = None,
         workspace: Workspace | None = None,
+        prompt: str | None = None,
     ) -> AgentRow:
         """Insert a live (``idle``) agent. One live agent per name and per idempotency key, fleet-wide: a clash
         raises ``AlreadyExists``. With ``max_tree_agents``, a tree (``root_id``) already that big raises
         ``LimitReached`` -- the count and the insert are one atomic step. ``workspace``: its git worktree (then
-        ``cwd`` is ``workspace.cwd``)."""
+        ``cwd`` is ``workspace.cwd``). ``prompt``: its first turn, queued in the same transaction (the agent is
+        then ``queued``): a crash can never leave the agent without the turn it was created for."""
         ...
 
     async def get_agent(self, ref: str, *, include_deleted: bool = False) -> AgentRow | None:

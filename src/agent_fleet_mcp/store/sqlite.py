@@ -61,10 +61,12 @@ class SqliteStore(SqliteUsageAndBatches):
         batch_id: str | None = None,
         max_tree_agents: int | None = None,
         workspace: Workspace | None = None,
+        prompt: str | None = None,
     ) -> AgentRow:
-        """Insert a live agent. The database enforces one live agent per name and per idempotency key (across
-        processes): a clash raises ``AlreadyExists``. With ``root_id`` and ``max_tree_agents``, a tree that already
-        holds that many agents (deleted ones count: a tree cannot recycle its quota) raises ``LimitReached``."""
+        """Insert a live agent, and with ``prompt`` its first turn in the same transaction. The database enforces
+        one live agent per name and per idempotency key (across processes): a clash raises ``AlreadyExists``. With
+        ``root_id`` and ``max_tree_agents``, a tree that already holds that many agents (deleted ones count: a tree
+        cannot recycle its quota) raises ``LimitReached``."""
         now = time.time()
         async with self._tx() as db:
             if root_id is not None and max_tree_agents is not None:
@@ -95,6 +97,13 @@ class SqliteStore(SqliteUsageAndBatches):
                     if taken:
                         raise AlreadyExists("idempotency_key", idempotency_key) from None
                 raise AlreadyExists("name", name) from None
+            if prompt is not None:
+                await db.execute(
+                    "INSERT INTO turns (agent_id, n, status, prompt, runner, model, queued_at)"
+                    " VALUES (?, 1, 'queued', ?, ?, ?, ?)",
+                    (id, prompt, spec.runner, spec.model, now),
+                )
+                await db.execute("UPDATE agents SET status = 'queued' WHERE id = ?", (id,))
         row = await self.get_agent(id)
         assert row is not None
         return row
