@@ -211,9 +211,10 @@ class BatchEngine:
         by_id = {r.run_id: r for r in runs}
         changed = False
         ready: list[RunRow] = []
+        firsts = await store.first_turns([r.agent_id for r in runs if r.status == "running" and r.agent_id])
         for run in runs:
             if run.status == "running" and run.agent_id:
-                turn = await store.get_turn(run.agent_id, 1)
+                turn = firsts.get(run.agent_id)
                 if turn is None or turn.done:
                     ok = turn is not None and turn.status == "succeeded"
                     reason = None if ok else (turn.error or turn.reason or turn.status if turn else "agent deleted")
@@ -240,9 +241,10 @@ class BatchEngine:
     async def _start_run(self, batch_id: str, run: RunRow, by_id: dict[str, RunRow]) -> None:
         store = self.store
         results: dict[str, str] = {}
+        firsts = await store.first_turns([a for d in run.depends_on if (a := by_id[d].agent_id)])
         for d in run.depends_on:
             dep = by_id[d]
-            turn = await store.get_turn(dep.agent_id, 1) if dep.agent_id else None
+            turn = firsts.get(dep.agent_id) if dep.agent_id else None
             results[d] = cap_result((turn.result_text if turn else None) or "", dep)
         prompt = REF_RE.sub(lambda m: results.get(m.group(1), m.group(0)), run.input)
         name = f"{run.run_id}-{batch_id[2:]}"

@@ -429,13 +429,15 @@ class FleetReader:
         batch = await self._store.get_batch(batch_id)
         assert batch is not None
         wave_of = waves({r.run_id: r.depends_on for r in runs})
-        names = {a.id: a.name for a in await self._store.list_agents(include_deleted=True)}
+        names = await self._store.batch_agent_names(batch_id)
+        done = [r.agent_id for r in runs if r.status in ("succeeded", "failed") and r.agent_id]
+        firsts = await self._store.first_turns(done)
         out: list[RunOut] = []
         durations: list[float] = []
         for r in runs:
             result, truncated, text = None, False, ""
             if r.status in ("succeeded", "failed") and r.agent_id:
-                turn = await self._store.get_turn(r.agent_id, 1)
+                turn = firsts.get(r.agent_id)
                 text = (turn.result_text if turn else None) or ""
                 if text:
                     truncated = len(text) > result_chars

@@ -81,6 +81,15 @@ async def settled(fleet: Fleet, agent: str, n: int, status: str) -> TurnRow:
     return await turn_of(fleet, agent, n)
 
 
+async def killed(turn: FakeTurn) -> None:
+    """A stopped turn is closed first, then its process group killed (``Supervisor.stop_turn``)."""
+
+    async def check() -> bool:
+        return turn.killed
+
+    await until(check, f"{turn.agent_name} turn {turn.n}'s process killed")
+
+
 async def test_a_turn_is_followed_and_recorded(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):
@@ -208,7 +217,8 @@ async def test_timeout_stops_the_turn(fast: Settings) -> None:
         turn = await fake.wait_started("slow", 1)
         fake.advance(61)
         row = await settled(fleet, "slow", 1, "failed")
-        assert row.reason == "timeout" and "timed out after 60 s" in (row.error or "") and turn.killed
+        assert row.reason == "timeout" and "timed out after 60 s" in (row.error or "")
+        await killed(turn)
 
 
 async def test_an_agent_budget_stops_the_turn(fast: Settings) -> None:
@@ -218,7 +228,8 @@ async def test_an_agent_budget_stops_the_turn(fast: Settings) -> None:
         turn = await fake.wait_started("spender", 1)
         turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=1.5, scope="run")
         row = await settled(fleet, "spender", 1, "failed")
-        assert row.reason == "max_cost" and row.cost_usd == 1.5 and turn.killed
+        assert row.reason == "max_cost" and row.cost_usd == 1.5
+        await killed(turn)
 
 
 async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> None:
@@ -234,7 +245,8 @@ async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> Non
         await until(flushed, "the usage recorded")
         assert turn.alive  # over budget, but within its grace: the runner may be stopping itself
         row = await settled_ticking(fleet, fake, "self", 1, "failed")
-        assert row.reason == "max_cost" and turn.killed
+        assert row.reason == "max_cost"
+        await killed(turn)
 
 
 async def settled_ticking(fleet: Fleet, fake: FakeRunner, agent: str, n: int, status: str) -> TurnRow:

@@ -43,6 +43,9 @@ async def test_status_and_dispatch_statements_use_indexes(tmp_path: Path) -> Non
             await store.insert_turn(agent_id=f"a{i}", prompt="p", runner="command", model=None)
         seen: list[str] = []
         await store.db.set_trace_callback(seen.append)
+        reader = store._point_reader()  # pyright: ignore[reportPrivateUsage] (point reads: the event loop's thread)
+        assert reader is not None
+        reader.set_trace_callback(seen.append)
         claimed = await store.claim_queued(max_running=3, claimer="me")
         await store.claim_queued(max_running=3)  # the cap is full
         await store.get_agent("n7")
@@ -50,6 +53,9 @@ async def test_status_and_dispatch_statements_use_indexes(tmp_path: Path) -> Non
         await store.get_agent("a7")
         await store.find_by_idempotency_key("k")
         await store.latest_turns(["a1", "a2"])
+        await store.first_turns(["a1", "a2"])
+        await store.first_turns([f"a{i}" for i in range(30)] * 3)  # more ids than a point read takes
+        await store.batch_agent_names("b")
         await store.agent_totals(["a1", "a2"])
         await store.status_agents(limit=20)
         await store.spend_since(0.0)

@@ -144,6 +144,10 @@ class Store(Protocol):
         """Each agent's highest-numbered turn (agents without turns are absent)."""
         ...
 
+    async def first_turns(self, agent_ids: Sequence[str]) -> dict[str, TurnRow]:
+        """Each agent's turn 1 (a batch run's turn), in one read (agents without turns are absent)."""
+        ...
+
     async def turns_with_status(self, *statuses: TurnStatus) -> list[TurnRow]:
         """Fleet-wide, oldest queued first (then agent id, turn number): the dispatch order."""
         ...
@@ -235,6 +239,10 @@ class Store(Protocol):
 
     async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
         """Ordered by creation time."""
+        ...
+
+    async def batch_agent_names(self, batch_id: str) -> dict[str, str]:
+        """The names of the agents created for a batch's runs (deleted ones too), by agent id."""
         ...
 
     async def runs_of(self, batch_id: str) -> list[RunRow]:

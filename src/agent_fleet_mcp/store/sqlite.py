@@ -14,8 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from agent_fleet_mcp.errors import AlreadyExists, LimitReached
 from agent_fleet_mcp.spec import AgentSpec
 from agent_fleet_mcp.store.models import (
@@ -44,7 +42,6 @@ _TURN_RESTORE_COLUMNS = (
 )  # fmt: skip
 
 
-
 class SqliteStore(SqliteUsageAndBatches):
     async def insert_agent(
         self,
@@ -68,42 +65,42 @@ class SqliteStore(SqliteUsageAndBatches):
         ``root_id`` and ``max_tree_agents``, a tree that already holds that many agents (deleted ones count: a tree
         cannot recycle its quota) raises ``LimitReached``."""
         now = time.time()
-        async with self._tx() as db:
+
+        def insert(db: sqlite3.Connection) -> None:
             if root_id is not None and max_tree_agents is not None:
-                cur = await db.execute("SELECT COUNT(*) FROM agents WHERE root_id = ?", (root_id,))
-                row = await cur.fetchone()
-                await cur.close()
-                if row is not None and int(row[0]) >= max_tree_agents:
+                (count,) = db.execute("SELECT COUNT(*) FROM agents WHERE root_id = ?", (root_id,)).fetchone()
+                if int(count) >= max_tree_agents:
                     raise LimitReached(
-                        f"this delegation tree (root {root_id}) already has {int(row[0])} agents, the most "
+                        f"this delegation tree (root {root_id}) already has {int(count)} agents, the most "
                         f"AGENT_FLEET_MAX_TREE_AGENTS ({max_tree_agents}) allows; reuse an agent with command_agent, "
                         "or finish the task yourself"
                     )
             try:
-                await db.execute(
+                db.execute(
                     "INSERT INTO agents (id, name, status, spec_json, spec_hash, cwd, idempotency_key, created_at,"
-                    " updated_at, parent_id, root_id, depth, batch_id, workspace_json) VALUES (?, ?, 'idle', ?, ?,"
+                    " updated_at, parent_id, root_id, depth, batch_id, workspace_json) VALUES (?, ?, ?, ?, ?,"
                     " ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (id, name, spec.model_dump_json(), spec_hash, cwd, idempotency_key, now, now, parent_id,
-                     root_id or id, depth, batch_id, workspace_to_json(workspace)),
+                    (id, name, "idle" if prompt is None else "queued", spec.model_dump_json(), spec_hash, cwd,
+                     idempotency_key, now, now, parent_id, root_id or id, depth, batch_id,
+                     workspace_to_json(workspace)),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
-                if idempotency_key is not None:
-                    cur = await db.execute(
+                if (
+                    idempotency_key is not None
+                    and db.execute(
                         "SELECT 1 FROM agents WHERE idempotency_key = ? AND status != 'deleted'", (idempotency_key,)
-                    )
-                    taken = await cur.fetchone()
-                    await cur.close()
-                    if taken:
-                        raise AlreadyExists("idempotency_key", idempotency_key) from None
+                    ).fetchone()
+                ):
+                    raise AlreadyExists("idempotency_key", idempotency_key) from None
                 raise AlreadyExists("name", name) from None
             if prompt is not None:
-                await db.execute(
+                db.execute(
                     "INSERT INTO turns (agent_id, n, status, prompt, runner, model, queued_at)"
                     " VALUES (?, 1, 'queued', ?, ?, ?, ?)",
                     (id, prompt, spec.runner, spec.model, now),
                 )
-                await db.execute("UPDATE agents SET status = 'queued' WHERE id = ?", (id,))
+
+        await self._write(insert)
         row = await self.get_agent(id)
         assert row is not None
         return row
@@ -194,34 +191,29 @@ class SqliteStore(SqliteUsageAndBatches):
         )  # fmt: skip
 
     async def set_agent_status(self, agent_id: str, status: AgentStatus, *, last_error: str | None = None) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE agents SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?"
-                " WHERE id = ? AND status != 'deleted'",
-                (status, last_error, time.time(), agent_id),
-            )
+        await self._update(
+            "UPDATE agents SET status = ?, last_error = COALESCE(?, last_error), updated_at = ?"
+            " WHERE id = ? AND status != 'deleted'",
+            (status, last_error, time.time(), agent_id),
+        )
 
     async def mark_queued_unless_running(self, agent_id: str) -> None:
         """The agent waits for its next turn, unless one of its turns runs: one statement, so a concurrent claim
         (which sets ``running``) is never overwritten."""
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE agents SET status = 'queued', updated_at = ? WHERE id = ? AND status != 'deleted'"
-                " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')",
-                (time.time(), agent_id, agent_id),
-            )
+        await self._update(
+            "UPDATE agents SET status = 'queued', updated_at = ? WHERE id = ? AND status != 'deleted'"
+            " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')",
+            (time.time(), agent_id, agent_id),
+        )
 
     async def set_session_id(self, agent_id: str, session_id: str) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE agents SET session_id = ? WHERE id = ?", (session_id, agent_id))
+        await self._update("UPDATE agents SET session_id = ? WHERE id = ?", (session_id, agent_id))
 
     async def set_changes(self, agent_id: str, changes: Changes) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE agents SET changes_json = ? WHERE id = ?", (changes_to_json(changes), agent_id))
+        await self._update("UPDATE agents SET changes_json = ? WHERE id = ?", (changes_to_json(changes), agent_id))
 
     async def set_merged(self, agent_id: str, at: float) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE agents SET merged_at = ?, updated_at = ? WHERE id = ?", (at, at, agent_id))
+        await self._update("UPDATE agents SET merged_at = ?, updated_at = ? WHERE id = ?", (at, at, agent_id))
 
     async def isolated_agents(self) -> list[AgentRow]:
         rows = await self._all("SELECT * FROM agents WHERE workspace_json IS NOT NULL ORDER BY created_at, id")
@@ -229,41 +221,39 @@ class SqliteStore(SqliteUsageAndBatches):
 
     async def mark_deleted(self, agent_id: str) -> None:
         now = time.time()
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE agents SET status = 'deleted', deleted_at = ?, updated_at = ? WHERE id = ?",
-                (now, now, agent_id),
-            )
+        await self._update(
+            "UPDATE agents SET status = 'deleted', deleted_at = ?, updated_at = ? WHERE id = ?", (now, now, agent_id)
+        )
 
     async def purge_agent(self, agent_id: str) -> None:
-        async with self._tx() as db:
-            await db.execute("UPDATE runs SET agent_id = NULL WHERE agent_id = ?", (agent_id,))
-            await db.execute("DELETE FROM turns WHERE agent_id = ?", (agent_id,))
-            await db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+        def purge(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE runs SET agent_id = NULL WHERE agent_id = ?", (agent_id,))
+            db.execute("DELETE FROM turns WHERE agent_id = ?", (agent_id,))
+            db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+
+        await self._write(purge)
 
     # -- turns -----------------------------------------------------------------------------------------------
     async def insert_turn(self, *, agent_id: str, prompt: str, runner: str, model: str | None) -> TurnRow:
-        async with self._tx() as db:
-            cur = await db.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE agent_id = ?", (agent_id,))
-            row = await cur.fetchone()
-            await cur.close()
-            assert row is not None
-            n = int(row[0])
-            await db.execute(
+        def insert(db: sqlite3.Connection) -> TurnRow:
+            (n,) = db.execute("SELECT COALESCE(MAX(n), 0) + 1 FROM turns WHERE agent_id = ?", (agent_id,)).fetchone()
+            db.execute(
                 "INSERT INTO turns (agent_id, n, status, prompt, runner, model, queued_at)"
                 " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
                 (agent_id, n, prompt, runner, model, time.time()),
             )
-        turn = await self.get_turn(agent_id, n)
-        assert turn is not None
-        return turn
+            return TurnRow.from_row(
+                db.execute("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n)).fetchone()
+            )
+
+        return await self._write(insert)
 
     async def get_turn(self, agent_id: str, n: int) -> TurnRow | None:
-        r = await self._one("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n))
-        return TurnRow.from_row(r) if r else None
+        rows = await self._point("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n))
+        return TurnRow.from_row(rows[0]) if rows else None
 
     async def turns_of(self, agent_id: str) -> list[TurnRow]:
-        rows = await self._all("SELECT * FROM turns WHERE agent_id = ? ORDER BY n", (agent_id,))
+        rows = await self._point("SELECT * FROM turns WHERE agent_id = ? ORDER BY n", (agent_id,))
         return [TurnRow.from_row(r) for r in rows]
 
     async def latest_turns(self, agent_ids: Sequence[str]) -> dict[str, TurnRow]:
@@ -278,6 +268,14 @@ class SqliteStore(SqliteUsageAndBatches):
         )
         return {r["agent_id"]: TurnRow.from_row(r) for r in rows}
 
+    async def first_turns(self, agent_ids: Sequence[str]) -> dict[str, TurnRow]:
+        if not agent_ids:
+            return {}
+        read = self._point if len(agent_ids) <= POINT_READ_MAX_IDS else self._all
+        marks = ",".join("?" * len(agent_ids))
+        rows = await read(f"SELECT * FROM turns WHERE n = 1 AND agent_id IN ({marks})", list(agent_ids))
+        return {r["agent_id"]: TurnRow.from_row(r) for r in rows}
+
     async def turns_with_status(self, *statuses: TurnStatus) -> list[TurnRow]:
         marks = ",".join("?" * len(statuses))
         rows = await self._all(
@@ -287,7 +285,7 @@ class SqliteStore(SqliteUsageAndBatches):
 
     async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int:
         marks = ",".join("?" * len(statuses))
-        r = await self._one(
+        [r] = await self._point(
             f"SELECT COUNT(*) AS c FROM turns WHERE agent_id = ? AND status IN ({marks})", [agent_id, *statuses]
         )
         return int(r["c"])
@@ -299,8 +297,8 @@ class SqliteStore(SqliteUsageAndBatches):
         descendants it waits on, so a tree of waiting parents never deadlocks on the cap (the tree's size is bounded
         separately). Safe across processes sharing the database. ``claimer`` names the claiming server
         (runners/started.py) until the turn's pid is recorded."""
-        async with self._tx() as db:
-            return await _claim(db, agent_id, n, max_running=max_running, claimer=claimer, now=time.time())
+        now = time.time()
+        return await self._write(lambda db: _claim(db, agent_id, n, max_running=max_running, claimer=claimer, now=now))
 
     async def claim_queued(self, *, max_running: int, claimer: str | None = None, limit: int = 16) -> list[TurnRow]:
         """Claim the next claimable queued turns, oldest first, as ``claim_turn`` claims one (one running turn per
@@ -311,94 +309,80 @@ class SqliteStore(SqliteUsageAndBatches):
         if not cands:
             return []
         now = time.time()
-        claimed: list[tuple[str, int]] = []
-        async with self._tx() as db:
-            cur = await db.execute("SELECT COUNT(*) FROM turns WHERE status = 'running'")
-            row = await cur.fetchone()
-            await cur.close()
-            running = int(row[0]) if row else 0
+
+        def claim(db: sqlite3.Connection) -> list[TurnRow]:
+            (running,) = db.execute("SELECT COUNT(*) FROM turns WHERE status = 'running'").fetchone()
+            rows: list[TurnRow] = []
             for c in cands:
                 if c["agent_status"] == "deleted":
-                    await db.execute(
+                    db.execute(
                         "UPDATE turns SET status = 'cancelled', reason = 'agent deleted', ended_at = ?"
                         " WHERE agent_id = ? AND status = 'queued'",
                         (now, c["agent_id"]),
                     )
                     continue
-                if len(claimed) >= limit or (running >= max_running and c["parent_id"] is None):
+                if len(rows) >= limit or (running >= max_running and c["parent_id"] is None):
                     continue  # the cap is full: only a turn under a running ancestor can still start
-                if await _claim(db, c["agent_id"], c["n"], max_running=max_running, claimer=claimer, now=now):
-                    claimed.append((c["agent_id"], c["n"]))
+                if _claim(db, c["agent_id"], c["n"], max_running=max_running, claimer=claimer, now=now):
+                    r = db.execute("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (c["agent_id"], c["n"]))
+                    rows.append(TurnRow.from_row(r.fetchone()))
                     running += 1
-            rows: list[TurnRow] = []
-            for agent_id, n in claimed:
-                cur = await db.execute("SELECT * FROM turns WHERE agent_id = ? AND n = ?", (agent_id, n))
-                r = await cur.fetchone()
-                await cur.close()
-                if r is not None:
-                    rows.append(TurnRow.from_row(r))
-        return rows
+            return rows
+
+        return await self._write(claim)
 
     async def set_turn_process(
         self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
     ) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE turns SET pid = ?, proc_start = ?, out_path = ?, model = COALESCE(?, model), last_event_at = ?"
-                " WHERE agent_id = ? AND n = ?",
-                (pid, proc_start, out_path, model, time.time(), agent_id, n),
-            )
+        await self._update(
+            "UPDATE turns SET pid = ?, proc_start = ?, out_path = ?, model = COALESCE(?, model), last_event_at = ?"
+            " WHERE agent_id = ? AND n = ?",
+            (pid, proc_start, out_path, model, time.time(), agent_id, n),
+        )
 
     async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
         """Record the process a running turn's started marker names: the run that really started (runners/started.py),
         when the server that spawned it died before recording it or its own spawn found the turn already started.
         True when the row changed."""
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE turns SET pid = ?, proc_start = ?, out_path = COALESCE(out_path, ?),"
-                " last_event_at = COALESCE(last_event_at, ?) WHERE agent_id = ? AND n = ? AND status = 'running'"
-                " AND (pid IS NULL OR pid != ?)",
-                (pid, proc_start, out_path, time.time(), agent_id, n, pid),
-            )
-            ok = cur.rowcount == 1
-            await cur.close()
-        return ok
+        changed = await self._update(
+            "UPDATE turns SET pid = ?, proc_start = ?, out_path = COALESCE(out_path, ?),"
+            " last_event_at = COALESCE(last_event_at, ?) WHERE agent_id = ? AND n = ? AND status = 'running'"
+            " AND (pid IS NULL OR pid != ?)",
+            (pid, proc_start, out_path, time.time(), agent_id, n, pid),
+        )
+        return changed == 1
 
     async def restore_agent(self, row: dict[str, Any]) -> None:
         """Insert an agent rebuilt by ``doctor --repair`` (columns of ``agents``; unknown keys are ignored)."""
         cols = [c for c in _AGENT_COLUMNS if c in row]
-        async with self._tx() as db:
-            await db.execute(
-                f"INSERT INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
-            )
+        await self._update(
+            f"INSERT INTO agents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
+        )
 
     async def restore_turn(self, row: dict[str, Any]) -> None:
         """Insert a turn rebuilt from its files by ``doctor --repair`` (columns of ``turns``)."""
         cols = [c for c in _TURN_RESTORE_COLUMNS if c in row]
-        async with self._tx() as db:
-            await db.execute(
-                f"INSERT INTO turns ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
-            )
+        await self._update(
+            f"INSERT INTO turns ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", [row[c] for c in cols]
+        )
 
     async def requeue_turn(self, agent_id: str, n: int) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE turns SET status = 'queued', started_at = NULL"
-                " WHERE agent_id = ? AND n = ? AND status = 'running' AND pid IS NULL",
-                (agent_id, n),
-            )
+        await self._update(
+            "UPDATE turns SET status = 'queued', started_at = NULL"
+            " WHERE agent_id = ? AND n = ? AND status = 'running' AND pid IS NULL",
+            (agent_id, n),
+        )
 
     async def update_turn_stats(self, agent_id: str, n: int, stats: TurnStatsUpdate) -> None:
         s = stats
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_tokens = ?,"
-                " cost_usd = ?, context_tokens = ?, tool_calls = ?, activity = ?, last_event_at = ?, reads_json = ?,"
-                " writes_json = ?, model = ? WHERE agent_id = ? AND n = ?",
-                (s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.cost_usd,
-                 s.context_tokens, s.tool_calls, s.activity, s.last_event_at, json.dumps(s.reads),
-                 json.dumps(s.writes), s.model, agent_id, n),
-            )  # fmt: skip
+        await self._update(
+            "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_tokens = ?,"
+            " cost_usd = ?, context_tokens = ?, tool_calls = ?, activity = ?, last_event_at = ?, reads_json = ?,"
+            " writes_json = ?, model = ? WHERE agent_id = ? AND n = ?",
+            (s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.cost_usd,
+             s.context_tokens, s.tool_calls, s.activity, s.last_event_at, json.dumps(s.reads),
+             json.dumps(s.writes), s.model, agent_id, n),
+        )  # fmt: skip
 
     async def finish_turn(
         self,
@@ -417,21 +401,25 @@ class SqliteStore(SqliteUsageAndBatches):
         """Close a queued/running turn (first closer wins, across processes) and set the agent's status.
         ``ended_at``: when it really ended, if earlier than now (a process that ended while no server was up)."""
         now = time.time()
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
-                " ended_at = ? WHERE agent_id = ? AND n = ? AND status IN ('queued', 'running')",
-                (status, reason, exit_code, result_text, is_error, error, ended_at or now, agent_id, n),
+
+        def finish(db: sqlite3.Connection) -> bool:
+            ok = (
+                db.execute(
+                    "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
+                    " ended_at = ? WHERE agent_id = ? AND n = ? AND status IN ('queued', 'running')",
+                    (status, reason, exit_code, result_text, is_error, error, ended_at or now, agent_id, n),
+                ).rowcount
+                == 1
             )
-            ok = cur.rowcount == 1
-            await cur.close()
             if ok and agent_status is not None:
-                await db.execute(
+                db.execute(
                     "UPDATE agents SET status = ?, last_error = CASE WHEN ? IS NOT NULL THEN ? ELSE last_error END,"
                     " updated_at = ? WHERE id = ? AND status != 'deleted'",
                     (agent_status, error, error, now, agent_id),
                 )
-        return ok
+            return ok
+
+        return await self._write(finish)
 
 
 # Queued turns that could start: each agent's oldest queued turn, if the agent runs nothing, and only while the cap
@@ -447,25 +435,24 @@ _CANDIDATES_SQL = (
 )
 
 
-async def _claim(
-    db: aiosqlite.Connection, agent_id: str, n: int, *, max_running: int, claimer: str | None, now: float
-) -> bool:
+def _claim(db: sqlite3.Connection, agent_id: str, n: int, *, max_running: int, claimer: str | None, now: float) -> bool:
     """``claim_turn``'s conditional UPDATE, inside the caller's ``BEGIN IMMEDIATE``."""
-    cur = await db.execute(
-        "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
-        " AND status = 'queued'"
-        " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
-        " AND ((SELECT COUNT(*) FROM turns WHERE status = 'running') < ?"
-        "  OR EXISTS (WITH RECURSIVE anc(id) AS ("
-        "   SELECT parent_id FROM agents WHERE id = ? AND parent_id IS NOT NULL"
-        "   UNION SELECT a.parent_id FROM agents a JOIN anc ON a.id = anc.id WHERE a.parent_id IS NOT NULL)"
-        "   SELECT 1 FROM turns t JOIN anc ON t.agent_id = anc.id WHERE t.status = 'running'))",
-        (now, claimer, agent_id, n, agent_id, max_running, agent_id),
+    ok = (
+        db.execute(
+            "UPDATE turns SET status = 'running', started_at = ?, claimed_by = ? WHERE agent_id = ? AND n = ?"
+            " AND status = 'queued'"
+            " AND NOT EXISTS (SELECT 1 FROM turns WHERE agent_id = ? AND status = 'running')"
+            " AND ((SELECT COUNT(*) FROM turns WHERE status = 'running') < ?"
+            "  OR EXISTS (WITH RECURSIVE anc(id) AS ("
+            "   SELECT parent_id FROM agents WHERE id = ? AND parent_id IS NOT NULL"
+            "   UNION SELECT a.parent_id FROM agents a JOIN anc ON a.id = anc.id WHERE a.parent_id IS NOT NULL)"
+            "   SELECT 1 FROM turns t JOIN anc ON t.agent_id = anc.id WHERE t.status = 'running'))",
+            (now, claimer, agent_id, n, agent_id, max_running, agent_id),
+        ).rowcount
+        == 1
     )
-    ok = cur.rowcount == 1
-    await cur.close()
     if ok:
-        await db.execute(
+        db.execute(
             "UPDATE agents SET status = 'running', updated_at = ? WHERE id = ? AND status != 'deleted'", (now, agent_id)
         )
     return ok

@@ -91,36 +91,37 @@ class SqliteUsageAndBatches(SqliteConnection):
     ) -> None:
         """A batch and its runs in one transaction; a taken idempotency key or batch id raises ``AlreadyExists``."""
         now = time.time()
-        async with self._tx() as db:
+
+        def insert(db: sqlite3.Connection) -> None:
             try:
-                await db.execute(
+                db.execute(
                     "INSERT INTO batches (id, created_at, status, idempotency_key, request_hash, budget_usd)"
                     " VALUES (?, ?, 'running', ?, ?, ?)",
                     (batch_id, now, idempotency_key, request_hash, budget_usd),
                 )
             except sqlite3.IntegrityError:
-                if idempotency_key is not None:
-                    cur = await db.execute("SELECT 1 FROM batches WHERE idempotency_key = ?", (idempotency_key,))
-                    taken = await cur.fetchone()
-                    await cur.close()
-                    if taken:
-                        raise AlreadyExists("idempotency_key", idempotency_key, holder="a batch") from None
+                if (
+                    idempotency_key is not None
+                    and db.execute("SELECT 1 FROM batches WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                ):
+                    raise AlreadyExists("idempotency_key", idempotency_key, holder="a batch") from None
                 raise AlreadyExists("id", batch_id, holder="a batch") from None
-            for seq, run in enumerate(runs):
-                await db.execute(
-                    "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status,"
-                    " isolation) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', ?)",
-                    (batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd,
-                     run.isolation),
-                )  # fmt: skip
+            db.executemany(
+                "INSERT INTO runs (batch_id, run_id, seq, template, input, depends_on_json, cwd, status,"
+                " isolation) VALUES (?, ?, ?, ?, ?, ?, ?, 'waiting', ?)",
+                [(batch_id, run.run_id, seq, run.template, run.input, json.dumps(run.depends_on), run.cwd,
+                  run.isolation) for seq, run in enumerate(runs)],
+            )  # fmt: skip
+
+        await self._write(insert)
 
     async def find_batch_by_key(self, idempotency_key: str) -> BatchRow | None:
         r = await self._one("SELECT * FROM batches WHERE idempotency_key = ?", (idempotency_key,))
         return BatchRow.from_row(r) if r else None
 
     async def get_batch(self, batch_id: str) -> BatchRow | None:
-        r = await self._one("SELECT * FROM batches WHERE id = ?", (batch_id,))
-        return BatchRow.from_row(r) if r else None
+        rows = await self._point("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        return BatchRow.from_row(rows[0]) if rows else None
 
     async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
         if status is None:
@@ -129,37 +130,34 @@ class SqliteUsageAndBatches(SqliteConnection):
             rows = await self._all("SELECT * FROM batches WHERE status = ? ORDER BY created_at", (status,))
         return [BatchRow.from_row(r) for r in rows]
 
+    async def batch_agent_names(self, batch_id: str) -> dict[str, str]:
+        rows = await self._all("SELECT id, name FROM agents WHERE batch_id = ?", (batch_id,))
+        return {r["id"]: r["name"] for r in rows}
+
     async def runs_of(self, batch_id: str) -> list[RunRow]:
-        rows = await self._all("SELECT * FROM runs WHERE batch_id = ? ORDER BY seq", (batch_id,))
+        rows = await self._point("SELECT * FROM runs WHERE batch_id = ? ORDER BY seq", (batch_id,))
         return [RunRow.from_row(r) for r in rows]
 
     async def start_run(self, batch_id: str, run_id: str, *, agent_id: str) -> bool:
         """waiting -> running with the agent created for it; True when this call moved it."""
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE runs SET status = 'running', agent_id = ?, started_at = ?"
-                " WHERE batch_id = ? AND run_id = ? AND status = 'waiting'",
-                (agent_id, time.time(), batch_id, run_id),
-            )
-            ok = cur.rowcount == 1
-            await cur.close()
-        return ok
+        changed = await self._update(
+            "UPDATE runs SET status = 'running', agent_id = ?, started_at = ?"
+            " WHERE batch_id = ? AND run_id = ? AND status = 'waiting'",
+            (agent_id, time.time(), batch_id, run_id),
+        )
+        return changed == 1
 
     async def finish_run(self, batch_id: str, run_id: str, *, status: RunEnd, reason: str | None = None) -> bool:
         """Close a waiting or running run; the first closer wins (True), later calls change nothing."""
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE runs SET status = ?, reason = ?, ended_at = ?"
-                " WHERE batch_id = ? AND run_id = ? AND status IN ('waiting', 'running')",
-                (status, reason, time.time(), batch_id, run_id),
-            )
-            ok = cur.rowcount == 1
-            await cur.close()
-        return ok
+        changed = await self._update(
+            "UPDATE runs SET status = ?, reason = ?, ended_at = ?"
+            " WHERE batch_id = ? AND run_id = ? AND status IN ('waiting', 'running')",
+            (status, reason, time.time(), batch_id, run_id),
+        )
+        return changed == 1
 
     async def finish_batch(self, batch_id: str, status: BatchStatus) -> None:
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
-                (status, time.time(), batch_id),
-            )
+        await self._update(
+            "UPDATE batches SET status = ?, ended_at = ? WHERE id = ? AND status = 'running'",
+            (status, time.time(), batch_id),
+        )
