@@ -56,6 +56,7 @@ async def test_status_and_dispatch_statements_use_indexes(tmp_path: Path) -> Non
         await store.first_turns(["a1", "a2"])
         await store.first_turns([f"a{i}" for i in range(30)] * 3)  # more ids than a point read takes
         await store.batch_agent_names("b")
+        await store.open_runs("b")
         await store.agent_totals(["a1", "a2"])
         await store.status_agents(limit=20)
         await store.spend_since(0.0)

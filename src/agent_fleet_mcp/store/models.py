@@ -176,6 +176,21 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class OpenRun:
+    """A waiting or running run, with the status of its agent's turn 1 (``Store.open_runs``)."""
+
+    run_id: str
+    status: RunStatus
+    turn_status: TurnStatus | None
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        """A running run whose turn is over, or gone with its agent: the batch's pass has to close it."""
+        return self.status == "running" and (self.turn_status is None or self.turn_status in TURN_DONE)
+
+
+@dataclass(frozen=True)
 class BatchRow:
     id: str
     created_at: float

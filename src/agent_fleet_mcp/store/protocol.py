@@ -20,6 +20,7 @@ from agent_fleet_mcp.store.models import (
     BatchRow,
     BatchStatus,
     FleetTotals,
+    OpenRun,
     RunEnd,
     RunRow,
     RunSpec,
@@ -239,6 +240,11 @@ class Store(Protocol):
 
     async def list_batches(self, *, status: BatchStatus | None = None) -> list[BatchRow]:
         """Ordered by creation time."""
+        ...
+
+    async def open_runs(self, batch_id: str) -> list[OpenRun]:
+        """The batch's waiting and running runs, each with the status of its agent's turn 1 (None when there is no
+        such turn): one narrow read, what a batch's pass needs to see whether anything is left to do."""
         ...
 
     async def batch_agent_names(self, batch_id: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from agent_fleet_mcp.store.models import (
     AgentTotals,
     BatchRow,
     BatchStatus,
+    OpenRun,
     RunEnd,
     RunRow,
     RunSpec,
@@ -129,6 +130,18 @@ class SqliteUsageAndBatches(SqliteConnection):
         else:
             rows = await self._all("SELECT * FROM batches WHERE status = ? ORDER BY created_at", (status,))
         return [BatchRow.from_row(r) for r in rows]
+
+    async def open_runs(self, batch_id: str) -> list[OpenRun]:
+        rows = await self._point(
+            "SELECT r.run_id, r.status, t.status AS turn_status, r.depends_on_json FROM runs r"
+            " LEFT JOIN turns t ON t.agent_id = r.agent_id AND t.n = 1"
+            " WHERE r.batch_id = ? AND r.status IN ('waiting', 'running')",
+            (batch_id,),
+        )
+        return [
+            OpenRun(r["run_id"], r["status"], r["turn_status"], tuple(json.loads(r["depends_on_json"] or "[]")))
+            for r in rows
+        ]
 
     async def batch_agent_names(self, batch_id: str) -> dict[str, str]:
         rows = await self._all("SELECT id, name FROM agents WHERE batch_id = ?", (batch_id,))
