@@ -53,7 +53,7 @@ from agent_fleet_mcp.schemas import (
     Tokens,
     agent_line,
 )  # fmt: skip
-from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, RunRow, TurnRow
+from agent_fleet_mcp.store.models import AgentRow, AgentTotals, BatchRow, FleetTotals, OpenRun, RunRow, TurnRow
 from agent_fleet_mcp.store.models import AgentStatus as AgentState
 from agent_fleet_mcp.store.protocol import Store
 from agent_fleet_mcp.transcript import TranscriptReader
@@ -149,6 +149,10 @@ class FleetReader:
         """The agents as they are now (deleted ones too; purged ones are left out)."""
         found = [await self._store.get_agent(i, include_deleted=True) for i in ids]
         return [a for a in found if a is not None]
+
+    async def open_runs(self, batch_id: str) -> list[OpenRun]:
+        """The batch's runs not yet over (``Store.open_runs``): one narrow read."""
+        return await self._store.open_runs(batch_id)
 
     async def busy(self, agent_ids: Sequence[str]) -> set[str]:
         """Agents with unfinished work. An agent's turns start in number order, so its latest turn is the last to

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent_fleet_mcp.fleet import Fleet
-from agent_fleet_mcp.store.models import RUN_DONE, AgentRow
+from agent_fleet_mcp.store.models import AgentRow
 
 MAX_WAIT_S = 45.0
 PROGRESS_EVERY_S = 3.0
@@ -35,24 +35,25 @@ async def _noop(progress: float, total: float | None, message: str) -> None:
 class _Snapshot:
     finished: list[str]
     pending: list[str]
-    activity: str  # what the most recently active busy agent is doing ("" when nothing is)
+    busy: list[str]  # agent ids still working (their activity is read only when progress is reported)
 
 
-async def _look(fleet: Fleet, batch: str | None, targets: list[AgentRow]) -> _Snapshot:
-    """One look at the batch's runs (advancing it first) or at the target agents."""
+async def _look(fleet: Fleet, batch: str | None, run_ids: list[str], targets: list[AgentRow]) -> _Snapshot:
+    """One look at the batch's runs (advancing it first; ``run_ids``: all of them, in order) or at the target
+    agents. A batch is looked at through its open runs only (one narrow read): a look comes with every change."""
     reader = fleet.reader
     if batch is not None:
         await fleet.batches.advance(batch)
-        runs = await reader.batch_runs(batch)
-        running = [r.agent_id for r in runs if r.status == "running" and r.agent_id]
+        open_runs = await reader.open_runs(batch)
+        still_open = {r.run_id for r in open_runs}
         return _Snapshot(
-            [r.run_id for r in runs if r.status in RUN_DONE], [r.run_id for r in runs if r.status not in RUN_DONE],
-            await reader.latest_activity(running),
+            [i for i in run_ids if i not in still_open], [i for i in run_ids if i in still_open],
+            [r.agent_id for r in open_runs if r.status == "running" and r.agent_id],
         )  # fmt: skip
     busy_ids = await reader.busy([a.id for a in targets])
     return _Snapshot(
         [a.name for a in targets if a.id not in busy_ids], [a.name for a in targets if a.id in busy_ids],
-        await reader.latest_activity([a.id for a in targets if a.id in busy_ids]),
+        [a.id for a in targets if a.id in busy_ids],
     )  # fmt: skip
 
 
@@ -68,8 +69,9 @@ async def wait_for(
     reader = fleet.reader
     timeout_s = max(0.0, min(float(timeout_s), MAX_WAIT_S))
     start = time.monotonic()
+    run_ids: list[str] = []
     if batch is not None:
-        await reader.batch_runs(batch)  # NotFound for a bad id
+        run_ids = [r.run_id for r in await reader.batch_runs(batch)]  # NotFound for a bad id
         targets: list[AgentRow] = []
     elif agents:
         targets = [await reader.get_agent(a) for a in dict.fromkeys(agents)]
@@ -79,7 +81,7 @@ async def wait_for(
     last_progress = start - PROGRESS_EVERY_S  # report once right away when it has to wait
     while True:
         mark = fleet.change_mark()  # a change made while looking wakes the sleep below at once
-        look = await _look(fleet, batch, targets)
+        look = await _look(fleet, batch, run_ids, targets)
         if initially_busy is None:
             initially_busy = set(look.pending)
         if until == "all":
@@ -92,7 +94,8 @@ async def wait_for(
             return WaitResult(met, look.finished, look.pending, round(elapsed, 1), fresh)
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
             total = len(look.finished) + len(look.pending)
-            msg = f"{len(look.finished)}/{total} done" + (f" — {look.activity}" if look.activity else "")
+            activity = await reader.latest_activity(look.busy)
+            msg = f"{len(look.finished)}/{total} done" + (f" — {activity}" if activity else "")
             await progress(float(len(look.finished)), float(total), msg)
             last_progress = time.monotonic()
         await fleet.changed(min(POLL_S, timeout_s - elapsed), since=mark)

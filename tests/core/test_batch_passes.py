@@ -13,8 +13,9 @@ from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
 from agent_fleet_mcp.store.models import RunRow
 from agent_fleet_mcp.testing.fake_runner import FakeRunner
+from agent_fleet_mcp.waits import wait_for
 
-from .test_fleet_logic import fleets, until
+from .test_fleet_logic import fleets, turn_of, until
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +90,29 @@ async def test_a_run_whose_agent_was_purged_is_closed(roomy: Settings) -> None:
         assert run.agent_id is None and run.reason == "agent deleted"
         batch_row = await fleet.store.get_batch(batch)
         assert batch_row is not None and batch_row.status == "failed"
+
+
+async def test_a_batch_wait_reports_what_its_busiest_run_is_doing(roomy: Settings) -> None:
+    fake = FakeRunner()
+    async with fleets(roomy, fake) as (fleet,):
+        batch = await fleet.batches.start([RunRequest("echo", "task", "r"), RunRequest("echo", "later", "s", ("r",))])
+        agent = f"r-{batch[2:]}"
+        turn = await fake.wait_started(agent, 1)
+        turn.emit("tool_use", name="read", summary="read README.md", reads=["README.md"])
+
+        async def recorded() -> bool:
+            return (await turn_of(fleet, agent, 1)).activity is not None
+
+        await until(recorded, "the run's activity recorded")
+        said: list[str] = []
+
+        async def progress(done: float, total: float | None, message: str) -> None:
+            said.append(message)
+
+        res = await wait_for(fleet, batch=batch, timeout_s=0.2, progress=progress)
+        assert not res.done and res.finished == [] and res.still_running == ["r", "s"]
+        assert said and said[0].startswith(f"0/2 done — {agent}: "), said
+        turn.succeed("done")
+        await fake.wait_started(f"s-{batch[2:]}", 1)
+        res = await wait_for(fleet, batch=batch, timeout_s=0.2)
+        assert res.finished == ["r"] and res.still_running == ["s"]

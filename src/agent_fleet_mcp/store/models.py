@@ -183,6 +183,7 @@ class OpenRun:
     status: RunStatus
     turn_status: TurnStatus | None
     depends_on: tuple[str, ...] = ()
+    agent_id: str | None = None
 
     @property
     def ended(self) -> bool:

@@ -133,13 +133,14 @@ class SqliteUsageAndBatches(SqliteConnection):
 
     async def open_runs(self, batch_id: str) -> list[OpenRun]:
         rows = await self._point(
-            "SELECT r.run_id, r.status, t.status AS turn_status, r.depends_on_json FROM runs r"
+            "SELECT r.run_id, r.status, t.status AS turn_status, r.depends_on_json, r.agent_id FROM runs r"
             " LEFT JOIN turns t ON t.agent_id = r.agent_id AND t.n = 1"
             " WHERE r.batch_id = ? AND r.status IN ('waiting', 'running')",
             (batch_id,),
         )
         return [
-            OpenRun(r["run_id"], r["status"], r["turn_status"], tuple(json.loads(r["depends_on_json"] or "[]")))
+            OpenRun(r["run_id"], r["status"], r["turn_status"], tuple(json.loads(r["depends_on_json"] or "[]")),
+                    r["agent_id"])
             for r in rows
         ]
 
