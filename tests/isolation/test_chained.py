@@ -21,7 +21,8 @@ async def test_a_chained_run_starts_from_its_dependencys_branch(fleet: Fleet, re
         RunRequest("editor", "append chain.txt from a", "a"),
         RunRequest("editor", "append chain.txt from b", "b", ("a",)),
         RunRequest("editor", "append chain.txt from c", "c"),
-        RunRequest("editor", "append inplace.txt from d", "d", isolation="none"),
+        # after c: an edit in the checkout itself, made while c's worktree was being created, would be in c's base
+        RunRequest("editor", "append inplace.txt from d", "d", ("c",), isolation="none"),
     ])  # fmt: skip
     res = await wait_for(fleet, batch=batch, timeout_s=90)
     assert res.done
