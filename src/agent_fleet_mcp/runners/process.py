@@ -250,7 +250,7 @@ def group_alive(pgid: int) -> bool:
         return True
     # Only zombies left (not ours to reap)? Treat as gone.
     for p in psutil.process_iter(["pid", "status"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, OSError):  # one that ended since the listing is not in the group
             if os.getpgid(p.info["pid"]) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
                 return True
     return False
@@ -389,6 +389,6 @@ def _kill_escaped(procs: list[psutil.Process]) -> None:
 def _leader_recycled(pid: int, start_time: float) -> bool:
     try:
         p = psutil.Process(pid)
-    except psutil.Error:
-        return False  # leader gone; stragglers may remain in its group
-    return abs(p.create_time() - start_time) > 0.05 and os.getpgid(pid) != pid
+        return abs(p.create_time() - start_time) > 0.05 and os.getpgid(pid) != pid
+    except (psutil.Error, OSError):
+        return False  # leader gone (maybe just now); stragglers may remain in its group
