@@ -123,6 +123,26 @@ async def test_any_other_constraint_failure_is_a_conflict(tmp_path: Path) -> Non
         assert len(await store.turns_of("a1")) == 1  # rolled back, the store still usable
 
 
+async def test_an_error_after_sqlite_rolled_back_by_itself_comes_out_as_it_is(tmp_path: Path) -> None:
+    """Some errors (a full disk, an I/O error) end the transaction inside SQLite; the store's own ROLLBACK must not
+    then replace the real error with "cannot rollback - no transaction is active"."""
+
+    class DiskFull(Exception):
+        pass
+
+    def fails_after_sqlite_rolled_back(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO batches (id, created_at, status) VALUES ('b', 1.0, 'running')")
+        db.execute("ROLLBACK")  # what SQLite does by itself on SQLITE_FULL
+        raise DiskFull
+
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        with pytest.raises(DiskFull):
+            await store._write(fails_after_sqlite_rolled_back)  # pyright: ignore[reportPrivateUsage]
+        assert await store.get_batch("b") is None
+        await store.insert_batch("b2", RUNS)  # the connection still takes transactions
+        assert await store.get_batch("b2") is not None
+
+
 async def test_a_run_starts_once_and_closes_once(tmp_path: Path) -> None:
     async with SqliteStore(tmp_path / "fleet.db") as store:
         second = RunSpec(run_id="b", template="t", input="y", depends_on=["a"], cwd="/")

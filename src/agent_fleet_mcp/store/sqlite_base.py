@@ -161,7 +161,8 @@ class SqliteConnection:
             try:
                 out = body(conn)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite rolls back by itself on some errors (full disk, I/O)
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             self._commits += 1
