@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import psutil
 from mcp import Client, StdioServerParameters
 
+from agent_fleet_mcp.runners import forkserver
 from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer
 from agent_fleet_mcp.trust import trust_files
@@ -73,6 +75,18 @@ def firsts(srv: ScriptedModelServer, t0: float, n: int) -> float:
     return ts[-1] - ts[0]
 
 
+def stop_zygote(home: Path) -> None:
+    """Our server started its home's fork server (it may still be preloading, at background priority): it is gone
+    before the peer's run, so none of our CPU falls into the peer's time."""
+    try:
+        proc = psutil.Process(int((home / forkserver.LOCK_NAME).read_text().split()[0]))
+        if forkserver.DAEMON_MODULE in " ".join(proc.cmdline()):
+            proc.terminate()
+            proc.wait(timeout=10)
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return
+
+
 async def ours(turns: int, latency_s: float, claude: str, think_s: float) -> Run:
     with tempfile.TemporaryDirectory(prefix="bench-peer-ours-") as d, \
             ScriptedModelServer([Reply("done")] * turns, latency_s=latency_s, default_policy=False) as srv:  # fmt: skip
@@ -96,6 +110,7 @@ async def ours(turns: int, latency_s: float, claude: str, think_s: float) -> Run
             failed = [x for x in (sc.get("batch") or {}).get("runs", []) if x.get("status") != "succeeded"]
             assert not failed, failed
             await c.call_tool("delete_agent", {"agents": "all"})
+        stop_zygote(fleet_home)
         return Run(wall, firsts(srv, t0, turns))
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,10 +43,13 @@ def test_code_stamp_ignores_pycache_in_site_packages_but_sees_an_install(
 
 
 @contextlib.contextmanager
-def preloading_zygote(home: Path, *, answer_after_s: float | None) -> Generator[list[dict[str, object]]]:
-    """A stand-in zygote that says it is preloading (its lock file) and listens; after ``answer_after_s`` (None:
-    never) it says it serves, takes one spawn and answers a made-up pid. Yields the requests it took."""
-    (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} preloading\n")
+def preloading_zygote(
+    home: Path, *, answer_after_s: float | None, pid: int | None = None
+) -> Generator[list[dict[str, object]]]:
+    """A stand-in zygote that says it is preloading (its lock file, with ``pid``, else ours) and listens; after
+    ``answer_after_s`` (None: never) it says it serves, takes one spawn and answers a made-up pid. Yields the
+    requests it took."""
+    (home / forkserver.LOCK_NAME).write_text(f"{pid or os.getpid()} preloading\n")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with forkserver.sock_address(forkserver.socket_path(home)) as addr:
         listener.bind(addr)
@@ -56,7 +60,7 @@ def preloading_zygote(home: Path, *, answer_after_s: float | None) -> Generator[
     def serve() -> None:
         if answer_after_s is None or done.wait(answer_after_s):
             return
-        (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} serving\n")
+        (home / forkserver.LOCK_NAME).write_text(f"{pid or os.getpid()} serving\n")
         conn, _ = listener.accept()
         with conn:
             msg, fds = forkserver.recv_message(conn, max_fds=3)
@@ -133,3 +137,89 @@ async def test_the_server_starts_the_fork_server_at_its_start(settings: Settings
             assert wait_started_zygote(cfg.home)["stamp"] == forkserver.code_stamp()
     finally:
         forkserver.stop(cfg.home)
+
+
+# -- the preload yields the CPU until a turn waits for it --------------------------------------------------------
+
+needs_autogroup = pytest.mark.skipif(
+    forkserver.session_nice(os.getpid()) is None,
+    reason="this kernel does not schedule by session (no autogroup): the preload runs at normal priority",
+)
+
+# A zygote whose only entry's preload records its session's nice value and then waits for a "go" file: the test
+# sees the preload's priority while it is still preloading, however fast this machine imports.
+GATED_ENTRY = '''
+import os, time
+from pathlib import Path
+from agent_fleet_mcp.runners import forkserver
+
+GATE = Path(os.environ["GATE"])
+
+def preload():
+    (GATE / "nice.tmp").write_text(str(forkserver.session_nice(os.getpid())))
+    os.replace(GATE / "nice.tmp", GATE / "nice")
+    while not (GATE / "go").exists():
+        time.sleep(0.02)
+
+def main(args):
+    return 0
+'''
+GATED_ZYGOTE = """
+import sys
+from agent_fleet_mcp.runners import forkserver, zygote
+forkserver.ENTRIES = zygote.ENTRIES = frozenset({"gated_entry:main"})
+sys.exit(zygote.main(sys.argv[1:]))
+"""
+
+
+def wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + BOOT_S
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@needs_autogroup
+@pytest.mark.parametrize("hurried", [False, True], ids=["nobody-waits", "a-turn-waits"])
+def test_the_preload_runs_in_the_background_until_a_turn_waits_for_it(tmp_path: Path, hurried: bool) -> None:
+    """Started by the server, the zygote preloads at the lowest priority of its own session, so claude-code CLIs
+    started meanwhile get the CPU; a turn that waits for it lifts that at once; it serves at normal priority."""
+    home, gate = make_home(tmp_path / "home"), make_home(tmp_path / "gate")
+    (tmp_path / "gated_entry.py").write_text(GATED_ENTRY)
+    env = {**os.environ, "GATE": str(gate), "PYTHONPATH": str(tmp_path)}
+    argv = [sys.executable, "-c", GATED_ZYGOTE, "--home", str(home), "--background-preload"]
+    with open(tmp_path / "zygote.err", "wb") as err:
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                start_new_session=True)  # fmt: skip  (as forkserver.launch starts it)
+    try:
+        wait_for(lambda: (gate / "nice").exists() or proc.poll() is not None, "the preload did not start")
+        assert (gate / "nice").read_text() == str(forkserver.BACKGROUND_NICE), (tmp_path / "zygote.err").read_text()
+        assert forkserver.preloading(home)
+        if hurried:
+            assert forkserver.hurry(home)
+            assert forkserver.session_nice(proc.pid) == 0
+        (gate / "go").touch()
+        wait_started_zygote(home)
+        assert forkserver.session_nice(proc.pid) == 0  # serving: forks are turns someone waits for
+        log = (tmp_path / "zygote.err").read_text()
+        assert f"preload_priority={'hurried' if hurried else 'background'}" in log, log
+    finally:
+        forkserver.stop(home)
+        proc.kill()
+        proc.wait()
+
+
+@needs_autogroup
+def test_a_spawn_that_waits_for_a_preload_lifts_its_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = make_home(tmp_path / "home")
+    monkeypatch.setattr(forkserver, "BOOT_WAIT_S", BOOT_S)
+    preload = subprocess.Popen(["sleep", "600"], start_new_session=True)  # stands for the preloading zygote
+    try:
+        assert forkserver.set_session_nice(preload.pid, forkserver.BACKGROUND_NICE)
+        with preloading_zygote(home, answer_after_s=0.5, pid=preload.pid) as taken:
+            assert spawn_once(home, tmp_path) == 4242
+        assert [t["ack"] for t in taken] == [True]
+        assert forkserver.session_nice(preload.pid) == 0
+    finally:
+        preload.kill()
+        preload.wait()

@@ -43,6 +43,7 @@ REACH_TIMEOUT_S = 3.0  # connect (+ start) + fork, else the caller spawns the pl
 RETRY_AFTER_FAILURE_S = 60.0  # after a zygote failed to come up for a home, go plain at once for this long
 BOOT_WAIT_S = 20.0  # a spawn waits this long for a zygote that is alive and still preloading (a busy machine)
 WARM_ENV = "AGENT_FLEET_FORKSERVER_WARM"  # "0": the server does not start the zygote at its own start
+BACKGROUND_NICE = 19  # the preload's CPU priority while no turn waits for it (its session's autogroup)
 LOG_MAX_BYTES = 5_000_000
 
 DAEMON_MODULE = "agent_fleet_mcp.runners.zygote"  # appears in the daemon's command line (see process.py)
@@ -195,10 +196,13 @@ def spawn(
         "op": "spawn", "stamp": code_stamp(), "entry": entry, "args": list(args), "env": dict(env),
         "cwd": str(cwd), "exit": str(exit_file), "umask": current_umask(),
     }  # fmt: skip
-    launched, launches, restarted = False, 0, False
+    launched, launches, restarted, hurried = False, 0, False, False
     while True:
         # a zygote that is alive and preloading (seconds on a busy machine) is waited for, up to BOOT_WAIT_S
         booting = preloading(home)
+        if booting and not hurried:  # a turn waits for it now: its preload is no longer background work
+            hurried = True
+            hurry(home)
         remaining = (boot_deadline if booting else deadline) - time.monotonic()
         if remaining <= 0:
             if not booting:
@@ -240,6 +244,50 @@ def preloading(home: Path) -> bool:
         return state.strip() == "preloading" and psutil.pid_exists(int(pid_text))
     except (OSError, ValueError):
         return False
+
+
+def session_nice(pid: int) -> int | None:
+    """The nice value of ``pid``'s autogroup (its session's share of the CPU), or None where the kernel does not
+    schedule by session (no ``/proc/PID/autogroup``, or ``kernel.sched_autogroup_enabled`` is 0)."""
+    try:
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            return None
+        # "/autogroup-123 nice 19"
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def set_session_nice(pid: int, nice: int, *, attempts: int = 5) -> bool:
+    """Set the nice value of ``pid``'s autogroup; True once it holds ``nice``. Where the kernel schedules by session
+    (autogroup), a session's nice weighs it against the other sessions, so a lone daemon at 19 takes only idle CPU.
+    Raising it, and lowering it back to 0, needs no privilege (only a negative value does). The kernel takes one
+    change per 100 ms from a process without CAP_SYS_ADMIN (EAGAIN): retried that long. False where there is no
+    autogroup, or the process is gone."""
+    for attempt in range(attempts):
+        current = session_nice(pid)
+        if current is None:
+            return False
+        if current == nice:
+            return True
+        try:
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        except BlockingIOError:  # EAGAIN: the rate limit
+            if attempt < attempts - 1:
+                time.sleep(0.05)
+        except OSError:
+            return False
+    return session_nice(pid) == nice
+
+
+def hurry(home: Path) -> bool:
+    """A spawn waits for the home's zygote, which is still preloading at background priority (zygote.py): give its
+    preload normal priority now. True when it holds it."""
+    try:
+        pid = int((home / LOCK_NAME).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return set_session_nice(pid, 0)
 
 
 def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float) -> None:
@@ -300,7 +348,8 @@ def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: floa
     with contextlib.suppress(OSError):
         if log_file.stat().st_size > LOG_MAX_BYTES:
             os.replace(log_file, log_file.with_name(LOG_NAME + ".1"))
-    argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s))]
+    argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s)),
+            "--background-preload"]  # fmt: skip  (start_new_session below: the session is the zygote's own)
     with open_private(log_file, "ab") as err:
         launcher = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=home,

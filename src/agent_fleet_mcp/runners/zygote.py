@@ -28,12 +28,15 @@ from typing import Any, NoReturn, cast
 
 from agent_fleet_mcp.runners import cgroups, containment
 from agent_fleet_mcp.runners.forkserver import (
+    BACKGROUND_NICE,
     DEFAULT_IDLE_S,
     ENTRIES,
     LOCK_NAME,
     code_stamp,
     recv_message,
     send_message,
+    session_nice,
+    set_session_nice,
     sock_address,
     socket_path,
     status,
@@ -50,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="agent-fleet forkserver")
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
+    p.add_argument("--background-preload", action="store_true", help="preload at the lowest CPU priority of our "
+                   "own session (launch starts us in one) until a turn waits for us")  # fmt: skip
     args = p.parse_args(argv)
-    zygote = _Zygote(args.home.resolve(), args.idle_s)
+    zygote = _Zygote(args.home.resolve(), args.idle_s, background_preload=args.background_preload)
     try:
         if not zygote.open():
             return 0
@@ -95,7 +100,7 @@ class _Pending:
 
 
 class _Zygote:
-    def __init__(self, home: Path, idle_s: float) -> None:
+    def __init__(self, home: Path, idle_s: float, *, background_preload: bool = False) -> None:
         self.home, self.idle_s = home, idle_s
         self.path = socket_path(home)
         self.lock_fd = -1
@@ -111,6 +116,7 @@ class _Zygote:
         self.terminate = False
         self.last_active = time.monotonic()
         self.contain = False
+        self.background_preload = background_preload
 
     # setup / teardown
     def open(self) -> bool:
@@ -134,6 +140,9 @@ class _Zygote:
         self.listener, self.inode = listener, os.stat(self.path).st_ino
         self.stamp = code_stamp()  # before importing: a change during the import makes us stale, not wrong
         t0 = time.monotonic()
+        # Until a turn waits for us (forkserver.hurry), the preload is background work: it must not slow the turns
+        # that are starting meanwhile (claude-code CLIs started right after the server, ~1 s of CPU each).
+        background = self.background_preload and set_session_nice(os.getpid(), BACKGROUND_NICE)
         for name in sorted(ENTRIES):
             module_name, func = name.split(":")
             module = importlib.import_module(module_name)
@@ -141,6 +150,9 @@ class _Zygote:
             if callable(warm):
                 warm()
             self.entries[name] = getattr(module, func)
+        hurried = background and session_nice(os.getpid()) == 0
+        if background:
+            set_session_nice(os.getpid(), 0)  # forks are turns someone waits for (the children get their own)
         self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
@@ -153,6 +165,7 @@ class _Zygote:
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.selector.register(listener, selectors.EVENT_READ)
         _log("serving", home=self.home, stamp=self.stamp, preload_ms=round((time.monotonic() - t0) * 1000),
+             preload_priority=("hurried" if hurried else "background") if background else "normal",
              idle_s=self.idle_s, python=sys.executable)  # fmt: skip
         return True
 
