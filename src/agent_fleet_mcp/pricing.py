@@ -9,6 +9,7 @@ name no single model and give ``None``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ _FAMILY_FIRST = re.compile(rf"^({_FAMILIES})-(\d{{1,2}})(?:-(\d{{1,2}}))?$")
 _VERSION_FIRST = re.compile(rf"^(\d{{1,2}})(?:-(\d{{1,2}}))?-({_FAMILIES})$")  # claude-3-7-sonnet
 
 
+@functools.lru_cache(maxsize=4096)  # called per turn and per end-of-life table entry; a few dozen ids in practice
 def model_key(model: str) -> str | None:
     """The price-table key of a model id, or ``None`` when the id names no single known-format model."""
     m = model.strip().lower()

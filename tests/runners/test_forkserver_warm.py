@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners.base import LaunchPlan
+from agent_fleet_mcp.runners.process import TurnFiles
 
 from .test_forkserver import BOOT_S, make_home, wait_started_zygote
 
@@ -139,19 +141,21 @@ async def test_the_server_starts_the_fork_server_at_its_start(settings: Settings
         forkserver.stop(cfg.home)
 
 
-# -- the preload yields the CPU until a turn waits for it --------------------------------------------------------
+# -- a preload gives way to the turns that start meanwhile, until a turn waits for it ----------------------------
 
 needs_autogroup = pytest.mark.skipif(
     forkserver.session_nice(os.getpid()) is None,
-    reason="this kernel does not schedule by session (no autogroup): the preload runs at normal priority",
+    reason="this kernel does not schedule by session (no autogroup): the preload competes as any process does",
 )
 
 # A zygote whose only entry's preload records its session's nice value and then waits for a "go" file: the test
-# sees the preload's priority while it is still preloading, however fast this machine imports.
+# acts while it is still preloading, however fast this machine imports.
 GATED_ENTRY = '''
 import os, time
 from pathlib import Path
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners.base import LaunchPlan
+from agent_fleet_mcp.runners.process import TurnFiles
 
 GATE = Path(os.environ["GATE"])
 
@@ -166,7 +170,8 @@ def main(args):
 '''
 GATED_ZYGOTE = """
 import sys
-from agent_fleet_mcp.runners import forkserver, zygote
+import agent_fleet_mcp.runners.zygote as zygote  # named in our command line, as in the real launcher's
+from agent_fleet_mcp.runners import forkserver
 forkserver.ENTRIES = zygote.ENTRIES = frozenset({"gated_entry:main"})
 sys.exit(zygote.main(sys.argv[1:]))
 """
@@ -179,47 +184,85 @@ def wait_for(check: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-@needs_autogroup
-@pytest.mark.parametrize("hurried", [False, True], ids=["nobody-waits", "a-turn-waits"])
-def test_the_preload_runs_in_the_background_until_a_turn_waits_for_it(tmp_path: Path, hurried: bool) -> None:
-    """Started by the server, the zygote preloads at the lowest priority of its own session, so claude-code CLIs
-    started meanwhile get the CPU; a turn that waits for it lifts that at once; it serves at normal priority."""
+@contextlib.contextmanager
+def gated_zygote(tmp_path: Path) -> Generator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A real zygote (the module's code, in a session of its own as ``launch`` starts it) held in its preload."""
     home, gate = make_home(tmp_path / "home"), make_home(tmp_path / "gate")
     (tmp_path / "gated_entry.py").write_text(GATED_ENTRY)
     env = {**os.environ, "GATE": str(gate), "PYTHONPATH": str(tmp_path)}
-    argv = [sys.executable, "-c", GATED_ZYGOTE, "--home", str(home), "--background-preload"]
+    argv = [sys.executable, "-c", GATED_ZYGOTE, "--home", str(home), "--own-session"]
     with open(tmp_path / "zygote.err", "wb") as err:
         proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                start_new_session=True)  # fmt: skip  (as forkserver.launch starts it)
+                                start_new_session=True)  # fmt: skip
     try:
         wait_for(lambda: (gate / "nice").exists() or proc.poll() is not None, "the preload did not start")
-        assert (gate / "nice").read_text() == str(forkserver.BACKGROUND_NICE), (tmp_path / "zygote.err").read_text()
+        assert (gate / "nice").read_text() == "0", (tmp_path / "zygote.err").read_text()  # normal priority at first
         assert forkserver.preloading(home)
-        if hurried:
-            assert forkserver.hurry(home)
-            assert forkserver.session_nice(proc.pid) == 0
-        (gate / "go").touch()
-        wait_started_zygote(home)
-        assert forkserver.session_nice(proc.pid) == 0  # serving: forks are turns someone waits for
-        log = (tmp_path / "zygote.err").read_text()
-        assert f"preload_priority={'hurried' if hurried else 'background'}" in log, log
+        yield home, proc
     finally:
+        (gate / "go").touch()
         forkserver.stop(home)
         proc.kill()
         proc.wait()
 
 
+def command_plan(home: Path, work: Path) -> LaunchPlan:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_FLEET_")}
+    return LaunchPlan(argv=["true"], env={**env, "AGENT_FLEET_HOME": str(home)}, cwd=work)
+
+
 @needs_autogroup
-def test_a_spawn_that_waits_for_a_preload_lifts_its_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("then", ["serves", "a-turn-waits"])
+def test_a_preload_gives_way_to_a_cli_turn_until_a_turn_waits_for_it(tmp_path: Path, then: str) -> None:
+    """A turn that does not need the fork server (a CLI) starts while the zygote preloads: the preload gives way
+    (its session at nice 19), so the CLIs started right after the server get the CPU. A turn that waits for the
+    zygote gives it normal priority back; and it serves at normal priority either way."""
+    with gated_zygote(tmp_path) as (home, proc):
+        files = TurnFiles.for_turn(tmp_path / "cli" / "turns", 1)
+        cli = process.spawn(command_plan(home, tmp_path), files)
+        assert forkserver.session_nice(proc.pid) == forkserver.YIELD_NICE
+        if then == "a-turn-waits":
+            assert forkserver.hurry(home)
+            assert forkserver.session_nice(proc.pid) == 0
+        (tmp_path / "gate" / "go").touch()
+        wait_started_zygote(home)
+        assert forkserver.session_nice(proc.pid) == 0  # serving: forks are turns someone waits for
+        log = (tmp_path / "zygote.err").read_text()
+        expected = 0 if then == "a-turn-waits" else forkserver.YIELD_NICE
+        assert f"preload_nice={expected}" in log, log
+        assert wait_exit(cli.pid, files) == 0
+
+
+def wait_exit(pid: int, files: TurnFiles) -> int | None:
+    deadline = time.monotonic() + BOOT_S
+    while (code := process.exit_code(files, pid)) is None:
+        assert time.monotonic() < deadline, "the CLI turn did not end"
+        time.sleep(0.02)
+    return code
+
+
+@needs_autogroup
+def test_only_a_preloading_zygote_is_asked_to_give_way(tmp_path: Path) -> None:
+    """A lock file naming a pid that is not a zygote (a dead zygote's pid, reused) is left alone."""
     home = make_home(tmp_path / "home")
-    monkeypatch.setattr(forkserver, "BOOT_WAIT_S", BOOT_S)
-    preload = subprocess.Popen(["sleep", "600"], start_new_session=True)  # stands for the preloading zygote
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
-        assert forkserver.set_session_nice(preload.pid, forkserver.BACKGROUND_NICE)
-        with preloading_zygote(home, answer_after_s=0.5, pid=preload.pid) as taken:
-            assert spawn_once(home, tmp_path) == 4242
-        assert [t["ack"] for t in taken] == [True]
-        assert forkserver.session_nice(preload.pid) == 0
+        (home / forkserver.LOCK_NAME).write_text(f"{other.pid} preloading\n")
+        assert not forkserver.yield_preload(home)
+        assert forkserver.session_nice(other.pid) == 0
     finally:
-        preload.kill()
-        preload.wait()
+        other.kill()
+        other.wait()
+
+
+@needs_autogroup
+def test_a_spawn_that_waits_for_a_preload_gives_it_normal_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with gated_zygote(tmp_path) as (home, proc):
+        assert forkserver.yield_preload(home)
+        assert forkserver.session_nice(proc.pid) == forkserver.YIELD_NICE
+        monkeypatch.setattr(forkserver, "BOOT_WAIT_S", 0.5)  # the gated preload never ends by itself
+        with pytest.raises(forkserver.Unavailable, match="still preloading"):
+            spawn_once(home, tmp_path)
+        assert forkserver.session_nice(proc.pid) == 0

@@ -43,7 +43,7 @@ REACH_TIMEOUT_S = 3.0  # connect (+ start) + fork, else the caller spawns the pl
 RETRY_AFTER_FAILURE_S = 60.0  # after a zygote failed to come up for a home, go plain at once for this long
 BOOT_WAIT_S = 20.0  # a spawn waits this long for a zygote that is alive and still preloading (a busy machine)
 WARM_ENV = "AGENT_FLEET_FORKSERVER_WARM"  # "0": the server does not start the zygote at its own start
-BACKGROUND_NICE = 19  # the preload's CPU priority while no turn waits for it (its session's autogroup)
+YIELD_NICE = 19  # a preloading zygote's CPU priority while our other turns start and none waits for it
 LOG_MAX_BYTES = 5_000_000
 
 DAEMON_MODULE = "agent_fleet_mcp.runners.zygote"  # appears in the daemon's command line (see process.py)
@@ -200,7 +200,7 @@ def spawn(
     while True:
         # a zygote that is alive and preloading (seconds on a busy machine) is waited for, up to BOOT_WAIT_S
         booting = preloading(home)
-        if booting and not hurried:  # a turn waits for it now: its preload is no longer background work
+        if booting and not hurried:  # a turn waits for it now: it no longer gives way to other turns
             hurried = True
             hurry(home)
         remaining = (boot_deadline if booting else deadline) - time.monotonic()
@@ -280,14 +280,31 @@ def set_session_nice(pid: int, nice: int, *, attempts: int = 5) -> bool:
     return session_nice(pid) == nice
 
 
-def hurry(home: Path) -> bool:
-    """A spawn waits for the home's zygote, which is still preloading at background priority (zygote.py): give its
-    preload normal priority now. True when it holds it."""
+def _preloading_pid(home: Path) -> int | None:
+    """The pid of the home's zygote while it preloads, if it is one (a dead zygote's pid may be anyone's now)."""
     try:
-        pid = int((home / LOCK_NAME).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    return set_session_nice(pid, 0)
+        pid_text, _, state = (home / LOCK_NAME).read_text().partition(" ")
+        if state.strip() != "preloading":
+            return None
+        pid = int(pid_text)
+        return pid if DAEMON_MODULE in " ".join(psutil.Process(pid).cmdline()) else None
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
+def yield_preload(home: Path) -> bool:
+    """A turn that does not need the fork server starts (a claude-code, codex or gemini CLI, ~1 s of CPU each): a
+    zygote still preloading (~2 s of CPU, most of it ``import anthropic``) gives way to it, taking only CPU nothing
+    else wants, until a turn waits for it (``hurry``) or it serves. One attempt (best effort); True when it holds."""
+    pid = _preloading_pid(home)
+    return pid is not None and set_session_nice(pid, YIELD_NICE, attempts=1)
+
+
+def hurry(home: Path) -> bool:
+    """A spawn waits for the home's zygote, which is still preloading: give its preload normal priority back, in
+    case it gave way to other turns (``yield_preload``). True when it holds normal priority."""
+    pid = _preloading_pid(home)
+    return pid is not None and set_session_nice(pid, 0)
 
 
 def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float) -> None:
@@ -349,7 +366,7 @@ def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: floa
         if log_file.stat().st_size > LOG_MAX_BYTES:
             os.replace(log_file, log_file.with_name(LOG_NAME + ".1"))
     argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s)),
-            "--background-preload"]  # fmt: skip  (start_new_session below: the session is the zygote's own)
+            "--own-session"]  # fmt: skip  (start_new_session below)
     with open_private(log_file, "ab") as err:
         launcher = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=home,

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +124,8 @@ def spawn(plan: LaunchPlan, files: TurnFiles) -> Spawned:
         if pid is not None:
             _forked.add(pid)
         else:
+            if plan.preload is None:  # a CLI's start (~1 s of CPU) goes before a preload no turn waits for yet
+                forkserver.yield_preload(zygote_home(plan.env))
             plain_env = {k: v for k, v in env.items() if k != containment.GUARDS_ENV}
             proc = subprocess.Popen(
                 wrapped_argv(plan, files, guards),
@@ -176,6 +178,12 @@ def _log_weak_containment(boundary: containment.Containment) -> None:
         log.warning("containment_weak", mode=boundary.mode, why=list(boundary.why_not))
 
 
+def zygote_home(env: Mapping[str, str]) -> Path:
+    """The fleet home whose fork server a plan with this environment uses."""
+    raw_home = env.get("AGENT_FLEET_HOME") or str(Path(env.get("HOME") or "~") / ".agent-fleet")
+    return Path(raw_home).expanduser().resolve()
+
+
 def _fork_preloaded(
     plan: LaunchPlan, files: TurnFiles, stdio: tuple[int, int, int], env: dict[str, str]
 ) -> tuple[int | None, str]:
@@ -186,8 +194,7 @@ def _fork_preloaded(
         return None, f"{forkserver.DISABLE_ENV}=0"
     if plan.argv[:2] != [sys.executable, "-m"] or len(plan.argv) < 3:
         return None, "argv is not `<this python> -m <module> ...`"
-    raw_home = plan.env.get("AGENT_FLEET_HOME") or str(Path(plan.env.get("HOME") or "~") / ".agent-fleet")
-    home = Path(raw_home).expanduser().resolve()
+    home = zygote_home(plan.env)
     if not home.is_dir():
         return None, f"no fleet home at {home}"
     logs.ensure_configured()

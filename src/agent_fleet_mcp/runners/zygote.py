@@ -28,7 +28,6 @@ from typing import Any, NoReturn, cast
 
 from agent_fleet_mcp.runners import cgroups, containment
 from agent_fleet_mcp.runners.forkserver import (
-    BACKGROUND_NICE,
     DEFAULT_IDLE_S,
     ENTRIES,
     LOCK_NAME,
@@ -53,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="agent-fleet forkserver")
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
-    p.add_argument("--background-preload", action="store_true", help="preload at the lowest CPU priority of our "
-                   "own session (launch starts us in one) until a turn waits for us")  # fmt: skip
+    p.add_argument("--own-session", action="store_true", help="we run in a session of our own (launch starts us in "
+                   "one): its CPU priority, which turns may lower while we preload, is ours to reset")  # fmt: skip
     args = p.parse_args(argv)
-    zygote = _Zygote(args.home.resolve(), args.idle_s, background_preload=args.background_preload)
+    zygote = _Zygote(args.home.resolve(), args.idle_s, own_session=args.own_session)
     try:
         if not zygote.open():
             return 0
@@ -100,7 +99,7 @@ class _Pending:
 
 
 class _Zygote:
-    def __init__(self, home: Path, idle_s: float, *, background_preload: bool = False) -> None:
+    def __init__(self, home: Path, idle_s: float, *, own_session: bool = False) -> None:
         self.home, self.idle_s = home, idle_s
         self.path = socket_path(home)
         self.lock_fd = -1
@@ -116,7 +115,7 @@ class _Zygote:
         self.terminate = False
         self.last_active = time.monotonic()
         self.contain = False
-        self.background_preload = background_preload
+        self.own_session = own_session
 
     # setup / teardown
     def open(self) -> bool:
@@ -140,9 +139,6 @@ class _Zygote:
         self.listener, self.inode = listener, os.stat(self.path).st_ino
         self.stamp = code_stamp()  # before importing: a change during the import makes us stale, not wrong
         t0 = time.monotonic()
-        # Until a turn waits for us (forkserver.hurry), the preload is background work: it must not slow the turns
-        # that are starting meanwhile (claude-code CLIs started right after the server, ~1 s of CPU each).
-        background = self.background_preload and set_session_nice(os.getpid(), BACKGROUND_NICE)
         for name in sorted(ENTRIES):
             module_name, func = name.split(":")
             module = importlib.import_module(module_name)
@@ -150,9 +146,11 @@ class _Zygote:
             if callable(warm):
                 warm()
             self.entries[name] = getattr(module, func)
-        hurried = background and session_nice(os.getpid()) == 0
-        if background:
-            set_session_nice(os.getpid(), 0)  # forks are turns someone waits for (the children get their own)
+        # Turns that do not need us lower our session's priority while we preload (forkserver.yield_preload): we
+        # serve at normal priority (each forked turn gets a session of its own, at normal priority).
+        preload_nice = session_nice(os.getpid()) if self.own_session else None
+        if preload_nice:
+            set_session_nice(os.getpid(), 0)
         self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
@@ -165,7 +163,7 @@ class _Zygote:
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.selector.register(listener, selectors.EVENT_READ)
         _log("serving", home=self.home, stamp=self.stamp, preload_ms=round((time.monotonic() - t0) * 1000),
-             preload_priority=("hurried" if hurried else "background") if background else "normal",
+             preload_nice=preload_nice,
              idle_s=self.idle_s, python=sys.executable)  # fmt: skip
         return True
 
