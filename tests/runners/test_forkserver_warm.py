@@ -266,3 +266,22 @@ def test_a_spawn_that_waits_for_a_preload_gives_it_normal_priority(
         with pytest.raises(forkserver.Unavailable, match="still preloading"):
             spawn_once(home, tmp_path)
         assert forkserver.session_nice(proc.pid) == 0
+
+
+@needs_autogroup
+def test_a_zygote_lowered_as_it_began_to_serve_forks_at_normal_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI turn that saw the zygote preloading may lower it just after it began to serve: its next spawn puts
+    it back to normal priority, so it never serves turns from the background."""
+    with gated_zygote(tmp_path) as (home, proc):
+        (tmp_path / "gate" / "go").touch()
+        wait_started_zygote(home)
+        assert forkserver.set_session_nice(proc.pid, forkserver.YIELD_NICE)  # that late yield
+        monkeypatch.setattr(forkserver, "ENTRIES", frozenset({"gated_entry:main"}))
+        with open(os.devnull, "rb") as stdin, open(tmp_path / "out", "ab") as out:
+            forkserver.spawn(
+                home, entry="gated_entry:main", args=[], env={}, cwd=tmp_path, exit_file=tmp_path / "0001.exit",
+                stdio=(stdin.fileno(), out.fileno(), out.fileno()),
+            )  # fmt: skip
+        assert forkserver.session_nice(proc.pid) == 0

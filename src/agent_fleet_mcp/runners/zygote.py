@@ -146,15 +146,11 @@ class _Zygote:
             if callable(warm):
                 warm()
             self.entries[name] = getattr(module, func)
-        # Turns that do not need us lower our session's priority while we preload (forkserver.yield_preload): we
-        # serve at normal priority (each forked turn gets a session of its own, at normal priority).
-        preload_nice = session_nice(os.getpid()) if self.own_session else None
-        if preload_nice:
-            set_session_nice(os.getpid(), 0)
         self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
         self._state("serving")
+        preload_nice = self._normal_priority(attempts=5)  # from here on no turn lowers it (yield_preload needs "preloading")
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         self.wake_r.setblocking(False)
@@ -166,6 +162,16 @@ class _Zygote:
              preload_nice=preload_nice,
              idle_s=self.idle_s, python=sys.executable)  # fmt: skip
         return True
+
+    def _normal_priority(self, attempts: int = 1) -> int | None:
+        """Turns that do not need us lower our session's priority while we preload (forkserver.yield_preload); we
+        serve at normal priority (each forked turn gets a session of its own, at normal priority). Called once
+        serving, and again at each spawn: a turn that saw us preloading may have lowered it just after. Returns
+        the nice value found (None: not our own session, or no autogroup here)."""
+        found = session_nice(os.getpid()) if self.own_session else None
+        if found:
+            set_session_nice(os.getpid(), 0, attempts=attempts)
+        return found
 
     def _state(self, state: str) -> None:
         """The lock file holds our pid and whether we are still preloading (clients wait for that, up to a bound)."""
@@ -327,6 +333,7 @@ class _Zygote:
         if time.time() > float(msg["deadline"]):
             send_message(conn, {"error": "too late: the client gave up"})
             return False
+        self._normal_priority()
         args = [str(a) for a in msg["args"]]
         env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
         exit_file = Path(msg["exit"])
