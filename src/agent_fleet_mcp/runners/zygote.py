@@ -150,7 +150,7 @@ class _Zygote:
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
         self._state("serving")
-        preload_nice = self._normal_priority(attempts=5)  # from here on no turn lowers it (yield_preload needs "preloading")
+        preload_nice = self._normal_priority(attempts=5)  # no turn lowers it now: yield_preload needs "preloading"
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         self.wake_r.setblocking(False)
