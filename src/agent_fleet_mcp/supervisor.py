@@ -45,6 +45,7 @@ log = structlog.get_logger("agent_fleet.fleet")
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
+TIMEOUT_SLACK_S = 0.01  # a follower wakes this long after a turn's timeout, so the look sees it passed
 SPAWN_CONCURRENCY = 32  # claimed turns a dispatch spawns at once (each in a worker thread; anyio lends 40)
 IDLE_POLL_S = 1.0  # the longest a follower waits between transcript reads while nothing new comes (end watched)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
@@ -347,7 +348,8 @@ class Supervisor:
                     break
                 if await self._closed_elsewhere(f) or await self._stop_over_limit(f):
                     return
-                await watch.wait(interval)  # the transcript is read again then, or at the exit
+                # read again then, or at the exit
+                await watch.wait(next_look(interval, f.turn.started_at, f.limits.timeout_s, self._clock()))
         finally:
             watch.close()
         await self._close_ended(f)
@@ -554,6 +556,15 @@ class _ExitWatch:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def next_look(interval_s: float, started_at: float | None, timeout_s: float, now: float) -> float:
+    """How long a follower sleeps before its next look at a running turn: ``interval_s``, cut short to wake just
+    after the turn's timeout. A quiet transcript backs off to 1 s between looks, which let a timed-out turn run up
+    to that much past its ``timeout_s``."""
+    if started_at is None:
+        return interval_s
+    return min(interval_s, max(started_at + timeout_s - now, 0.0) + TIMEOUT_SLACK_S)
 
 
 async def _read_new(f: _Followed) -> list[Event]:
