@@ -45,13 +45,10 @@ def test_code_stamp_ignores_pycache_in_site_packages_but_sees_an_install(
 
 
 @contextlib.contextmanager
-def preloading_zygote(
-    home: Path, *, answer_after_s: float | None, pid: int | None = None
-) -> Generator[list[dict[str, object]]]:
-    """A stand-in zygote that says it is preloading (its lock file, with ``pid``, else ours) and listens; after
-    ``answer_after_s`` (None: never) it says it serves, takes one spawn and answers a made-up pid. Yields the
-    requests it took."""
-    (home / forkserver.LOCK_NAME).write_text(f"{pid or os.getpid()} preloading\n")
+def preloading_zygote(home: Path, *, answer_after_s: float | None) -> Generator[list[dict[str, object]]]:
+    """A stand-in zygote that says it is preloading (its lock file) and listens; after ``answer_after_s`` (None:
+    never) it says it serves, takes one spawn and answers a made-up pid. Yields the requests it took."""
+    (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} preloading\n")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with forkserver.sock_address(forkserver.socket_path(home)) as addr:
         listener.bind(addr)
@@ -62,7 +59,7 @@ def preloading_zygote(
     def serve() -> None:
         if answer_after_s is None or done.wait(answer_after_s):
             return
-        (home / forkserver.LOCK_NAME).write_text(f"{pid or os.getpid()} serving\n")
+        (home / forkserver.LOCK_NAME).write_text(f"{os.getpid()} serving\n")
         conn, _ = listener.accept()
         with conn:
             msg, fds = forkserver.recv_message(conn, max_fds=3)
