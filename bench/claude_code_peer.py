@@ -76,14 +76,16 @@ def firsts(srv: ScriptedModelServer, t0: float, n: int) -> float:
 
 
 def stop_zygote(home: Path) -> None:
-    """Our server started its home's fork server (it may still be preloading, at background priority): it is gone
-    before the peer's run, so none of our CPU falls into the peer's time."""
+    """Our server started its home's fork server (it may still be preloading, having given way to our CLIs): it
+    is gone before the peer's run, so none of our CPU falls into the peer's time."""
+    pid = forkserver.zygote_pid(home)
+    if pid is None:
+        return
     try:
-        proc = psutil.Process(int((home / forkserver.LOCK_NAME).read_text().split()[0]))
-        if forkserver.DAEMON_MODULE in " ".join(proc.cmdline()):
-            proc.terminate()
-            proc.wait(timeout=10)
-    except (OSError, ValueError, IndexError, psutil.Error):
+        proc = psutil.Process(pid)
+        proc.terminate()
+        proc.wait(timeout=10)
+    except psutil.Error:
         return
 
 

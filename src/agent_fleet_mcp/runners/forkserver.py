@@ -280,11 +280,12 @@ def set_session_nice(pid: int, nice: int, *, attempts: int = 5) -> bool:
     return session_nice(pid) == nice
 
 
-def _preloading_pid(home: Path) -> int | None:
-    """The pid of the home's zygote while it preloads, if it is one (a dead zygote's pid may be anyone's now)."""
+def zygote_pid(home: Path, *, state: str | None = None) -> int | None:
+    """The pid the home's lock file names, if that process is a zygote (a dead zygote's pid may be anyone's now)
+    and, with ``state``, the lock says it is in that state ("preloading", "serving")."""
     try:
-        pid_text, _, state = (home / LOCK_NAME).read_text().partition(" ")
-        if state.strip() != "preloading":
+        pid_text, _, found = (home / LOCK_NAME).read_text().partition(" ")
+        if state is not None and found.strip() != state:
             return None
         pid = int(pid_text)
         return pid if DAEMON_MODULE in " ".join(psutil.Process(pid).cmdline()) else None
@@ -296,14 +297,14 @@ def yield_preload(home: Path) -> bool:
     """A turn that does not need the fork server starts (a claude-code, codex or gemini CLI, ~1 s of CPU each): a
     zygote still preloading (~2 s of CPU, most of it ``import anthropic``) gives way to it, taking only CPU nothing
     else wants, until a turn waits for it (``hurry``) or it serves. One attempt (best effort); True when it holds."""
-    pid = _preloading_pid(home)
+    pid = zygote_pid(home, state="preloading")
     return pid is not None and set_session_nice(pid, YIELD_NICE, attempts=1)
 
 
 def hurry(home: Path) -> bool:
     """A spawn waits for the home's zygote, which is still preloading: give its preload normal priority back, in
     case it gave way to other turns (``yield_preload``). True when it holds normal priority."""
-    pid = _preloading_pid(home)
+    pid = zygote_pid(home, state="preloading")
     return pid is not None and set_session_nice(pid, 0)
 
 
