@@ -282,3 +282,12 @@ def test_a_zygote_lowered_as_it_began_to_serve_forks_at_normal_priority(
                 stdio=(stdin.fileno(), out.fileno(), out.fileno()),
             )  # fmt: skip
         assert forkserver.session_nice(proc.pid) == 0
+
+
+def test_stop_ends_a_zygote_that_is_still_preloading(tmp_path: Path) -> None:
+    """A zygote answers nothing while it preloads (5 s under CI load): `stop` (the demo's end, the tests' cleanup)
+    waited for an answer that never came, and the zygote then idled for 10 minutes."""
+    with gated_zygote(tmp_path) as (home, proc):
+        assert forkserver.stop(home, timeout_s=10) == proc.pid
+        assert proc.wait(timeout=10) is not None
+        assert not forkserver.preloading(home)

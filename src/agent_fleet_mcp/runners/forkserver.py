@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -345,7 +346,13 @@ def status(home: Path, *, timeout_s: float = 2.0) -> dict[str, Any] | None:
 
 def stop(home: Path, *, timeout_s: float = 5.0) -> int | None:
     """Tell the home's zygote to stop taking spawns and exit once its children are reaped; wait up to ``timeout_s``
-    for it to be gone. Returns its pid, or None when none was running."""
+    for it to be gone. Returns its pid, or None when none was running. A zygote still preloading answers nothing
+    until it has (seconds on a busy machine): it has no children yet, and SIGTERM ends it."""
+    if (pid := zygote_pid(home, state="preloading")) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # its handler (installed once serving, if it got that far) retires it too
+        _wait_gone(pid, timeout_s)
+        return pid
     try:
         with _connect(home, timeout_s) as sock:
             send_message(sock, {"op": "stop"})
