@@ -29,6 +29,7 @@ import select
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,19 @@ def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Cont
     return best
 
 
-@functools.cache
+_detect_lock = threading.Lock()
+
+
 def detect() -> Containment:
-    """The strongest containment this process can use (probed once; never raises)."""
+    """The strongest containment this process can use (probed once; never raises). The first wave of turns asks
+    from many spawn threads at once: they wait for one probe instead of each running its own (19 ``unshare``
+    subprocesses and cgroup probes in the first 20-turn wave after a server start, before)."""
+    with _detect_lock:
+        return _detected()
+
+
+@functools.cache
+def _detected() -> Containment:
     return detect_on(os.environ.get("PATH") or os.defpath)
 
 

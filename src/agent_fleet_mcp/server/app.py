@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -16,7 +17,7 @@ from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 from agent_fleet_mcp import __version__, catalog, deprecation, logs, private, runners
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.fleet import Fleet
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import containment, forkserver
 from agent_fleet_mcp.server import prompts, resources, tools
 from agent_fleet_mcp.server.arguments import ArgumentCheckingServer
 from agent_fleet_mcp.server.state import AppState, RunningApp
@@ -100,18 +101,21 @@ async def warm_forkserver(cfg: Settings) -> None:
     log.info("forkserver_warm", home=str(cfg.home), launched=launched)
 
 
-def _warm_first_call(cfg: Settings) -> None:
+def _warm_first_call(cfg: Settings, *, supervises: bool) -> None:
     """What the first tool call would otherwise pay (~0.2 s on 2 cores): the runner backends' imports, the SDK's
-    model end-of-life table (read from its source) and the parsed catalog (kept while its files do not change). Run
-    in the background; a failure only costs that time."""
+    model end-of-life table (read from its source) and the parsed catalog (kept while its files do not change); in
+    a server that starts turns, also the containment probe its first spawn needs (a cgroup probe and an
+    ``unshare`` subprocess, ~40 ms). Run in the background; a failure only costs that time."""
     runners.preload_all()
     deprecation.sdk_table()
     catalog.load_catalog(cfg.project_dir, cfg.env)
+    if supervises:
+        containment.detect()
 
 
-async def warm_first_call(cfg: Settings) -> None:
+async def warm_first_call(cfg: Settings, *, supervises: bool) -> None:
     try:
-        await anyio.to_thread.run_sync(_warm_first_call, cfg, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(lambda: _warm_first_call(cfg, supervises=supervises), abandon_on_cancel=True)
     except Exception:
         log.exception("warm_first_call_failed")
 
@@ -137,7 +141,7 @@ async def lifespan(
         fleet = Fleet(cfg, store)
         async with fleet.running(), anyio.create_task_group() as tg:
             tg.start_soon(publish_changes, fleet, bus)
-            tg.start_soon(warm_first_call, cfg)  # in the background, like the fork server's warm-up
+            tg.start_soon(partial(warm_first_call, cfg, supervises=fleet.supervises))  # in the background
             if fleet.supervises and forkserver.warm_wanted(cfg.env):
                 tg.start_soon(warm_forkserver, cfg)  # in the background: `initialize` never waits for it
             state = AppState(fleet, fleet.reader)
