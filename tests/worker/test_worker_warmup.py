@@ -13,25 +13,39 @@ from agent_fleet_mcp.testing import Reply, ScriptedModelServer
 from agent_fleet_mcp.worker import warmup
 
 # In a fresh interpreter: optionally preload (as the zygote does), then count the pydantic schemas built while one
-# real turn runs against the scripted model. Prints the turn's events, then {"schemas": N, "rc": exit code}.
+# real turn runs against the scripted model, and the generic model classes it makes. Prints the turn's events, then
+# {"schemas": N, "classes": M, "imports": [modules], "rc": exit code}.
 CHILD = r"""
 import io, json, sys
-from pydantic._internal import _generate_schema
+from pydantic._internal import _generate_schema, _generics
 from agent_fleet_mcp.worker import __main__ as worker
 
 if sys.argv[1] == "preload":
+    import gc
     worker.preload()
-built = 0
+    gc.collect()  # as the fork server does before it forks: what only a cycle kept alive is gone
+    gc.freeze()
+built = made = 0
 original = _generate_schema.GenerateSchema.generate_schema
 def counting(self, *args, **kwargs):
     global built
     built += 1
     return original(self, *args, **kwargs)
 _generate_schema.GenerateSchema.generate_schema = counting
+new_class = _generics.create_generic_submodel
+def counting_classes(*args, **kwargs):
+    global made
+    made += 1
+    return new_class(*args, **kwargs)
+_generics.create_generic_submodel = counting_classes
 sys.stdin = io.TextIOWrapper(io.BytesIO(b"say done"))
+modules = set(sys.modules)
 rc = worker.main(["--agent-dir", sys.argv[2], "--cwd", sys.argv[3], "--model", "claude-haiku-4-5",
                   "--permission", "readonly"])
-sys.__stdout__.write(json.dumps({"schemas": built, "rc": rc}) + "\n")  # after the turn's event lines
+imported = sorted(set(sys.modules) - modules)
+summary = {"schemas": built, "classes": made, "imports": imported, "rc": rc}
+sys.__stdout__.write(json.dumps(summary) + "\n")  # after the turn's event lines
+sys.__stdout__.flush()  # frozen objects are not finalized at exit: flush by hand
 """
 
 
@@ -68,3 +82,5 @@ def test_after_preload_a_turn_builds_no_validator_on_its_response_path(tmp_path:
         assert (result["type"], result["text"], result["is_error"]) == ("result", "done", False)
     assert isinstance(cold["schemas"], int) and cold["schemas"] > 50  # what every forked worker paid before
     assert warm["schemas"] == 0
+    assert warm["classes"] == 0  # ParsedMessage[ResponseFormatT], at every event: built again in each worker before
+    assert warm["imports"] == []  # encodings.idna (the host name's codec) was imported by each worker before
