@@ -27,7 +27,7 @@ from agent_fleet_mcp.catalog import Catalog
 from agent_fleet_mcp.errors import AlreadyExists, Conflict, FleetError, InvalidRequest
 from agent_fleet_mcp.inputs import quote
 from agent_fleet_mcp.spec import ISOLATIONS
-from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, RunRow, RunSpec
+from agent_fleet_mcp.store.models import RUN_DONE, AgentRow, OpenRun, RunRow, RunSpec
 from agent_fleet_mcp.store.protocol import Store
 
 log = structlog.get_logger("agent_fleet.batches")
@@ -192,29 +192,36 @@ class BatchEngine:
         await self.advance(batch_id)
         return batch_id
 
-    async def advance(self, batch_id: str | None = None) -> None:
+    async def advance(self, batch_id: str | None = None) -> list[OpenRun] | None:
+        """Move the batch (every running batch when None) as far as it goes. For one named batch, returns its open
+        runs as read by the last pass, which changed nothing after reading them (a wait's look needs no read of its
+        own: a look comes with every change of the fleet, and three reads of every open run per look were a tenth
+        of the server's CPU with 200 runs in 4 batches)."""
         async with self._lock:
             store = self.store
             ids = [batch_id] if batch_id else [b.id for b in await store.list_batches(status="running")]
+            open_runs: list[OpenRun] = []
             for bid in ids:
-                while await self._advance_once(bid):
-                    pass
-                if await store.open_runs(bid):
+                changed = True
+                while changed:
+                    changed, open_runs = await self._advance_once(bid)
+                if open_runs:
                     continue
                 runs = await store.runs_of(bid)
                 if runs and all(r.status in RUN_DONE for r in runs):
                     ok = all(r.status == "succeeded" for r in runs)
                     await store.finish_batch(bid, "succeeded" if ok else "failed")
+            return open_runs if batch_id else None
 
-    async def _advance_once(self, batch_id: str) -> bool:
-        """One pass over the batch; True when something changed (so another pass may unlock more). While every
-        open run is running and no turn of theirs ended, one narrow read says so and nothing else is read (a batch
-        is looked at on every change of the fleet: 200 runs made ~300 passes)."""
+    async def _advance_once(self, batch_id: str) -> tuple[bool, list[OpenRun]]:
+        """One pass over the batch: whether something changed (so another pass may unlock more), and the open runs
+        read at its start. While every open run is running and no turn of theirs ended, one narrow read says so
+        and nothing else is read (a batch is looked at on every change of the fleet: 200 runs made ~300 passes)."""
         store = self.store
         open_runs = await store.open_runs(batch_id)
         still_open = {r.run_id for r in open_runs}
         if not any(r.ended or (r.status == "waiting" and _any_closed(r.depends_on, still_open)) for r in open_runs):
-            return False  # nothing ended, and every waiting run waits on open runs only
+            return False, open_runs  # nothing ended, and every waiting run waits on open runs only
         runs = await store.runs_of(batch_id)
         by_id = {r.run_id: r for r in runs}
         changed = False
@@ -244,7 +251,7 @@ class BatchEngine:
                 for run in ready:
                     tg.start_soon(self._start_run, batch_id, run, by_id)
             changed = True
-        return changed
+        return changed, open_runs
 
     async def _start_run(self, batch_id: str, run: RunRow, by_id: dict[str, RunRow]) -> None:
         store = self.store

@@ -45,6 +45,7 @@ log = structlog.get_logger("agent_fleet.fleet")
 STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
+CGROUP_SWEEP_S = 30.0  # how often a running server removes the empty turn cgroups left by a dead one
 TIMEOUT_SLACK_S = 0.01  # a follower wakes this long after a turn's timeout, so the look sees it passed
 SPAWN_CONCURRENCY = 32  # claimed turns a dispatch spawns at once (each in a worker thread; anyio lends 40)
 IDLE_POLL_S = 1.0  # the longest a follower waits between transcript reads while nothing new comes (end watched)
@@ -120,6 +121,7 @@ class Supervisor:
         self._dispatch_lock = anyio.Lock()
         self._spawn_limiter = anyio.CapacityLimiter(SPAWN_CONCURRENCY)
         self._followed: set[tuple[str, int]] = set()
+        self._swept_at: float | None = None  # monotonic time of the last sweep of empty turn cgroups
         self._claimer = started_mod.claimer_identity()
         # Only a server of the host (not one an agent started: AGENT_FLEET_DEPTH > 0) starts, follows and stops turn
         # processes. An agent's turn is contained in its own PID namespace, where the host's pids mean nothing: a
@@ -152,12 +154,18 @@ class Supervisor:
 
     async def _adopt_running(self) -> None:
         """Follow every running turn; recover the claimed ones whose pid was never recorded. Empty cgroups of
-        turns that are over are removed (never a populated one: the kernel refuses)."""
+        turns that are over are removed (never a populated one: the kernel refuses) at the server's start and then
+        every ``CGROUP_SWEEP_S``: a follower removes its own turn's cgroup when the turn ends, so the sweep is for a
+        server that died first (each sweep reads every turn cgroup of the home: on every tick, with 200 turns
+        running, it was a twentieth of the server's CPU)."""
         running = await self.store.turns_with_status("running")
         live = {(t.agent_id, t.n) for t in running}
-        await anyio.to_thread.run_sync(
-            lambda: self._procs.remove_empty_cgroups(self.settings.home, keep=lambda a, n: (a, n) in live)
-        )
+        now = time.monotonic()
+        if self._swept_at is None or now - self._swept_at >= CGROUP_SWEEP_S:
+            self._swept_at = now
+            await anyio.to_thread.run_sync(
+                lambda: self._procs.remove_empty_cgroups(self.settings.home, keep=lambda a, n: (a, n) in live)
+            )
         for turn in running:
             if turn.pid is None:
                 await self._recover_unrecorded(turn)

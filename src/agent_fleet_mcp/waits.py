@@ -43,8 +43,9 @@ async def _look(fleet: Fleet, batch: str | None, run_ids: list[str], targets: li
     agents. A batch is looked at through its open runs only (one narrow read): a look comes with every change."""
     reader = fleet.reader
     if batch is not None:
-        await fleet.batches.advance(batch)
-        open_runs = await reader.open_runs(batch)
+        open_runs = await fleet.batches.advance(batch)  # read by its last pass, which changed nothing after
+        if open_runs is None:
+            open_runs = await reader.open_runs(batch)
         still_open = {r.run_id for r in open_runs}
         return _Snapshot(
             [i for i in run_ids if i not in still_open], [i for i in run_ids if i in still_open],
