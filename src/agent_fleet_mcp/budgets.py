@@ -166,11 +166,31 @@ def running_breach(
     return None
 
 
+async def any_shared_breach(store: Store, settings: Settings, cache: dict[str, Stop | None]) -> bool:
+    """Whether the fleet's daily budget, or the budget of a batch with a running turn, is spent; the answers go in
+    ``cache`` for ``shared_breach`` (a few narrow reads, not one per running turn)."""
+    batches = await store.budgeted_batches_running()
+    fleet = settings.budget_usd is not None and bool(batches or await store.running_turn_pids())
+    if not fleet and not batches:
+        return False
+    found = fleet and await breach_of(store, settings, None, cache) is not None
+    for batch_id in batches:
+        found = await breach_of(store, settings, batch_id, cache) is not None or found
+    return found
+
+
 async def shared_breach(
     store: Store, settings: Settings, agent: AgentRow, cache: dict[str, Stop | None] | None = None
 ) -> Stop | None:
     """The fleet's daily budget or the agent's batch budget is spent (every turn's flushed usage counts). ``cache``
     keeps the answers of one pass over many turns ("" for the fleet, batch ids)."""
+    return await breach_of(store, settings, agent.batch_id, cache)
+
+
+async def breach_of(
+    store: Store, settings: Settings, batch_id: str | None, cache: dict[str, Stop | None] | None = None
+) -> Stop | None:
+    """``shared_breach`` for an agent of this batch (None: of no batch)."""
     cache = {} if cache is None else cache
     if settings.budget_usd is not None:
         if "" not in cache:
@@ -179,14 +199,14 @@ async def shared_breach(
             cache[""] = Stop("fleet_budget", fleet_budget_message(settings.budget_usd, spent)) if over else None
         if cache[""] is not None:
             return cache[""]
-    if agent.batch_id is None:
+    if batch_id is None:
         return None
-    if agent.batch_id not in cache:
-        cache[agent.batch_id] = None
-        batch = await store.get_batch(agent.batch_id)
+    if batch_id not in cache:
+        cache[batch_id] = None
+        batch = await store.get_batch(batch_id)
         if batch is not None and batch.budget_usd is not None:
-            spent = await store.batch_spend(agent.batch_id)
+            spent = await store.batch_spend(batch_id)
             if spent >= batch.budget_usd:
-                cache[agent.batch_id] = Stop("batch_budget", f"stopped: batch {agent.batch_id} has spent "
+                cache[batch_id] = Stop("batch_budget", f"stopped: batch {batch_id} has spent "
                                              f"${spent:.4f} of its budget_usd ${batch.budget_usd:g}")  # fmt: skip
-    return cache[agent.batch_id]
+    return cache[batch_id]

@@ -158,19 +158,24 @@ class Supervisor:
         every ``CGROUP_SWEEP_S``: a follower removes its own turn's cgroup when the turn ends, so the sweep is for a
         server that died first (each sweep reads every turn cgroup of the home: on every tick, with 200 turns
         running, it was a twentieth of the server's CPU)."""
-        running = await self.store.turns_with_status("running")
-        live = {(t.agent_id, t.n) for t in running}
+        running = await self.store.running_turn_pids()  # a narrow read: the whole rows only where needed
+        live = {(agent_id, n) for agent_id, n, _ in running}
         now = time.monotonic()
         if self._swept_at is None or now - self._swept_at >= CGROUP_SWEEP_S:
             self._swept_at = now
             await anyio.to_thread.run_sync(
                 lambda: self._procs.remove_empty_cgroups(self.settings.home, keep=lambda a, n: (a, n) in live)
             )
-        for turn in running:
-            if turn.pid is None:
-                await self._recover_unrecorded(turn)
-            else:
-                self._start_follower(turn.agent_id, turn.n)
+        for agent_id, n, pid in running:
+            if pid is not None:
+                self._start_follower(agent_id, n)
+                continue
+            turn = await self.store.get_turn(agent_id, n)  # its claimer may be recording the pid right now
+            if turn is not None and turn.status == "running":
+                if turn.pid is None:
+                    await self._recover_unrecorded(turn)
+                else:
+                    self._start_follower(agent_id, n)
 
     async def _recover_unrecorded(self, turn: TurnRow) -> None:
         """A claimed turn without a recorded pid: its claimer is spawning it now, or died in the spawn window. The
@@ -484,6 +489,8 @@ class Supervisor:
         """Stop every running turn once the fleet's daily budget or its batch's budget is spent (a turn that
         reports no usage of its own is stopped too: the budget is shared)."""
         cache: dict[str, budgets.Stop | None] = {}
+        if not await budgets.any_shared_breach(self.store, self.settings, cache):
+            return  # the usual case, seen without reading every running turn and its agent (each tick)
         for turn in await self.store.turns_with_status("running"):
             agent = await self.store.get_agent(turn.agent_id)
             if agent is None or (self.settings.budget_usd is None and agent.batch_id is None):

@@ -244,6 +244,37 @@ async def test_an_agent_budget_stops_the_turn(fast: Settings) -> None:
         await killed(turn)
 
 
+async def test_a_tick_without_a_spent_budget_reads_no_running_turn_or_agent(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared budgets are looked at on every tick: while none is spent, a few narrow reads say so. Before,
+    every tick read every running turn twice and each one's agent (with 200 running, most of the tick's cost)."""
+    fake = FakeRunner()
+    async with fleets(replace(fast, budget_usd=100.0, max_concurrent=5), fake) as (fleet,):
+        for i in range(5):
+            await fleet.create_agent(name=f"w{i}", template="gate", prompt=str(i))
+
+        async def all_running() -> bool:
+            return len(fake.alive()) == 5
+
+        await until(all_running, "five turns running")
+        reads: list[str] = []
+        for name in ("turns_with_status", "get_agent", "get_turn"):
+            real = getattr(fleet.store, name)
+
+            async def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+                reads.append(_name)
+                return await _real(*args, **kwargs)
+
+            monkeypatch.setattr(fleet.store, name, counted)
+        await fleet.supervisor.enforce_shared_budgets()
+        await fleet.supervisor._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        assert reads == []
+        assert len(fake.alive()) == 5  # nothing was stopped
+        monkeypatch.undo()
+        await finish_all(fake, 5, at_once=5)
+
+
 async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):

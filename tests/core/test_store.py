@@ -291,3 +291,28 @@ async def test_fleet_totals_follow_every_write_of_any_connection(tmp_path: Path)
         await other.mark_deleted("a")  # and on the other one
         got = await mine.fleet_totals()
         assert (got.agents, got.failed, got.cost_usd) == (2, 1, 0.5)
+
+
+async def test_the_ticks_narrow_reads_of_running_turns(tmp_path: Path) -> None:
+    """What a supervisor tick reads instead of every running turn's row (and its agent's): each running turn's pid
+    (None while its claimer is spawning it), and the budgeted batches that have a running turn."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        await store.insert_batch("b_budget", [], budget_usd=1.0)
+        await store.insert_batch("b_free", [])
+        await store.insert_batch("b_idle", [], budget_usd=1.0)  # its agent has no running turn
+        for aid, batch in (("a0", "b_budget"), ("a1", "b_free"), ("a2", None), ("a3", "b_idle"), ("a4", "b_budget")):
+            await store.insert_agent(id=aid, name=aid, spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                     batch_id=batch)  # fmt: skip
+            await store.insert_turn(agent_id=aid, prompt="p", runner="command", model=None)
+        for aid in ("a0", "a1", "a2", "a4"):
+            assert await store.claim_turn(aid, 1, max_running=10)
+        await store.set_turn_process("a0", 1, pid=4242, proc_start=1.0, out_path="/x", model=None)
+        await store.set_turn_process("a4", 1, pid=4343, proc_start=1.0, out_path="/y", model=None)
+        await store.finish_turn("a4", 1, status="succeeded", agent_status="idle")
+        pids = await store.running_turn_pids()
+        assert pids == [(t.agent_id, t.n, t.pid) for t in await store.turns_with_status("running")]
+        assert sorted(pids) == [("a0", 1, 4242), ("a1", 1, None), ("a2", 1, None)]
+        assert await store.budgeted_batches_running() == ["b_budget"]
+        await store.finish_turn("a0", 1, status="succeeded", agent_status="idle")
+        assert await store.budgeted_batches_running() == []

@@ -153,6 +153,15 @@ class Store(Protocol):
         """Fleet-wide, oldest queued first (then agent id, turn number): the dispatch order."""
         ...
 
+    async def running_turn_pids(self) -> list[tuple[str, int, int | None]]:
+        """``(agent id, turn number, pid)`` of every running turn, in the order of ``turns_with_status``: the
+        supervisor's tick looks at them all, and building every row was most of its cost with 200 running."""
+        ...
+
+    async def budgeted_batches_running(self) -> list[str]:
+        """Ids of the batches with a ``budget_usd`` that an agent with a running turn belongs to."""
+        ...
+
     async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int: ...
 
     async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:

@@ -283,6 +283,19 @@ class SqliteStore(SqliteUsageAndBatches):
         )
         return [TurnRow.from_row(r) for r in rows]
 
+    async def running_turn_pids(self) -> list[tuple[str, int, int | None]]:
+        rows = await self._point(
+            "SELECT agent_id, n, pid FROM turns WHERE status = 'running' ORDER BY queued_at, agent_id, n"
+        )
+        return [(r["agent_id"], int(r["n"]), r["pid"]) for r in rows]
+
+    async def budgeted_batches_running(self) -> list[str]:
+        rows = await self._point(
+            "SELECT DISTINCT a.batch_id FROM turns t JOIN agents a ON a.id = t.agent_id"
+            " JOIN batches b ON b.id = a.batch_id WHERE t.status = 'running' AND b.budget_usd IS NOT NULL"
+        )
+        return [r["batch_id"] for r in rows]
+
     async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int:
         marks = ",".join("?" * len(statuses))
         [r] = await self._point(
