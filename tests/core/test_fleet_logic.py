@@ -4,6 +4,7 @@ tested at the edges (test_concurrency.py, test_exactly_once.py ...)."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -254,21 +255,26 @@ async def test_a_tick_without_a_spent_budget_reads_no_running_turn_or_agent(
         for i in range(5):
             await fleet.create_agent(name=f"w{i}", template="gate", prompt=str(i))
 
-        async def all_running() -> bool:
-            return len(fake.alive()) == 5
+        async def all_running() -> bool:  # and recorded (a turn without its pid yet is looked at closely)
+            recorded = [pid for _, _, pid in await fleet.store.running_turn_pids() if pid is not None]
+            return len(fake.alive()) == 5 and len(recorded) == 5
 
-        await until(all_running, "five turns running")
+        await until(all_running, "five turns running, their processes recorded")
         reads: list[str] = []
+        mine = contextvars.ContextVar("mine", default=False)  # the followers read on their own meanwhile
         for name in ("turns_with_status", "get_agent", "get_turn"):
             real = getattr(fleet.store, name)
 
             async def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
-                reads.append(_name)
+                if mine.get():
+                    reads.append(_name)
                 return await _real(*args, **kwargs)
 
             monkeypatch.setattr(fleet.store, name, counted)
+        mine.set(True)
         await fleet.supervisor.enforce_shared_budgets()
         await fleet.supervisor._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        mine.set(False)
         assert reads == []
         assert len(fake.alive()) == 5  # nothing was stopped
         monkeypatch.undo()
