@@ -180,6 +180,29 @@ def test_same_transcript_and_exit_code_as_the_plain_path(shared_home: Path, tmp_
     ]
 
 
+def test_a_contained_turn_is_one_process_the_init_of_its_namespace(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    """Where turns get namespaces, the zygote clones the child straight into them: the pid the server follows is
+    the namespace's init (PID 1 inside), the worker itself, with nothing of the turn outside the namespace. Before,
+    a forked child entered them by forking the init and waiting for it: two processes of 83 MB per turn."""
+    if containment.detect().mode != "pidns" or not containment.can_clone():
+        pytest.skip(f"no turn namespaces by clone(2) here: {'; '.join(containment.detect().why_not)}")
+    srv.latency_s = 30  # hold the turn mid-request
+    turn = start_turn(shared_home, srv, tmp_path, "clone")
+    try:
+        assert srv.wait_for_requests(1, timeout=30)
+        status = Path(f"/proc/{turn.pid}/status").read_text()
+        nspid = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
+        assert nspid[0] == str(turn.pid) and nspid[-1] == "1"  # the outer pid is PID 1 of the turn's namespace
+        assert psutil.Process(turn.pid).children(recursive=True) == []  # the worker itself: nothing forked
+        assert psutil.Process(turn.pid).ppid() == forkserver.status(shared_home)["pid"]  # type: ignore[index]
+        assert started.marker_path(turn.files.exit).read_text() == f"{turn.pid}\n"  # the server's pid for it, not 1
+    finally:
+        process.kill_group(turn.pid, turn.spawned.start_time, grace_s=1)
+    assert turn.wait() != 0
+
+
 def test_child_gets_its_own_session_cwd_env_and_stdio(
     shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
 ) -> None:

@@ -23,12 +23,15 @@ single-threaded).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import platform
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -253,12 +256,7 @@ def enter_turn_namespaces(guards: Sequence[tuple[str, str]] = ()) -> int:
             if select.select([alive_r], [], [], 0)[0]:  # EOF: the outer process already died
                 os._exit(137)
             os.close(alive_r)
-            _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, private)")
-            _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount(/proc)")
-            for source, target in guards:
-                _guard(libc, source, target)
-            _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(user, mount)")  # locks the /proc mount
-            _map_ids(uid, 0, gid, 0)
+            _set_up_init(libc, guards, uid, gid)
         except BaseException:
             os._exit(127)
         return 0
@@ -273,6 +271,59 @@ def enter_turn_namespaces(guards: Sequence[tuple[str, str]] = ()) -> int:
             os._exit(127)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)
+
+
+def _set_up_init(libc: Any, guards: Sequence[tuple[str, str]], uid: int, gid: int) -> None:
+    """In the init of a new user (mapped root) + PID + mount namespace: its own /proc, the guards bound read-only,
+    then one user namespace further down, mapped back to ``uid``/``gid`` (which locks the /proc mount)."""
+    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, private)")
+    _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount(/proc)")
+    for source, target in guards:
+        _guard(libc, source, target)
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(user, mount)")  # locks the /proc mount
+    _map_ids(uid, 0, gid, 0)
+
+
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())  # clone(2): the same arguments, all 0 but flags
+
+
+def can_clone() -> bool:
+    """``fork_into_turn_namespaces`` is available on this machine (Linux on x86_64 or aarch64)."""
+    return _SYS_CLONE is not None and sys.platform == "linux"
+
+
+def fork_into_turn_namespaces() -> int:
+    """``os.fork()`` whose child starts as init of a new user + PID + mount namespace (one clone(2)). For the fork
+    server, single-threaded: the child then calls ``init_turn_namespaces`` and runs the turn as PID 1. One process
+    per turn where ``enter_turn_namespaces`` after a fork makes two (an outer one that waits, and the init): a
+    forked worker's CPU went from 31-43 ms to 25-30 ms and its page faults from 3,100 to 2,500. CPython's own fork
+    hooks run around it (``PyOS_BeforeFork``/``AfterFork_*``, as ``os.fork`` does; glibc >= 2.34 sends a signal to
+    the calling thread by its kernel tid, so nothing stale is left that a turn uses). Raises ``OSError`` when the
+    kernel refuses (then nothing was started)."""
+    import ctypes
+
+    if _SYS_CLONE is None:
+        raise OSError(errno.ENOSYS, f"no clone(2) number known for {platform.machine()}")
+    python, libc = ctypes.pythonapi, ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held, as in os.fork
+    libc.syscall.restype = ctypes.c_long
+    flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | signal.SIGCHLD
+    python.PyOS_BeforeFork()
+    pid = int(libc.syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_ulong(flags), None, None, None, None))
+    if pid == 0:
+        python.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    python.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone(user, pid, mount): {os.strerror(err)}")
+    return pid
+
+
+def init_turn_namespaces(guards: Sequence[tuple[str, str]], uid: int, gid: int) -> None:
+    """In the child of ``fork_into_turn_namespaces`` (PID 1 of its namespace, root of its user namespace until its
+    ids are mapped): map ``uid``/``gid`` (the parent's), then set up as ``enter_turn_namespaces``'s init."""
+    _map_ids(0, uid, 0, gid)
+    _set_up_init(_libc(), guards, uid, gid)
 
 
 def make_undumpable() -> None:

@@ -96,6 +96,7 @@ class _Pending:
     deadline: float
     ready: bytes = b""
     acking: bool = False  # the pid was sent: waiting for the ack on conn
+    cgroup: str | None = None  # a child in its own namespaces is moved into its turn's cgroup by us, before the go
 
 
 class _Zygote:
@@ -342,14 +343,21 @@ class _Zygote:
         go_r, go_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        ids = os.getuid(), os.getgid()  # the child's own read as the overflow id until it maps them
+        cloned = self.contain and containment.can_clone() and containment.choose(env).mode == "pidns"
+        try:
+            pid = containment.fork_into_turn_namespaces() if cloned else os.fork()
+        except OSError as exc:  # the kernel refused the namespaces: the child enters them after a plain fork
+            _log("clone_failed", error=exc)
+            cloned, pid = False, os.fork()
         if pid == 0:  # never returns into the zygote's loop, whatever happens
             try:
                 os.close(ready_r)
                 os.close(go_w)
                 self._child(
-                    conn, entry, str(msg["entry"]), args, env, Path(msg["cwd"]), exit_file, umask, fds, ready_w, go_r
-                )
+                    conn, entry, str(msg["entry"]), args, env, Path(msg["cwd"]), exit_file, umask, fds, ready_w, go_r,
+                    cloned_as=ids if cloned else None,
+                )  # fmt: skip
             finally:
                 os._exit(127)
         os.close(ready_w)
@@ -357,7 +365,8 @@ class _Zygote:
         self.children[pid] = None
         os.set_blocking(ready_r, False)
         p = _Pending(conn, pid, exit_file, str(msg["entry"]), str(msg["cwd"]), ready_r, go_w,
-                     time.monotonic() + READY_TIMEOUT_S)  # fmt: skip
+                     time.monotonic() + READY_TIMEOUT_S,
+                     cgroup=env.get(cgroups.JOIN_ENV) if cloned else None)  # fmt: skip
         self.pending[pid] = p
         self.selector.register(ready_r, selectors.EVENT_READ, p)
         return True
@@ -388,7 +397,9 @@ class _Zygote:
                 _log("spawn_abandoned", pid=p.pid)
             else:
                 self.children[p.pid] = p.exit_file
-                os.write(p.go_w, b"go")
+                if p.cgroup:  # before anything of the turn runs (a child outside namespaces joins by itself)
+                    cgroups.join(Path(p.cgroup), p.pid)
+                os.write(p.go_w, f"go {p.pid}".encode())  # the pid as the server sees it (PID 1 in its namespace)
                 _log("spawned", pid=p.pid, entry=p.entry, cwd=p.cwd)
             self._end_pending(p)
         except BlockingIOError:
@@ -423,11 +434,17 @@ class _Zygote:
                 os.close(fd)
         p.conn.close()
 
-    def _child(  # noqa: PLR0915 (one post-fork sequence whose order matters; split up, the order hides)
+    def _child(
         self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
         env: dict[str, str], cwd: Path, exit_file: Path, umask: int, fds: list[int], ready_w: int, go_r: int,
+        *, cloned_as: tuple[int, int] | None = None,
     ) -> NoReturn:  # fmt: skip
-        """In the forked child: become a fresh process of its own session, wait for the go, run the entry, exit."""
+        """In the forked child: become a fresh process of its own session, wait for the go, run the entry, exit.
+        ``cloned_as`` (the zygote's uid and gid): the child was cloned into the turn's namespaces (PID 1 there) and
+        sets them up before saying it is ready; else it enters them after the go, as the outer process of an init
+        it forks (``containment.enter_turn_namespaces``), where the turn wants them."""
+        raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
+        guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
         try:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
@@ -450,21 +467,23 @@ class _Zygote:
                 os.close(fd)
             os.chdir(cwd)
             os.umask(umask)  # the requesting server's, as a plain spawn would inherit it
+            if cloned_as is not None:  # fails closed: the spawn fails, and goes the plain way (unshare(1) there)
+                containment.init_turn_namespaces(guards, *cloned_as)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.write(ready_w, b"E" + f"{type(exc).__name__}: {exc}".encode()[:500])
             os._exit(127)
         os.write(ready_w, b"ok")
         os.close(ready_w)
-        if _read_pipe(go_r, timeout_s=None) != b"go":
+        go = _read_pipe(go_r, timeout_s=None).split()
+        if len(go) != 2 or go[0] != b"go" or not go[1].isdigit():
             os._exit(125)  # the zygote or the client gave up before the go: nothing ran
         os.close(go_r)
-        if not create_started_marker(exit_file, os.getpid()):
+        if not create_started_marker(exit_file, int(go[1])):
             os._exit(DUPLICATE_EXIT)  # the turn already started (runners/started.py): never run it twice
-        if cg := env.pop(cgroups.JOIN_ENV, None):  # into the turn's cgroup before anything else runs
+        cg = env.pop(cgroups.JOIN_ENV, None)
+        if cg and cloned_as is None:  # into the turn's cgroup before anything else runs (the zygote moved a clone)
             cgroups.join(Path(cg), os.getpid())
-        raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
-        guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
         os.environ.clear()
         os.environ.update(env)
         time.tzset()
@@ -474,27 +493,32 @@ class _Zygote:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-        if self.contain and containment.choose(env).mode == "pidns":
+        if cloned_as is None and self.contain and containment.choose(env).mode == "pidns":
             try:  # from here on this process only waits; the entry runs as init of the turn's namespaces
                 containment.enter_turn_namespaces(guards)
             except OSError as exc:  # never lose a turn to containment
                 sys.stderr.write(f"agent-fleet: this turn runs without its namespaces: {exc}\n")
-        result: object = 1
-        try:
-            result = entry(args)
-        except SystemExit as exc:  # as the interpreter reports it: None -> 0, a message -> 1
-            result = exc.code
-            if isinstance(exc.code, str):
-                sys.stderr.write(exc.code + "\n")
-        except BaseException:
-            traceback.print_exc()
-        code = (result if isinstance(result, int) else 0 if result is None else 1) & 0xFF
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        with contextlib.suppress(OSError):
-            write_exit_file(exit_file, code)  # before dying, like the sh wrapper: the file is there when it is gone
-        os._exit(code)
+        _run_and_exit(entry, args, exit_file)
+
+
+def _run_and_exit(entry: Callable[[list[str]], int], args: list[str], exit_file: Path) -> NoReturn:
+    """Run the turn's entry, write its exit file and leave (no interpreter teardown)."""
+    result: object = 1
+    try:
+        result = entry(args)
+    except SystemExit as exc:  # as the interpreter reports it: None -> 0, a message -> 1
+        result = exc.code
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+    except BaseException:
+        traceback.print_exc()
+    code = (result if isinstance(result, int) else 0 if result is None else 1) & 0xFF
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        write_exit_file(exit_file, code)  # before dying, like the sh wrapper: the file is there when it is gone
+    os._exit(code)
 
 
 def _read_pipe(fd: int, *, timeout_s: float | None) -> bytes:
