@@ -203,6 +203,34 @@ def test_a_contained_turn_is_one_process_the_init_of_its_namespace(
     assert turn.wait() != 0
 
 
+def test_where_clone_is_refused_the_child_forks_the_init_and_waits(
+    shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
+) -> None:
+    """The path for a kernel that refuses clone(2) with namespaces (forced here): the forked child takes the marker,
+    enters the namespaces and forks the worker as their init, then waits for it. The same turn comes out."""
+    if containment.detect().mode != "pidns":
+        pytest.skip(f"no turn namespaces here: {'; '.join(containment.detect().why_not)}")
+    srv.latency_s = 30
+    turn = start_turn(shared_home, srv, tmp_path, "forked", AGENT_FLEET_FORKSERVER_CLONE="0")
+    try:
+        assert srv.wait_for_requests(1, timeout=30)
+        status = Path(f"/proc/{turn.pid}/status").read_text()
+        nspid = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
+        assert nspid == [str(turn.pid)]  # outside the namespace: it waits for the init it forked
+        [init] = psutil.Process(turn.pid).children()
+        init_status = Path(f"/proc/{init.pid}/status").read_text()
+        assert next(line for line in init_status.splitlines() if line.startswith("NSpid:")).split()[-1] == "1"
+        assert started.marker_path(turn.files.exit).read_text() == f"{turn.pid}\n"
+    finally:
+        process.kill_group(turn.pid, turn.spawned.start_time, grace_s=1)
+    assert turn.wait() != 0
+    with ScriptedModelServer([Reply("done")]) as quick:
+        done = start_turn(shared_home, quick, tmp_path, "forked-whole", AGENT_FLEET_FORKSERVER_CLONE="0")
+        assert done.wait() == 0, done.files.err.read_text()
+    assert [e["type"] for e in done.events()] == ["started", "text", "usage", "result"]
+    assert done.events()[0]["pid"] == 1 and forked_by_zygote(shared_home, done.pid)
+
+
 def test_child_gets_its_own_session_cwd_env_and_stdio(
     shared_home: Path, tmp_path: Path, srv: ScriptedModelServer
 ) -> None:

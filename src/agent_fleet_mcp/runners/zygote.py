@@ -77,6 +77,7 @@ def _log(event: str, **fields: Any) -> None:
         sys.stderr.flush()
 
 
+CLONE_ENV = "AGENT_FLEET_FORKSERVER_CLONE"  # "0" in a plan's env: fork, then enter the namespaces (the old path)
 READY_TIMEOUT_S = 5.0  # fork -> the child says it is set up
 ACK_TIMEOUT_S = 10.0  # pid sent -> the client's ack (waiting blocks no other spawn; a client acks at once)
 
@@ -344,7 +345,8 @@ class _Zygote:
         sys.stdout.flush()
         sys.stderr.flush()
         ids = os.getuid(), os.getgid()  # the child's own read as the overflow id until it maps them
-        cloned = self.contain and containment.can_clone() and containment.choose(env).mode == "pidns"
+        cloned = (self.contain and containment.can_clone() and containment.choose(env).mode == "pidns"
+                  and env.get(CLONE_ENV, "").strip() != "0")  # fmt: skip
         try:
             pid = containment.fork_into_turn_namespaces() if cloned else os.fork()
         except OSError as exc:  # the kernel refused the namespaces: the child enters them after a plain fork
