@@ -363,6 +363,40 @@ def test_stale_zygote_is_retired_and_replaced(fresh_home: Path, tmp_path: Path, 
     assert "retiring reason=stale" in (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
 
 
+SPAWN_ONE = """
+import json, os, sys
+from pathlib import Path
+from agent_fleet_mcp.runners import forkserver
+home = Path(sys.argv[1])
+stdio = tuple(os.open(os.devnull, os.O_RDWR) for _ in range(3))
+pid = forkserver.spawn(home, entry="agent_fleet_mcp.worker.__main__:main", args=[], env=dict(os.environ), cwd=home,
+                       exit_file=home / (sys.argv[2] + ".exit"), stdio=stdio, timeout_s=60)
+print(json.dumps({"pid": pid, "zygote": forkserver.status(home)["pid"]}))
+"""
+
+
+def test_a_code_change_on_disk_retires_the_zygote_at_the_next_spawn(fresh_home: Path, tmp_path: Path) -> None:
+    """An edit in place (no new file, the folder's mtime unchanged) made before a spawn is asked for is seen by
+    that spawn: the zygote looks at the code on disk for every batch of spawns it takes, after they connected."""
+    copy = tmp_path / "code"
+    src = Path(forkserver.__file__).parents[1]
+    shutil.copytree(src, copy / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(copy), "AGENT_FLEET_FORKSERVER_IDLE_S": "300"}
+
+    def spawn(n: str) -> dict[str, int]:
+        out = subprocess.run([sys.executable, "-c", SPAWN_ONE, str(fresh_home), n], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)  # fmt: skip
+        return json.loads(out.stdout)
+
+    first = spawn("0001")
+    module = copy / src.name / "text.py"
+    module.write_text(module.read_text() + "# edited in place\n")  # same file, new size and mtime
+    second = spawn("0002")
+    assert second["zygote"] != first["zygote"]
+    assert "retiring reason=stale: the code changed on disk" in (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
+    wait_gone(first["zygote"])
+
+
 def test_disabled_by_env_spawns_plain(fresh_home: Path, tmp_path: Path, srv: ScriptedModelServer) -> None:
     turn = start_turn(fresh_home, srv, tmp_path, "a", AGENT_FLEET_FORKSERVER="0")
     assert started_plain(turn.pid)
@@ -454,7 +488,7 @@ def test_only_whitelisted_entries_are_forked(shared_home: Path, tmp_path: Path) 
     with socket.socket(socket.AF_UNIX) as s, open(os.devnull, "rb") as null:  # a hand-made request is refused too
         s.connect(str(forkserver.socket_path(shared_home)))
         request: dict[str, Any] = {
-            "op": "spawn", "stamp": forkserver.code_stamp(), "entry": "os:system", "args": ["true"], "env": {}
+            "op": "spawn", "install": forkserver.install_id(), "entry": "os:system", "args": ["true"], "env": {}
         }  # fmt: skip
         request |= {"cwd": str(tmp_path), "exit": str(tmp_path / "x.exit"), "deadline": time.time() + 9}
         forkserver.send_message(s, request, [null.fileno()] * 3)
@@ -477,7 +511,7 @@ def test_a_spawn_waiting_for_its_ack_does_not_hold_up_the_next(
             open(held_files.err, "ab") as e:  # fmt: skip
         s.connect(str(forkserver.socket_path(shared_home)))
         request: dict[str, Any] = {
-            "op": "spawn", "stamp": forkserver.code_stamp(), "entry": plan.preload, "args": plan.argv[3:],
+            "op": "spawn", "install": forkserver.install_id(), "entry": plan.preload, "args": plan.argv[3:],
             "env": plan.env, "cwd": str(plan.cwd), "exit": str(held_files.exit), "deadline": time.time() + 30,
         }  # fmt: skip
         forkserver.send_message(s, request, [i.fileno(), o.fileno(), e.fileno()])

@@ -11,6 +11,7 @@ writes their exit files; retires when stale, stopped, unlinked or idle).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -77,6 +78,13 @@ def socket_path(home: Path) -> Path:
     return home / SOCKET_NAME
 
 
+@functools.cache
+def install_id() -> str:
+    """Which install a process runs: package version, interpreter and the package's folder. A spawn carries the
+    server's; a zygote of another install retires (two installs sharing a home: correct, if slow)."""
+    return hashlib.sha256(f"{agent_fleet_mcp.__version__}\0{sys.executable}\0{_PACKAGE_DIR}".encode()).hexdigest()[:16]
+
+
 def code_stamp() -> str:
     """Identity of the code a zygote would run: package version, interpreter, the (path, mtime, size) of every
     module of the package, and the installed distributions of the site-packages folders (name and mtime of each
@@ -103,51 +111,6 @@ def code_stamp() -> str:
                         files.append(f"{entry.path}\0{entry.stat(follow_symlinks=False).st_mtime_ns}")
     h.update("\n".join(sorted(files)).encode())
     return h.hexdigest()[:16]
-
-
-class StampFlight:
-    """``code_stamp()`` for many spawns at once. A call takes the result of a scan that began after the call was
-    made, so it never misses a change made before it; calls made while a scan runs wait for the next one and share
-    it. 20 spawns at once scan twice instead of 20 times (the scans were a third of the server's CPU for such a
-    wave: 3-10 ms each on a loaded 2-core box)."""
-
-    def __init__(self, scan: Callable[[], str]) -> None:
-        self._scan = scan
-        self._cond = threading.Condition()
-        self._started = 0  # scans begun (one runs at a time)
-        self._done = 0  # the number of the newest scan that finished
-        self._value = ""
-        self._running = False
-        self.waiting = 0  # calls waiting for a scan another call runs (tests watch it)
-
-    def __call__(self) -> str:
-        with self._cond:
-            want = self._started + 1  # the first scan that begins after this call
-            while self._done < want:
-                if self._running:  # began before this call: wait for it to end, then for the next
-                    self.waiting += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self.waiting -= 1
-                    continue
-                self._running = True
-                self._started += 1
-                number = self._started
-                try:
-                    self._cond.release()
-                    try:
-                        value = self._scan()
-                    finally:
-                        self._cond.acquire()
-                    self._done, self._value = number, value
-                finally:  # a scan that raised leaves the next waiter to scan for itself
-                    self._running = False
-                    self._cond.notify_all()
-            return self._value
-
-
-fresh_code_stamp = StampFlight(lambda: code_stamp())  # the code as it is now, as spawns ask for it
 
 
 def current_umask() -> int:
@@ -239,7 +202,7 @@ def spawn(
     deadline = now + (REACH_TIMEOUT_S if timeout_s is None else timeout_s)
     boot_deadline = max(deadline, now + BOOT_WAIT_S)
     request = {
-        "op": "spawn", "stamp": fresh_code_stamp(), "entry": entry, "args": list(args), "env": dict(env),
+        "op": "spawn", "install": install_id(), "entry": entry, "args": list(args), "env": dict(env),
         "cwd": str(cwd), "exit": str(exit_file), "umask": current_umask(),
     }  # fmt: skip
     launched, launches, restarted, hurried = False, 0, False, False
