@@ -12,7 +12,9 @@ writes its first tool call (0 = call at once). Ideal wall time = one model laten
 the first requests of the N turns arriving within 0.3 s of each other (for 100 runs or more: <= 1.8x ideal and a
 peak RSS <= 150 MB). More runs than one batch takes (50) go out as several run_agents calls at once. The scripted
 model runs in its own process (bench/model_process.py; --model-in-process for the old way). Peak RSS is
-this bench process's (the server and the in-process client; with --model-in-process also the model).
+this bench process's (the server and the in-process client; with --model-in-process also the model). The worker CPU
+column is the median CPU of a forked turn's process, from the fork server's log (``reaped ... cpu_ms=``);
+``AGENT_FLEET_FORKSERVER_CLONE=0`` compares the fork-then-unshare path.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import statistics
 import tempfile
@@ -49,6 +52,7 @@ class Run:
     first_s: float  # call -> earliest first request
     last_s: float  # call -> latest first request
     zygote_ready: bool  # the fork server answered before run_agents was called
+    worker_cpu_ms: float | None = None  # median CPU of a forked turn's process (the fork server's log), None: none
 
     @property
     def spread_s(self) -> float:
@@ -118,7 +122,17 @@ async def one(runs: int, latency_s: float, think_s: float, *, in_process: bool =
                 await c.call_tool("delete_agent", {"agents": "all"})
         finally:
             forkserver.stop(Path(tmp))
-    return Run(wall, min(firsts), max(firsts), ready)
+        cpu = worker_cpu_ms(Path(tmp) / "logs" / forkserver.LOG_NAME)
+    return Run(wall, min(firsts), max(firsts), ready, cpu)
+
+
+def worker_cpu_ms(log: Path) -> float | None:
+    """Median CPU (user + system) of the forked turns, as the fork server logs them when it reaps them."""
+    try:
+        values = [float(m.group(1)) for m in re.finditer(r" reaped .* cpu_ms=([\d.]+)", log.read_text())]
+    except OSError:
+        return None
+    return statistics.median(values) if values else None
 
 
 async def main() -> None:
@@ -153,11 +167,12 @@ async def main() -> None:
     print(f"{a.runs} anthropic runs x {a.latency:g} s model latency, one run_agents, think {a.think:g} s, "
           f"fork server {'off' if os.environ.get(forkserver.DISABLE_ENV) == '0' else 'on'}")  # fmt: skip
     print(f"| {'#':>2} | {'wall s':>6} | {'x ideal':>7} | {'first req s':>11} | {'last first req s':>16} | "
-          f"{'spread s':>8} | zygote ready at call |")  # fmt: skip
-    print(f"|{'-' * 4}|{'-' * 8}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|{'-' * 22}|")
+          f"{'spread s':>8} | zygote ready at call | worker CPU ms |")  # fmt: skip
+    print(f"|{'-' * 4}|{'-' * 8}|{'-' * 9}|{'-' * 13}|{'-' * 18}|{'-' * 10}|{'-' * 22}|{'-' * 15}|")
     for i, r in enumerate(results, 1):
+        cpu = "-" if r.worker_cpu_ms is None else f"{r.worker_cpu_ms:.1f}"
         print(f"| {i:>2} | {r.wall_s:6.2f} | {r.wall_s / a.latency:7.2f} | {r.first_s:11.2f} | {r.last_s:16.2f} | "
-              f"{r.spread_s:8.2f} | {'yes' if r.zygote_ready else 'no':>20} |")  # fmt: skip
+              f"{r.spread_s:8.2f} | {'yes' if r.zygote_ready else 'no':>20} | {cpu:>13} |")  # fmt: skip
     what_rss = "server + in-process client" + (" + scripted model" if a.model_in_process else "")
     print(f"peak RSS of this process ({what_rss}; the model runs in its own process unless --model-in-process): "
           f"{rss_mb:.0f} MB")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,6 +175,11 @@ def test_same_transcript_and_exit_code_as_the_plain_path(shared_home: Path, tmp_
     else:  # the worker runs in the forked child itself
         assert forked.events()[0]["pid"] == forked.pid
     assert forked.files.exit.read_text() == "0\n"  # the same exit file, readable after a restart (no pid)
+    reaped = rf" reaped pid={forked.pid} code=0 cpu_ms=[\d.]+ faults=\d+"  # what bench/turn_start.py reads
+    deadline = time.monotonic() + 30
+    while not re.search(reaped, (shared_home / "logs" / forkserver.LOG_NAME).read_text()):
+        assert time.monotonic() < deadline, "the fork server did not log the turn's resource use when it reaped it"
+        time.sleep(0.02)
     assert process.exit_code(forked.files) == 0
     assert [r.body["messages"] for r in srv.message_requests[:1]] == [
         r.body["messages"] for r in srv.message_requests[1:]
