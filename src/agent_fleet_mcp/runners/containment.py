@@ -295,8 +295,8 @@ def can_clone() -> bool:
 def fork_into_turn_namespaces() -> int:
     """``os.fork()`` whose child starts as init of a new user + PID + mount namespace (one clone(2)). For the fork
     server, single-threaded: the child then calls ``init_turn_namespaces`` and runs the turn as PID 1. One process
-    per turn where ``enter_turn_namespaces`` after a fork makes two (an outer one that waits, and the init): a
-    forked worker's CPU went from 31-43 ms to 25-30 ms and its page faults from 3,100 to 2,500. CPython's own fork
+    per turn where ``enter_turn_namespaces`` after a fork makes two (an outer one that waits, and the init), each
+    copying and tearing down the fork server's page tables (docs/forkserver.md has the cost). CPython's own fork
     hooks run around it (``PyOS_BeforeFork``/``AfterFork_*``, as ``os.fork`` does; glibc >= 2.34 sends a signal to
     the calling thread by its kernel tid, so nothing stale is left that a turn uses). Raises ``OSError`` when the
     kernel refuses (then nothing was started)."""
