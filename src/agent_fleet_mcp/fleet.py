@@ -115,6 +115,10 @@ class Fleet:
         """Return when something changed in this process, or after ``within_s`` (other processes are polled)."""
         await self.supervisor.changed(within_s, since=since)
 
+    async def stirred(self, within_s: float) -> None:
+        """Like ``changed``, and also when only a running turn's usage changed."""
+        await self.supervisor.stirred(within_s)
+
     # -- paths -----------------------------------------------------------------------------------------------
     def agent_dir(self, agent_id: str) -> Path:
         return self.supervisor.agent_dir(agent_id)

@@ -118,6 +118,7 @@ class Supervisor:
         self._clock = clock
         self._tg: anyio.abc.TaskGroup | None = None
         self._changed = anyio.Event()
+        self._stirred = anyio.Event()  # any change, usage included (notify_spend)
         self._dispatch_lock = anyio.Lock()
         self._spawn_limiter = anyio.CapacityLimiter(SPAWN_CONCURRENCY)
         self._followed: set[tuple[str, int]] = set()
@@ -206,7 +207,7 @@ class Supervisor:
     async def _ticker(self) -> None:
         """Periodic pass for what other processes sharing the home may have changed."""
         while True:
-            mark = self._changed
+            mark = self._stirred
             with anyio.move_on_after(TICK_S):
                 await mark.wait()
             try:
@@ -219,8 +220,22 @@ class Supervisor:
                 log.exception("tick_failed")
 
     def notify(self) -> None:
+        """The fleet's state changed (a turn, an agent, a run): wakes the waits, the tick and the notifications."""
         self._changed.set()
         self._changed = anyio.Event()
+        self.notify_spend()
+
+    def notify_spend(self) -> None:
+        """Only a running turn's usage changed: wakes the tick (the shared budgets) and the resource notifications,
+        not the waits, which no usage can end (in a wave of 200 runs, 400 of the 1,001 notifications were usage
+        flushes, and each woke every wait for a look at its batch)."""
+        self._stirred.set()
+        self._stirred = anyio.Event()
+
+    async def stirred(self, within_s: float) -> None:
+        """Return when anything changed in this process, usage included, or after ``within_s``."""
+        with anyio.move_on_after(within_s):
+            await self._stirred.wait()
 
     def change_mark(self) -> anyio.Event:
         """Take before looking at the state; ``changed(since=mark)`` then also returns for a change made while
@@ -392,7 +407,7 @@ class Supervisor:
         if events and now - f.last_flush >= STATS_FLUSH_S:
             await self.store.update_turn_stats(f.agent.id, f.turn.n, f.stats.db_fields())
             f.last_flush = now
-            self.notify()
+            self.notify_spend()
             f.shared = f.shared or await budgets.shared_breach(self.store, self.settings, f.agent)
 
     async def _save_session(self, f: _Followed) -> None:

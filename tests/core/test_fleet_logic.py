@@ -371,3 +371,35 @@ async def test_a_crash_right_after_an_agent_is_stored_leaves_its_first_turn_queu
         (await fake.wait_started("a", 1)).succeed("done")
         assert (await settled(fleet, "a", 1, "succeeded")).result_text == "done"
         assert [(t.agent_name, t.n) for t in fake.turns] == [("a", 1)]
+
+
+async def test_a_usage_flush_wakes_the_tick_not_the_waits(fast: Settings) -> None:
+    """A running turn's usage cannot end a wait: a flush of it wakes the tick (the shared budgets) and the resource
+    notifications, and leaves the waits asleep (in a wave of 200 runs, 400 of 1,001 wake-ups were usage flushes,
+    each a look at every open run of the wait's batch)."""
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="spender", runner="codex", prompt="go", max_cost_usd=100.0)
+        turn = await fake.wait_started("spender", 1)
+        state = fleet.change_mark()
+        stirred = anyio.Event()
+
+        async def watch() -> None:
+            await fleet.stirred(WAIT_S)
+            stirred.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            await anyio.sleep(0)  # the watcher is asleep on the current mark
+            turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=0.5, scope="run")
+
+            async def flushed() -> bool:
+                row = await fleet.store.get_turn(turn.agent_id, 1)
+                return row is not None and row.cost_usd == 0.5
+
+            await until(flushed, "the usage flushed to the store", tick=lambda: fake.advance(0.5))
+            with anyio.fail_after(WAIT_S):
+                await stirred.wait()
+        assert not state.is_set(), "a usage flush woke the waits"
+        turn.succeed()
+        await settled(fleet, "spender", 1, "succeeded")

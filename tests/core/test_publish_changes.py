@@ -32,17 +32,17 @@ class Counts:
 
     def __init__(self, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
         self.passes = self.rows_read = 0
-        real_changed, real_rows = fleet.changed, fleet.reader.agent_rows
+        real_stirred, real_rows = fleet.stirred, fleet.reader.agent_rows
 
-        async def counting_changed(within_s: float) -> None:
+        async def counting_stirred(within_s: float) -> None:
             self.passes += 1
-            await real_changed(within_s)
+            await real_stirred(within_s)
 
         async def counting_rows(agents: list[AgentRow]) -> list[AgentRowOut]:
             self.rows_read += 1
             return await real_rows(agents)
 
-        monkeypatch.setattr(fleet, "changed", counting_changed)
+        monkeypatch.setattr(fleet, "stirred", counting_stirred)
         monkeypatch.setattr(fleet.reader, "agent_rows", counting_rows)
 
 

@@ -65,7 +65,7 @@ async def publish_changes(fleet: Fleet, bus: FleetBus) -> None:
     last: dict[str, tuple[object, ...]] = {}
     seen: tuple[int, int] | None = None
     while True:
-        await fleet.changed(RESOURCE_NOTIFY_S * 2)
+        await fleet.stirred(RESOURCE_NOTIFY_S * 2)  # usage changes are announced too
         if not bus.listeners:
             await anyio.sleep(RESOURCE_NOTIFY_S)
             continue
