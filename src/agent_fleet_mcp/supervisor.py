@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import select
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ import structlog
 from agent_fleet_mcp import budgets, isolation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.events import Event
+from agent_fleet_mcp.exit_watch import ExitWatch, next_look
 from agent_fleet_mcp.reader import turn_files, turn_request
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
@@ -46,9 +46,7 @@ STATS_FLUSH_S = 0.5
 ORPHAN_CLAIM_S = 30.0  # a claimed turn with no process after this long was claimed by a server that died
 TICK_S = 1.0
 CGROUP_SWEEP_S = 30.0  # how often a running server removes the empty turn cgroups left by a dead one
-TIMEOUT_SLACK_S = 0.01  # a follower wakes this long after a turn's timeout, so the look sees it passed
 SPAWN_CONCURRENCY = 32  # claimed turns a dispatch spawns at once (each in a worker thread; anyio lends 40)
-IDLE_POLL_S = 1.0  # the longest a follower waits between transcript reads while nothing new comes (end watched)
 CLOSED_CHECK_S = 2.0  # how often a follower looks whether another process closed its turn (then stops it)
 CLAIM_BATCH = 32  # queued turns claimed per transaction
 
@@ -359,7 +357,7 @@ class Supervisor:
         f = await self._begin_following(agent_id, n)
         if f is None:
             return
-        watch = _ExitWatch(self._procs, f.pid, f.turn.proc_start)
+        watch = ExitWatch(self._procs, f.pid, f.turn.proc_start)
         interval = self.settings.poll_interval_s
         try:
             while True:
@@ -371,7 +369,7 @@ class Supervisor:
                 if not alive:
                     if await self._adopt_started(f):
                         watch.close()
-                        watch = _ExitWatch(self._procs, f.pid, f.turn.proc_start)
+                        watch = ExitWatch(self._procs, f.pid, f.turn.proc_start)
                         continue  # the turn runs in another process: follow that one
                     break
                 if await self._closed_elsewhere(f) or await self._stop_over_limit(f):
@@ -550,51 +548,6 @@ class Supervisor:
                         lambda t=t: self.stop_turn(agent, t, status=status, reason=reason, agent_status=agent_status)
                     )
         return len(turns)
-
-
-class _ExitWatch:
-    """A followed process's end, seen the moment it happens where the process layer gives a descriptor for it (a
-    pidfd): the follower sleeps on it between its reads of the transcript, and 20 turns ending together are closed
-    at once instead of at the next poll. Without one, ``alive`` asks the process layer each time (a /proc read)."""
-
-    def __init__(self, procs: Processes, pid: int, start_time: float | None) -> None:
-        self._procs, self._pid, self._start = procs, pid, start_time
-        self._fd = procs.exit_fd(pid, start_time)
-
-    def backed_off(self, interval_s: float) -> float:
-        """The next wait after a read that found nothing new: twice as long, up to ``IDLE_POLL_S``, when the end is
-        watched (a turn waiting for its model is looked at a few times, not 5 times a second, and its end is still
-        seen at once); unchanged when it is not (then each look is also the only way to see the end)."""
-        return interval_s if self._fd is None else max(interval_s, min(interval_s * 2, IDLE_POLL_S))
-
-    def alive(self) -> bool:
-        if self._fd is None:
-            return self._procs.is_alive(self._pid, self._start)
-        looked = select.poll()  # not select.select: a fleet of hundreds has descriptors above FD_SETSIZE (1024)
-        looked.register(self._fd, select.POLLIN)
-        return not looked.poll(0)
-
-    async def wait(self, timeout_s: float) -> None:
-        """Until the process ends or ``timeout_s`` passed."""
-        with anyio.move_on_after(timeout_s):
-            if self._fd is None:
-                await anyio.sleep(timeout_s)
-            else:
-                await anyio.wait_readable(self._fd)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def next_look(interval_s: float, started_at: float | None, timeout_s: float, now: float) -> float:
-    """How long a follower sleeps before its next look at a running turn: ``interval_s``, cut short to wake just
-    after the turn's timeout. A quiet transcript backs off to 1 s between looks, which let a timed-out turn run up
-    to that much past its ``timeout_s``."""
-    if started_at is None:
-        return interval_s
-    return min(interval_s, max(started_at + timeout_s - now, 0.0) + TIMEOUT_SLACK_S)
 
 
 async def _read_new(f: _Followed) -> list[Event]:

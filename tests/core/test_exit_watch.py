@@ -1,4 +1,4 @@
-"""A follower's watch on its process's end (supervisor._ExitWatch) works with any descriptor number: a fleet of
+"""A follower's watch on its process's end (exit_watch.ExitWatch) works with any descriptor number: a fleet of
 hundreds has more than FD_SETSIZE (1024) descriptors open, where ``select.select`` raises."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 import resource
 from typing import Any, cast
 
-from agent_fleet_mcp.supervisor import _ExitWatch  # pyright: ignore[reportPrivateUsage]
+from agent_fleet_mcp.exit_watch import ExitWatch
 
 HIGH_FD = 1500
 
@@ -28,7 +28,7 @@ def test_a_watch_on_a_descriptor_above_fd_setsize() -> None:
     high = os.dup2(r, min(HIGH_FD, hard - 1))  # above 1024 wherever a server can hold hundreds of turns
     os.close(r)
     try:
-        watch = _ExitWatch(cast(Any, _Procs(high)), 1, None)
+        watch = ExitWatch(cast(Any, _Procs(high)), 1, None)
         assert watch.alive()
         os.close(w)  # the process ends: its descriptor turns readable
         w = -1

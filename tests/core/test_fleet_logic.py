@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from agent_fleet_mcp import supervisor
+from agent_fleet_mcp import exit_watch
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict
 from agent_fleet_mcp.fleet import Fleet
@@ -226,12 +226,12 @@ async def test_timeout_stops_the_turn(fast: Settings) -> None:
 def test_a_quiet_turn_is_looked_at_again_just_after_its_timeout() -> None:
     """A follower backs off to 1 s between looks at a quiet transcript, but never sleeps past the turn's timeout
     (a 60 s timeout was enforced up to 1 s late)."""
-    slack = supervisor.TIMEOUT_SLACK_S
-    assert supervisor.next_look(1.0, started_at=100.0, timeout_s=60.0, now=120.0) == 1.0
-    assert supervisor.next_look(1.0, started_at=100.0, timeout_s=60.0, now=159.7) == pytest.approx(0.3 + slack)
-    assert supervisor.next_look(1.0, started_at=100.0, timeout_s=60.0, now=170.0) == slack  # overdue: look now
-    assert supervisor.next_look(0.01, started_at=100.0, timeout_s=60.0, now=159.9) == 0.01
-    assert supervisor.next_look(1.0, started_at=None, timeout_s=60.0, now=159.9) == 1.0  # not started yet
+    slack = exit_watch.TIMEOUT_SLACK_S
+    assert exit_watch.next_look(1.0, started_at=100.0, timeout_s=60.0, now=120.0) == 1.0
+    assert exit_watch.next_look(1.0, started_at=100.0, timeout_s=60.0, now=159.7) == pytest.approx(0.3 + slack)
+    assert exit_watch.next_look(1.0, started_at=100.0, timeout_s=60.0, now=170.0) == slack  # overdue: look now
+    assert exit_watch.next_look(0.01, started_at=100.0, timeout_s=60.0, now=159.9) == 0.01
+    assert exit_watch.next_look(1.0, started_at=None, timeout_s=60.0, now=159.9) == 1.0  # not started yet
 
 
 async def test_an_agent_budget_stops_the_turn(fast: Settings) -> None:
