@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -14,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from agent_fleet_mcp import exit_watch
+from agent_fleet_mcp import exit_watch, supervisor
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.errors import Conflict
 from agent_fleet_mcp.fleet import Fleet
@@ -381,25 +382,40 @@ async def test_a_usage_flush_wakes_the_tick_not_the_waits(fast: Settings) -> Non
     async with fleets(fast, fake) as (fleet,):
         await fleet.create_agent(name="spender", runner="codex", prompt="go", max_cost_usd=100.0)
         turn = await fake.wait_started("spender", 1)
-        state = fleet.change_mark()
-        stirred = anyio.Event()
+        state = fleet.change_mark()  # what a wait sleeps on
+        stir = fleet.supervisor._stirred  # pyright: ignore[reportPrivateUsage] (what the tick sleeps on)
+        turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=0.5, scope="run")
 
-        async def watch() -> None:
-            await fleet.stirred(WAIT_S)
-            stirred.set()
+        async def flushed() -> bool:
+            row = await fleet.store.get_turn(turn.agent_id, 1)
+            return row is not None and row.cost_usd == 0.5
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            await anyio.sleep(0)  # the watcher is asleep on the current mark
-            turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=0.5, scope="run")
-
-            async def flushed() -> bool:
-                row = await fleet.store.get_turn(turn.agent_id, 1)
-                return row is not None and row.cost_usd == 0.5
-
-            await until(flushed, "the usage flushed to the store", tick=lambda: fake.advance(0.5))
-            with anyio.fail_after(WAIT_S):
-                await stirred.wait()
+        await until(flushed, "the usage flushed to the store", tick=lambda: fake.advance(0.5))
+        assert stir.is_set(), "the flush did not wake the tick"
         assert not state.is_set(), "a usage flush woke the waits"
         turn.succeed()
         await settled(fleet, "spender", 1, "succeeded")
+
+
+async def test_the_empty_cgroup_sweep_runs_at_start_and_then_every_30_s(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower removes its own turn's cgroup; the sweep is for a server that died first. It ran at every tick
+    (each a read of every turn cgroup of the home: with 200 turns running, a twentieth of the server's CPU)."""
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        sweeps: list[float] = []
+
+        def sweep(home: Any, *, keep: Any) -> int:
+            sweeps.append(time.monotonic())
+            return 0
+
+        monkeypatch.setattr(fake, "remove_empty_cgroups", sweep)
+        sup = fleet.supervisor
+        await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        assert sweeps == []  # the start's sweep was moments ago
+        sup._swept_at = time.monotonic() - supervisor.CGROUP_SWEEP_S  # pyright: ignore[reportPrivateUsage]
+        await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
+        assert len(sweeps) == 1
