@@ -13,7 +13,7 @@ from mcp import Client
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.http_auth import load_or_create_token
 from agent_fleet_mcp.runners import containment, forkserver
-from agent_fleet_mcp.server import build_server
+from agent_fleet_mcp.server import app, build_server
 from agent_fleet_mcp.testing import ScriptedModelServer, ToolCall
 from agent_fleet_mcp.trust import trust_file
 
@@ -76,3 +76,37 @@ async def test_a_worker_bash_command_cannot_either(
     finally:
         forkserver.stop(home)
     assert_refused(text, home, token, trust_before)
+
+
+def test_the_guards_look_for_mount_until_found_then_no_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every spawn in namespaces asks for the home's guards. It walked PATH for mount(8) each time: ~20 stats, each a
+    hand-over of the server's interpreter lock among a wave's spawn threads."""
+    looked: list[str] = []
+    found: list[str | None] = [None, "/usr/bin/mount"]  # missing at first (no guards then), installed later
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        looked.append(name)
+        return found[min(len(looked), len(found)) - 1]
+
+    monkeypatch.setattr(containment.shutil, "which", which)
+    monkeypatch.setattr(containment, "_mount_found", [], raising=False)  # nothing found yet in this process
+    home = tmp_path / "home"
+    home.mkdir()
+    assert containment.home_guards(home) == []
+    guards = [("/dev/null", str(home / "http-token")), (str(trust_file(home)), str(trust_file(home)))]
+    for _ in range(5):
+        assert containment.home_guards(home) == guards
+    assert looked == ["mount", "mount"]
+
+
+def test_a_server_start_makes_the_guarded_files_before_any_spawn(
+    tmp_path: Path, project: Path, fleet_env: dict[str, str]
+) -> None:
+    """In a new home the first wave's spawns each raced to create the HTTP token file (an fsync each, on the spawn
+    path): the server's start-up warm-up makes both guarded files instead."""
+    skip_without_namespaces()
+    home = tmp_path / "new-home"
+    home.mkdir(mode=0o700)
+    settings = Settings(home=home, project_dir=project, env=fleet_env)
+    app._warm_first_call(settings, supervises=True)  # pyright: ignore[reportPrivateUsage]
+    assert (home / "http-token").is_file() and trust_file(home).is_file()

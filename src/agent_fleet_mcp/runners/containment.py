@@ -109,7 +109,7 @@ def home_guards(home: Path) -> list[tuple[str, str]]:
     from agent_fleet_mcp.http_auth import TOKEN_FILE, load_or_create_token
     from agent_fleet_mcp.trust import trust_file
 
-    if shutil.which("mount") is None or not home.is_dir():
+    if _mount_tool() is None or not home.is_dir():
         return []
     token, trust = home / TOKEN_FILE, trust_file(home)
     with contextlib.suppress(OSError, ValueError):
@@ -122,6 +122,17 @@ def home_guards(home: Path) -> list[tuple[str, str]]:
         finally:
             os.close(fd)
     return [(src, str(t)) for src, t in (("/dev/null", token), (str(trust), trust)) if t.is_file()]
+
+
+_mount_found: list[str] = []  # mount(8)'s path, once found
+
+
+def _mount_tool() -> str | None:
+    """Where ``mount`` is; looked for until found, then remembered. A wave of 20 spawns each walked PATH for it
+    (~20 stats, each one a hand-over of the server's interpreter lock among the spawn threads)."""
+    if not _mount_found and (found := shutil.which("mount")) is not None:
+        _mount_found.append(found)
+    return _mount_found[0] if _mount_found else None
 
 
 def choose(env: Mapping[str, str] | None = None, *, fresh: bool = False) -> Containment:

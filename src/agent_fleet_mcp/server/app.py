@@ -105,12 +105,14 @@ def _warm_first_call(cfg: Settings, *, supervises: bool) -> None:
     """What the first tool call would otherwise pay (~0.2 s on 2 cores): the runner backends' imports, the SDK's
     model end-of-life table (read from its source) and the parsed catalog (kept while its files do not change); in
     a server that starts turns, also the containment probe its first spawn needs (a cgroup probe and an
-    ``unshare`` subprocess, ~40 ms). Run in the background; a failure only costs that time."""
+    ``unshare`` subprocess, ~40 ms) and the home's guarded files (in a new home, each spawn of the first wave
+    raced to create the HTTP token file, with an fsync each). Run in the background; a failure only costs that
+    time."""
     runners.preload_all()
     deprecation.sdk_table()
     catalog.load_catalog(cfg.project_dir, cfg.env)
-    if supervises:
-        containment.detect()
+    if supervises and containment.detect().unshare is not None:
+        containment.home_guards(cfg.home)
 
 
 async def warm_first_call(cfg: Settings, *, supervises: bool) -> None:
