@@ -120,6 +120,7 @@ class Supervisor:
         self._dispatch_lock = anyio.Lock()
         self._spawn_limiter = anyio.CapacityLimiter(SPAWN_CONCURRENCY)
         self._followed: set[tuple[str, int]] = set()
+        self._spawning: dict[tuple[str, int], float] = {}  # claimed here, spawn in flight: monotonic time claimed
         self._swept_at: float | None = None  # monotonic time of the last sweep of empty turn cgroups
         self._claimer = started_mod.claimer_identity()
         # Only a server of the host (not one an agent started: AGENT_FLEET_DEPTH > 0) starts, follows and stops turn
@@ -152,7 +153,8 @@ class Supervisor:
         await self.dispatch()
 
     async def _adopt_running(self) -> None:
-        """Follow every running turn; recover the claimed ones whose pid was never recorded. Empty cgroups of
+        """Follow every running turn; recover the claimed ones whose pid was never recorded (not those this server
+        is spawning: for up to ``ORPHAN_CLAIM_S`` their spawn records the pid, or fails the turn). Empty cgroups of
         turns that are over are removed (never a populated one: the kernel refuses) at the server's start and then
         every ``CGROUP_SWEEP_S``: a follower removes its own turn's cgroup when the turn ends, so the sweep is for a
         server that died first (each sweep reads every turn cgroup of the home: on every tick, with 200 turns
@@ -169,6 +171,9 @@ class Supervisor:
             if pid is not None:
                 self._start_follower(agent_id, n)
                 continue
+            spawning_since = self._spawning.get((agent_id, n))
+            if spawning_since is not None and now - spawning_since < ORPHAN_CLAIM_S:
+                continue  # this server spawns it right now and records its pid (a wave's ticks looked at each)
             turn = await self.store.get_turn(agent_id, n)  # its claimer may be recording the pid right now
             if turn is not None and turn.status == "running":
                 if turn.pid is None:
@@ -269,6 +274,7 @@ class Supervisor:
                     max_running=self.settings.max_concurrent, claimer=self._claimer, limit=CLAIM_BATCH
                 )
                 for turn in claimed:  # each one's checks and spawn side by side: the first does not wait for the 31st
+                    self._spawning[(turn.agent_id, turn.n)] = time.monotonic()
                     spawns.start_soon(self._start_claimed, turn)
                 if len(claimed) < CLAIM_BATCH:
                     break
@@ -286,6 +292,8 @@ class Supervisor:
                 await self._spawn(agent, turn, limits)
         except Exception:
             log.exception("start_claimed_failed", agent_id=turn.agent_id, turn=turn.n)
+        finally:
+            self._spawning.pop((turn.agent_id, turn.n), None)
 
     async def _refused(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> bool:
         """A budget ran out while the claimed turn was queued: close it (it never starts) and say so."""
@@ -479,7 +487,6 @@ class Supervisor:
         stream_result = f.stats.has_result
         for ev in closing:
             f.stats.apply(ev)
-        await self.store.update_turn_stats(f.agent.id, f.turn.n, f.stats.db_fields())
         await self._save_session(f)
         status, reason, error = turn_outcome(f.stats, stream_result=stream_result, exit_code=code)
         # the turn's commit exists before the turn is closed: a finished wait sees it, the next turn starts from it
@@ -490,8 +497,8 @@ class Supervisor:
         closed = await self.store.finish_turn(
             f.agent.id, f.turn.n, status=status, reason=reason, exit_code=code, result_text=f.stats.result_text,
             is_error=status != "succeeded", error=error, agent_status="idle" if status == "succeeded" else "failed",
-            ended_at=None if ended is None else max(ended, started_at or ended),
-        )  # fmt: skip
+            ended_at=None if ended is None else max(ended, started_at or ended), stats=f.stats.db_fields(),
+        )  # fmt: skip  (its usage in the same write: one trip to the store's thread per turn end, not two)
         if closed:
             log.info("turn_finished", agent=f.agent.name, turn=f.turn.n, status=status, reason=reason, exit_code=code)
             self.notify()  # waiters see it now, not after the next dispatch

@@ -282,6 +282,97 @@ async def test_a_tick_without_a_spent_budget_reads_no_running_turn_or_agent(
         await finish_all(fake, 5, at_once=5)
 
 
+async def test_a_tick_leaves_alone_the_turns_this_server_is_spawning(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn claimed here has no pid until its spawn records it. Before, each tick of a wave (one per agent
+    created) looked at every such turn closely: its row, then its started marker in a worker thread. It still does
+    for a spawn older than ``ORPHAN_CLAIM_S`` (one that hung: its turn is recovered as before)."""
+    fake = FakeRunner()
+    in_spawn, release = threading.Event(), threading.Event()
+    real_spawn = fake.spawn
+
+    def held_spawn(plan: Any, files: Any) -> Any:
+        in_spawn.set()
+        release.wait(WAIT_S)
+        return real_spawn(plan, files)
+
+    monkeypatch.setattr(fake, "spawn", held_spawn)
+    async with fleets(fast, fake) as (fleet,):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: fleet.create_agent(name="held", template="gate", prompt="1"))
+            try:
+                await held_while_spawning(fleet, in_spawn, monkeypatch)
+            finally:
+                release.set()
+        await finish_all(fake, 1, at_once=1)
+
+
+async def held_while_spawning(fleet: Fleet, in_spawn: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ticks' looks at the turn whose spawn is held in flight: none; then, the spawn made to look hung, one."""
+
+    async def spawning() -> bool:
+        return in_spawn.is_set()
+
+    await until(spawning, "the spawn in flight")
+    looks: list[str] = []
+    mine = contextvars.ContextVar("mine", default=False)  # the create_agent call reads on its own meanwhile
+    real_get_turn, real_read = fleet.store.get_turn, supervisor.started_mod.read
+
+    async def get_turn(*args: Any, **kwargs: Any) -> Any:
+        if mine.get():
+            looks.append("row")
+        return await real_get_turn(*args, **kwargs)
+
+    def read_marker(*args: Any, **kwargs: Any) -> Any:
+        if mine.get():  # in a worker thread: anyio carries the context there
+            looks.append("marker")
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(fleet.store, "get_turn", get_turn)
+    monkeypatch.setattr(supervisor.started_mod, "read", read_marker)
+    mine.set(True)
+    await fleet.supervisor._adopt_running()  # pyright: ignore[reportPrivateUsage]
+    assert looks == []
+    spawning_since = fleet.supervisor._spawning  # pyright: ignore[reportPrivateUsage]
+    (key,) = spawning_since
+    spawning_since[key] -= supervisor.ORPHAN_CLAIM_S  # a spawn that hung
+    await fleet.supervisor._adopt_running()  # pyright: ignore[reportPrivateUsage]
+    assert looks == ["row", "marker"]  # nothing ran (no marker), its claimer lives: left claimed, as before
+    mine.set(False)
+    monkeypatch.undo()
+
+
+async def test_a_turns_end_writes_its_usage_with_the_close(fast: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turn's last usage goes to the store with its close, in one write (it was a write of its own first: with
+    20 turns ending together, each close waited in line twice)."""
+    monkeypatch.setattr(supervisor, "STATS_FLUSH_S", 3600.0)  # after its first usage, no flush while it runs
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        usage_writes: list[int] = []
+        real = fleet.store.update_turn_stats
+
+        async def update_turn_stats(agent_id: str, n: int, stats: Any) -> None:
+            usage_writes.append(n)
+            await real(agent_id, n, stats)
+
+        monkeypatch.setattr(fleet.store, "update_turn_stats", update_turn_stats)
+        await fleet.create_agent(name="spender", template="gate", prompt="go")
+        turn = await fake.wait_started("spender", 1)
+        turn.emit("usage", input=5, output=2, cache_read=0, cache_write=0, cost_usd=0.125, scope="run")
+
+        async def flushed() -> bool:
+            return (await turn_of(fleet, "spender", 1)).cost_usd == 0.125
+
+        await until(flushed, "the first usage flushed")
+        assert usage_writes == [1]
+        turn.emit("usage", input=9, output=4, cache_read=0, cache_write=0, cost_usd=0.25, scope="run")
+        turn.succeed()
+        row = await settled(fleet, "spender", 1, "succeeded")
+        assert (row.input_tokens, row.output_tokens, row.cost_usd) == (9, 4, 0.25)
+        assert usage_writes == [1]  # the last usage came with the close
+
+
 async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):

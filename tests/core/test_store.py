@@ -316,3 +316,24 @@ async def test_the_ticks_narrow_reads_of_running_turns(tmp_path: Path) -> None:
         assert await store.budgeted_batches_running() == ["b_budget"]
         await store.finish_turn("a0", 1, status="succeeded", agent_status="idle")
         assert await store.budgeted_batches_running() == []
+
+
+async def test_a_turns_end_and_its_last_usage_are_one_write(tmp_path: Path) -> None:
+    """``finish_turn(stats=...)`` writes the usage and closes the turn in one transaction (a turn's end was two
+    trips to the store's thread); a later closer loses the close but still records the usage it was given."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        await store.insert_agent(id="a0", name="a0", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        await store.insert_turn(agent_id="a0", prompt="p", runner="command", model=None)
+        assert await store.claim_turn("a0", 1, max_running=10)
+        commits = store._commits  # pyright: ignore[reportPrivateUsage]
+        usage = TurnStatsUpdate(input_tokens=7, output_tokens=3, cost_usd=0.25, reads=["a.py"], model="m")
+        assert await store.finish_turn("a0", 1, status="succeeded", agent_status="idle", stats=usage)
+        assert store._commits == commits + 1  # pyright: ignore[reportPrivateUsage]
+        turn = await store.get_turn("a0", 1)
+        assert turn is not None and turn.status == "succeeded"
+        assert (turn.input_tokens, turn.output_tokens, turn.cost_usd, turn.reads) == (7, 3, 0.25, ["a.py"])
+        later = TurnStatsUpdate(input_tokens=8, output_tokens=3, cost_usd=0.5)
+        assert not await store.finish_turn("a0", 1, status="failed", stats=later)
+        turn = await store.get_turn("a0", 1)
+        assert turn is not None and (turn.status, turn.cost_usd) == ("succeeded", 0.5)

@@ -207,9 +207,11 @@ class Store(Protocol):
         error: str | None = None,
         agent_status: AgentStatus | None = None,
         ended_at: float | None = None,
+        stats: TurnStatsUpdate | None = None,
     ) -> bool:
         """Close a queued or running turn and set its (live) agent's status, atomically. The first closer wins:
-        True for exactly one caller; later ones change nothing and get False."""
+        True for exactly one caller; later ones change nothing and get False. ``stats`` (the turn's usage columns,
+        as ``update_turn_stats`` writes them) are written in the same transaction, by every caller."""
         ...
 
     # -- usage -----------------------------------------------------------------------------------------------

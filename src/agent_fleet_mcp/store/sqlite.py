@@ -387,15 +387,7 @@ class SqliteStore(SqliteUsageAndBatches):
         )
 
     async def update_turn_stats(self, agent_id: str, n: int, stats: TurnStatsUpdate) -> None:
-        s = stats
-        await self._update(
-            "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_tokens = ?,"
-            " cost_usd = ?, context_tokens = ?, tool_calls = ?, activity = ?, last_event_at = ?, reads_json = ?,"
-            " writes_json = ?, model = ? WHERE agent_id = ? AND n = ?",
-            (s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.cost_usd,
-             s.context_tokens, s.tool_calls, s.activity, s.last_event_at, json.dumps(s.reads),
-             json.dumps(s.writes), s.model, agent_id, n),
-        )  # fmt: skip
+        await self._update(_STATS_SQL, _stats_params(stats, agent_id, n))
 
     async def finish_turn(
         self,
@@ -410,12 +402,16 @@ class SqliteStore(SqliteUsageAndBatches):
         error: str | None = None,
         agent_status: AgentStatus | None = None,
         ended_at: float | None = None,
+        stats: TurnStatsUpdate | None = None,
     ) -> bool:
         """Close a queued/running turn (first closer wins, across processes) and set the agent's status.
-        ``ended_at``: when it really ended, if earlier than now (a process that ended while no server was up)."""
+        ``ended_at``: when it really ended, if earlier than now (a process that ended while no server was up).
+        ``stats``: written first, in the same transaction, whoever wins (``update_turn_stats``)."""
         now = time.time()
 
         def finish(db: sqlite3.Connection) -> bool:
+            if stats is not None:
+                db.execute(_STATS_SQL, _stats_params(stats, agent_id, n))
             ok = (
                 db.execute(
                     "UPDATE turns SET status = ?, reason = ?, exit_code = ?, result_text = ?, is_error = ?, error = ?,"
@@ -433,6 +429,19 @@ class SqliteStore(SqliteUsageAndBatches):
             return ok
 
         return await self._write(finish)
+
+
+_STATS_SQL = (
+    "UPDATE turns SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_tokens = ?,"
+    " cost_usd = ?, context_tokens = ?, tool_calls = ?, activity = ?, last_event_at = ?, reads_json = ?,"
+    " writes_json = ?, model = ? WHERE agent_id = ? AND n = ?"
+)
+
+
+def _stats_params(s: TurnStatsUpdate, agent_id: str, n: int) -> tuple[Any, ...]:
+    return (s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, s.cost_usd,
+            s.context_tokens, s.tool_calls, s.activity, s.last_event_at, json.dumps(s.reads),
+            json.dumps(s.writes), s.model, agent_id, n)  # fmt: skip
 
 
 # Queued turns that could start: each agent's oldest queued turn, if the agent runs nothing, and only while the cap
