@@ -351,20 +351,23 @@ class Supervisor:
         self._tg.start_soon(self._follow, agent_id, n)
 
     async def _follow(self, agent_id: str, n: int) -> None:
+        notified = False
         try:
-            await self._follow_turn(agent_id, n)
+            notified = await self._follow_turn(agent_id, n)
         except Exception:
             log.exception("follow_failed", agent_id=agent_id, turn=n)
         finally:
             self._followed.discard((agent_id, n))
-            self.notify()
+            if not notified:  # a close said so already: a second wake-up was a second look by every wait
+                self.notify()
 
-    async def _follow_turn(self, agent_id: str, n: int) -> None:
+    async def _follow_turn(self, agent_id: str, n: int) -> bool:
         """Fold the turn's transcript into the store while its process runs; stop it when a limit is reached or
-        another process closed it; record how it came out once the process is gone."""
+        another process closed it; record how it came out once the process is gone. True when it closed the turn
+        (and said so: ``notify``)."""
         f = await self._begin_following(agent_id, n)
         if f is None:
-            return
+            return False
         watch = ExitWatch(self._procs, f.pid, f.turn.proc_start)
         interval = self.settings.poll_interval_s
         try:
@@ -381,12 +384,12 @@ class Supervisor:
                         continue  # the turn runs in another process: follow that one
                     break
                 if await self._closed_elsewhere(f) or await self._stop_over_limit(f):
-                    return
+                    return False
                 # read again then, or at the exit
                 await watch.wait(next_look(interval, f.turn.started_at, f.limits.timeout_s, self._clock()))
         finally:
             watch.close()
-        await self._close_ended(f)
+        return await self._close_ended(f)
 
     async def _begin_following(self, agent_id: str, n: int) -> _Followed | None:
         """What following the turn needs; None when it is not running with a recorded process (any more)."""
@@ -473,8 +476,9 @@ class Supervisor:
         f.turn = got
         return True
 
-    async def _close_ended(self, f: _Followed) -> None:
-        """The turn's process is gone: read the rest of its transcript and record how the turn came out."""
+    async def _close_ended(self, f: _Followed) -> bool:
+        """The turn's process is gone: read the rest of its transcript and record how the turn came out. True when
+        this closed it (another process may have first)."""
 
         def collect() -> tuple[int | None, list[Event], list[Event]]:  # one trip to a worker thread, not four
             self._procs.release_turn(f.files)  # what it left in its cgroup ends too
@@ -503,6 +507,7 @@ class Supervisor:
             log.info("turn_finished", agent=f.agent.name, turn=f.turn.n, status=status, reason=reason, exit_code=code)
             self.notify()  # waiters see it now, not after the next dispatch
         await self.dispatch()
+        return closed
 
     # -- stopping --------------------------------------------------------------------------------------------
     async def enforce_shared_budgets(self) -> None:

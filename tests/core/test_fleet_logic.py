@@ -373,6 +373,33 @@ async def test_a_turns_end_writes_its_usage_with_the_close(fast: Settings, monke
         assert usage_writes == [1]  # the last usage came with the close
 
 
+async def test_a_turns_end_wakes_the_waits_once(fast: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close of a turn notifies the waits; the end of its follower did too, right after, so every wait of the
+    fleet looked at its batch twice per turn end."""
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        await fleet.create_agent(name="once", template="gate", prompt="go")
+        turn = await fake.wait_started("once", 1)
+        sup = fleet.supervisor
+        notified = 0
+        real = sup.notify
+
+        def notify() -> None:
+            nonlocal notified
+            notified += 1
+            real()
+
+        monkeypatch.setattr(sup, "notify", notify)
+        turn.succeed()
+        await settled(fleet, "once", 1, "succeeded")
+
+        async def unfollowed() -> bool:
+            return not sup._followed  # pyright: ignore[reportPrivateUsage]
+
+        await until(unfollowed, "its follower gone")
+        assert notified == 1
+
+
 async def test_a_self_limiting_runner_gets_a_grace_period(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):
