@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -337,3 +338,27 @@ async def test_a_turns_end_and_its_last_usage_are_one_write(tmp_path: Path) -> N
         assert not await store.finish_turn("a0", 1, status="failed", stats=later)
         turn = await store.get_turn("a0", 1)
         assert turn is not None and (turn.status, turn.cost_usd) == ("succeeded", 0.5)
+
+
+async def test_a_dispatch_with_nothing_queued_makes_no_trip_to_the_connections_thread(tmp_path: Path) -> None:
+    """A dispatch follows every turn's end and every tick; with nothing queued a point read (on the caller's
+    thread) says so. It was a read on the connection's thread each time: ~60 trips in a wave of 20 turns."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        await store.insert_agent(id="a0", name="a0", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+        trips: list[str] = []
+        db: Any = store.db
+        real = db._execute
+
+        async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(getattr(fn, "__name__", "?"))
+            return await real(fn, *args, **kwargs)
+
+        db._execute = execute
+        assert await store.claim_queued(max_running=5) == []
+        assert trips == []
+        await store.insert_turn(agent_id="a0", prompt="p", runner="command", model=None)
+        trips.clear()
+        (claimed,) = await store.claim_queued(max_running=5)
+        assert (claimed.agent_id, claimed.n, claimed.status) == ("a0", 1, "running")
+        assert trips  # a queued turn: the candidates' read and the claim go to the connection's thread as before
