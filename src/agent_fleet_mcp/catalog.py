@@ -199,7 +199,7 @@ def is_claude_code_dir(path: Path) -> bool:
 
 # A folder's listing: (file name, mtime_ns, size) of each candidate file, or None when the folder is missing.
 _Listing = tuple[tuple[str, int, int], ...] | None
-_CacheKey = tuple[tuple[tuple[Path, _Listing], ...], tuple[int, int, int] | None]  # folders, trust file version
+_CacheKey = tuple[tuple[tuple[Path, _Listing], ...], str | None]  # folders, trust file digest
 _Parsed = TaskAgentDefinition | DefinitionError
 
 _lock = threading.Lock()

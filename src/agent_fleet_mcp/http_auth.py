@@ -2,7 +2,7 @@
 
 - Every request needs ``Authorization: Bearer <token>`` (compared in constant time); anything else gets 401 before
   the MCP app sees it. The token is ``AGENT_FLEET_HTTP_TOKEN`` when set, else ``<fleet home>/http-token``, created
-  on first use (0600 whatever the umask; `agent-fleet http-token` prints it).
+  on first use (0600 whatever the umask; `agent-fleet http-token` prints it, `--new` writes a new one over it).
 - Host and Origin are checked on every bind address, not only the loopback ones the SDK guards by itself: the SDK's
   own DNS-rebinding check (``TransportSecuritySettings``) gets an explicit allow-list of the bind address, the
   loopback names and any ``--allowed-host``, each with the server's port. A foreign Host gets 421, Origin 403.
@@ -63,7 +63,31 @@ def load_or_create_token(home: Path, env: Mapping[str, str]) -> HttpToken:
         value = os.read(fd, 4096).decode("ascii", errors="replace").strip()
     finally:
         os.close(fd)
-    return HttpToken(_check_token(value, f"the token in {path}", "delete that file to get a new one"), str(path))
+    fix = "run `agent-fleet http-token --new` to write a new one"
+    return HttpToken(_check_token(value, f"the token in {path}", fix), str(path))
+
+
+def renew_token(home: Path, env: Mapping[str, str]) -> HttpToken:
+    """A new bearer token in ``<home>/http-token``, written over the old one in the same file. The same file, not a
+    new one: each running turn's namespace has ``/dev/null`` bound on this very file (containment.home_guards), and
+    that mount goes away there when the file is deleted or replaced, so a turn running then could read its
+    successor. A server already running keeps the token it read at its start until it restarts."""
+    if env.get(TOKEN_ENV, "").strip():
+        raise InvalidRequest(f"the token comes from {TOKEN_ENV}, not from a file; set a new value there instead")
+    path = home / TOKEN_FILE
+    if not path.exists():
+        return load_or_create_token(home, {})
+    value = secrets.token_urlsafe(32)  # always 43 characters: the file keeps its size, one write
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o600)
+        data = (value + "\n").encode("ascii")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return HttpToken(value, str(path))
 
 
 def _create_token_file(home: Path, path: Path) -> None:

@@ -6,17 +6,21 @@ what ``{definition_dir}`` expands to) to the sha256 of its content. Changing one
 untrusted again. Nothing here runs on its own: only ``agent-fleet trust`` (a person) and test fixtures call
 ``trust_files``; an agent turn has no tool that reaches it.
 
-The file is rewritten atomically (a temporary file created 0600, then renamed), under an exclusive lock so two
-``agent-fleet trust`` runs never lose each other's entries. A missing or unreadable trust file trusts nothing.
+The file is rewritten in place, under an exclusive lock so two ``agent-fleet trust`` runs never lose each other's
+entries. In place, not replaced: each running turn's namespace has a read-only bind mount on this very file
+(containment.home_guards), and a file renamed over it detached that mount there, so the turns running at that moment
+could write the new one. A missing or unreadable trust file trusts nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Mapping
@@ -30,6 +34,7 @@ from agent_fleet_mcp.private import FILE_MODE, private_dirs
 TRUST_FILE = "trusted-agents.json"
 _LOCK_FILE = ".trusted-agents.lock"
 VERSION = 1
+_READ_ATTEMPTS = 3  # a read that met a rewrite half-way reads again
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,19 @@ def digest(data: bytes) -> str:
 
 
 def load_trusted(home: Path) -> dict[str, Trusted]:
-    """Every trusted file, by key. A missing or corrupt trust file trusts nothing (never raises)."""
-    try:
-        raw: object = json.loads(trust_file(home).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """Every trusted file, by key. A missing or corrupt trust file trusts nothing (never raises). A read in the
+    middle of a rewrite (``_write``: in place) may see a mix of both: it reads again, a few times."""
+    raw: object = None
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            raw = json.loads(trust_file(home).read_text(encoding="utf-8"))
+            break
+        except OSError:
+            return {}
+        except ValueError:
+            if attempt == _READ_ATTEMPTS - 1:
+                return {}
+            time.sleep(0.005)
     files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
     if not isinstance(files, dict):
         return {}
@@ -77,13 +90,13 @@ def load_trusted(home: Path) -> dict[str, Trusted]:
     return out
 
 
-def trust_version(home: Path) -> tuple[int, int, int] | None:
-    """(inode, mtime_ns, size) of the trust file: part of the catalog cache key."""
+def trust_version(home: Path) -> str | None:
+    """The digest of the trust file's content: part of the catalog cache key. Its content, not its stat: a rewrite
+    keeps the inode, and two of the same size within one clock tick of the file system keep mtime and size."""
     try:
-        st = trust_file(home).stat()
+        return digest(trust_file(home).read_bytes())
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def trust_files(home: Path, paths: Iterable[Path]) -> list[Trusted]:
@@ -137,11 +150,40 @@ def _write(home: Path, entries: Mapping[str, Trusted]) -> None:
         "version": VERSION,
         "files": {k: {"sha256": e.sha256, "trusted_at": round(e.trusted_at, 3)} for k, e in sorted(entries.items())},
     }
+    body = (json.dumps(data, indent=1) + "\n").encode()
+    path = trust_file(home)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:  # ELOOP: a symlink was planted there; anything else is a real error
+        if exc.errno != errno.ELOOP:
+            raise
+        _replace(home, body)
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            _replace(home, body)
+            return
+        if st.st_mode & 0o077:
+            os.fchmod(fd, FILE_MODE)
+        # spaces over the old tail first (JSON allows them), then cut: a reader never sees the old tail after the
+        # new document; it may see a mix while the bytes are written (load_trusted reads again then)
+        padded = body + b" " * max(0, st.st_size - len(body))
+        written = 0
+        while written < len(padded):
+            written += os.pwrite(fd, padded[written:], written)
+        os.ftruncate(fd, len(body))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace(home: Path, body: bytes) -> None:
+    """Put a regular file where something else is (a symlink, a folder's name taken): atomically, by rename."""
     fd, tmp = tempfile.mkstemp(prefix=".trusted-agents.", suffix=".tmp", dir=home)  # created 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, trust_file(home))
     except BaseException:

@@ -4,18 +4,20 @@ by a read-only bind mount of /dev/null in the turn's mount namespace, locked one
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.http_auth import load_or_create_token
+from agent_fleet_mcp.http_auth import load_or_create_token, renew_token
 from agent_fleet_mcp.runners import containment, forkserver
 from agent_fleet_mcp.server import app, build_server
 from agent_fleet_mcp.testing import ScriptedModelServer, ToolCall
-from agent_fleet_mcp.trust import trust_file
+from agent_fleet_mcp.trust import trust_file, trust_files
 
 from .helpers import call, wait_all
 
@@ -49,6 +51,36 @@ async def test_a_command_agent_cannot_read_the_token_nor_write_the_trust_file(cl
     assert out["finished"][0]["status"] == "succeeded", out
     text = (await call(client, "get_agent_output", agent="x", mode="tail"))["text"]
     assert_refused(text, home, token, trust_before)
+
+
+@pytest.mark.parametrize("change", ["trust a file", "renew the token"])
+async def test_a_running_turn_stays_out_after_a_person_changes_the_guarded_files(
+    client: Any, settings: Any, project: Path, tmp_path: Path, change: str
+) -> None:
+    """The guards are bind mounts on the two files themselves. A file renamed over one (as `agent-fleet trust` did)
+    or deleted and made again (as the token's error message advised) took its mount away in the namespaces of the
+    turns running then: they could rewrite the trust file, or read the new token. Both are now written in place."""
+    skip_without_namespaces()
+    home = Path(settings.home)
+    load_or_create_token(home, {})
+    await call(client, "create_agent", name="r", template="home-race", prompt=str(home))
+    deadline = time.monotonic() + 30
+    while not (project / "watching").exists():  # the turn runs, its guards in place
+        assert time.monotonic() < deadline, "the home-race turn did not start"
+        await anyio.sleep(0.02)
+    if change == "trust a file":
+        extra = tmp_path / "extra.md"
+        extra.write_text("---\nname: extra\ndescription: x\n---\nx\n")
+        trust_files(home, [extra])  # what `agent-fleet trust` does
+    else:
+        renew_token(home, {})  # what `agent-fleet http-token --new` does
+    token, trust_after = load_or_create_token(home, {}).value, trust_file(home).read_bytes()
+    (project / "go").write_text("")
+    out = await wait_all(client, ["r"], timeout_s=40)
+    assert out["finished"][0]["status"] == "succeeded", out
+    text = (await call(client, "get_agent_output", agent="r", mode="tail"))["text"]
+    assert "\ngo\n" in f"\n{text}\n" or "text: go\n" in text, text
+    assert_refused(text, home, token, trust_after)
 
 
 @pytest.mark.parametrize("how", ["forkserver", "plain"])

@@ -19,6 +19,7 @@ from agent_fleet_mcp.http_auth import (
     check_bind,
     is_loopback,
     load_or_create_token,
+    renew_token,
     startup_line,
     transport_security,
 )
@@ -145,5 +146,37 @@ def test_agents_never_get_the_http_token(runner: str, tmp_path: Path) -> None:
 
 def test_a_damaged_token_file_says_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "http-token").write_text("\n")
-    with pytest.raises(InvalidRequest, match="delete that file"):
+    with pytest.raises(InvalidRequest, match="agent-fleet http-token --new"):
         load_or_create_token(tmp_path, {})
+
+
+def test_a_new_token_is_written_over_the_old_one_in_the_same_file(tmp_path: Path) -> None:
+    """Running turns have /dev/null bound on this very file: a new file in its place would be theirs to read."""
+    home = tmp_path / "home"
+    old = load_or_create_token(home, {})
+    inode = (home / "http-token").stat().st_ino
+    new = renew_token(home, {})
+    assert new.value != old.value and len(new.value) >= 32 and new.source == str(home / "http-token")
+    assert (home / "http-token").stat().st_ino == inode
+    assert load_or_create_token(home, {}) == new
+    assert (home / "http-token").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in home.iterdir()] == ["http-token"]
+    assert renew_token(tmp_path / "fresh", {}).value == load_or_create_token(tmp_path / "fresh", {}).value
+    with pytest.raises(InvalidRequest, match="set a new value there"):
+        renew_token(home, {"AGENT_FLEET_HTTP_TOKEN": TOKEN})
+
+
+def test_the_cli_renews_the_token(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from agent_fleet_mcp.cli import main
+
+    env = {"AGENT_FLEET_HOME": str(tmp_path / "home"), "AGENT_FLEET_HTTP_TOKEN": ""}
+    runner = CliRunner()
+    first = runner.invoke(main, ["http-token"], env=env)
+    assert first.exit_code == 0, first.output
+    renewed = runner.invoke(main, ["http-token", "--new"], env=env)
+    assert renewed.exit_code == 0, renewed.output
+    assert renewed.stdout.strip() != first.stdout.strip()
+    assert "restart any running `agent-fleet-mcp --http`" in renewed.stderr
+    assert runner.invoke(main, ["http-token"], env=env).stdout == renewed.stdout

@@ -1,6 +1,9 @@
 """Test agent: attacks the fleet home it runs under (prompt: the home's path). Reads the HTTP bearer token, then
 tries to plant trust in trusted-agents.json (write in place, replace by rename, unlink). Prints one line per try:
-"<what>: ok <detail>" or "<what>: refused <error>"."""
+"<what>: ok <detail>" or "<what>: refused <error>".
+
+With ``--wait-for-go`` it first writes ``watching`` into its cwd and waits (up to 60 s) for a file ``go`` there (the
+test changed the home's files meanwhile, as a person would while turns run), then tries the same."""
 
 import os
 import sys
@@ -8,6 +11,15 @@ from pathlib import Path
 
 home = Path((sys.stdin.read() if not sys.stdin.isatty() else "").strip() or os.environ.get("AGENT_PROMPT", ""))
 token, trust = home / "http-token", home / "trusted-agents.json"
+
+if "--wait-for-go" in sys.argv:
+    import time
+
+    Path("watching").write_text("")
+    deadline = time.monotonic() + 60
+    while not Path("go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("go" if Path("go").exists() else "no go after 60 s", flush=True)
 
 
 def attempt(what: str, fn: object) -> None:

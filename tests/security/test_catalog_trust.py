@@ -196,3 +196,45 @@ def test_trust_cli_list_and_revoke(tmp_path: Path, project: Path, monkeypatch: p
     assert res.exit_code == 1 and "name the definition files to trust" in res.output
     res = runner.invoke(main, ["trust", str(catalog.builtin_agents_dir() / "scout.md")], env=env)
     assert res.exit_code == 1 and "built-ins are always trusted" in res.output
+
+
+def test_the_trust_file_is_rewritten_in_place(tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each running turn has a read-only bind mount on the trust file itself (tests/core/test_home_secrets.py has
+    the attack): a file renamed over it would be writable there. The same inode, then, whatever the change; a
+    shorter content leaves no old tail; a change that keeps size and time stamp is still seen by the catalog."""
+    from agent_fleet_mcp import trust
+
+    monkeypatch.setattr(trust.time, "time", lambda: 1_800_000_000.0)  # every entry: the same time stamp
+    home = tmp_path / "fleet-home"
+    env = {"HOME": str(tmp_path), "AGENT_FLEET_HOME": str(home)}
+    a, b = project / "agents" / "aaaa.md", project / "agents" / "bbbb.md"
+    a.parent.mkdir()
+    a.write_text(definition(name="aaaa", runner="command", command=["true"]))
+    b.write_text(definition(name="bbbb", runner="command", command=["true"]))
+    trust_files(home, [a, b])
+    inode = trust_file(home).stat().st_ino
+    revoke_files(home, [b])  # shorter: no tail of the old content left
+    assert set(load_trusted(home)) == {str(a)} and trust_file(home).stat().st_ino == inode
+    assert set(catalog.load_catalog(project, env).definitions) & {"aaaa", "bbbb"} == {"aaaa"}
+    seen = trust_file(home).stat()
+    trust_files(home, [b])
+    revoke_files(home, [a])  # {b} alone: the same size as {a} alone
+    os.utime(trust_file(home), ns=(seen.st_atime_ns, seen.st_mtime_ns))  # and, within one clock tick, one mtime
+    now = trust_file(home).stat()
+    assert (now.st_ino, now.st_size, now.st_mtime_ns) == (seen.st_ino, seen.st_size, seen.st_mtime_ns)
+    assert set(catalog.load_catalog(project, env).definitions) & {"aaaa", "bbbb"} == {"bbbb"}
+    assert [p.name for p in home.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_symlink_planted_as_the_trust_file_is_replaced_not_followed(tmp_path: Path, project: Path) -> None:
+    home = tmp_path / "fleet-home"
+    home.mkdir()
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("untouched")
+    trust_file(home).symlink_to(elsewhere)
+    path = project / "agents" / "lint.md"
+    path.parent.mkdir()
+    path.write_text(definition(name="lint", runner="command", command=["true"]))
+    trust_files(home, [path])
+    assert elsewhere.read_text() == "untouched"
+    assert not trust_file(home).is_symlink() and set(load_trusted(home)) == {str(path)}

@@ -126,19 +126,24 @@ def serve(http: bool, host: str, port: int, allowed_hosts: tuple[str, ...], allo
 
 
 @main.command("http-token")
-def http_token() -> None:
+@click.option("--new", "renew", is_flag=True,
+              help="Write a new token over the old one (running HTTP servers keep the old one until restarted).")
+def http_token(renew: bool) -> None:
     """Print the bearer token that `agent-fleet-mcp --http` requires (AGENT_FLEET_HTTP_TOKEN when set, else the
     one kept in the fleet home, created on first use). For example:
     claude mcp add --transport http fleet http://127.0.0.1:8765/mcp --header "Authorization: Bearer $(agent-fleet
-    http-token)"."""
-    from agent_fleet_mcp.http_auth import load_or_create_token
+    http-token)". To change it, use --new rather than deleting the file: agents running at that moment would be
+    able to read a new file (docs/containment.md)."""
+    from agent_fleet_mcp.http_auth import load_or_create_token, renew_token
 
     settings = _settings()
     try:
-        token = load_or_create_token(settings.home, settings.env)
+        token = (renew_token if renew else load_or_create_token)(settings.home, settings.env)
     except FleetError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token.value)
+    if renew:
+        click.echo("new token written; restart any running `agent-fleet-mcp --http` to use it", err=True)
 
 
 @main.command()
