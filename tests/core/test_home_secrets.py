@@ -83,10 +83,12 @@ async def test_a_running_turn_stays_out_after_a_person_changes_the_guarded_files
     assert_refused(text, home, token, trust_after)
 
 
-@pytest.mark.parametrize("how", ["forkserver", "plain"])
+@pytest.mark.parametrize("how", ["forkserver", "spare", "plain"])
 async def test_a_worker_bash_command_cannot_either(
     tmp_path: Path, project: Path, fleet_env: dict[str, str], how: str
 ) -> None:
+    """``spare``: the worker is a child the fork server forked ahead (zygote.py), in namespaces made then; its
+    guards are set up when it gets its turn, like a child forked for the turn."""
     skip_without_namespaces()
     env = dict(fleet_env, ANTHROPIC_API_KEY="test")
     if how == "plain":
@@ -94,6 +96,13 @@ async def test_a_worker_bash_command_cannot_either(
     home = Path(env["AGENT_FLEET_HOME"])
     token = load_or_create_token(home, {}).value
     trust_before = trust_file(home).read_bytes()
+    spares: list[int] = []
+    if how == "spare":
+        forkserver.launch(home, env=env, idle_s=60, spares=1)
+        deadline = time.monotonic() + 60
+        while not (spares := list((forkserver.status(home) or {}).get("spares", []))):
+            assert time.monotonic() < deadline, "no spare came"
+            time.sleep(0.05)
     attack = f"{sys.executable} {SCRIPTS / 'home_attack.py'} < /dev/null"
     try:
         with ScriptedModelServer([ToolCall("bash", {"command": f"AGENT_PROMPT={home} {attack}"}), "done"]) as srv:
@@ -108,6 +117,8 @@ async def test_a_worker_bash_command_cannot_either(
     finally:
         forkserver.stop(home)
     assert_refused(text, home, token, trust_before)
+    if how == "spare":
+        assert f" spawned pid={spares[0]} " in (home / "logs" / forkserver.LOG_NAME).read_text()
 
 
 def test_the_guards_look_for_mount_until_found_then_no_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -527,3 +527,76 @@ def test_a_spawn_waiting_for_its_ack_does_not_hold_up_the_next(
     assert second.wait() == 0 and forked_by_zygote(shared_home, second.pid)
     assert Turn(held_files, Spawned(held_pid, 0.0)).wait() == 0, held_files.err.read_text()
     assert {r.body["messages"][0]["content"][0]["text"] for r in srv.message_requests} == {"first", "say hi"}
+
+
+# -- spares: children forked ahead of the spawns ---------------------------------------------------------------
+
+
+def wait_spares(home: Path, n: int, *, other_than: frozenset[int] = frozenset()) -> list[int]:
+    """The zygote's spares once it holds ``n`` of them, none of ``other_than``."""
+    deadline = time.monotonic() + BOOT_S
+    while True:
+        st = forkserver.status(home)
+        spares = [] if st is None else [int(p) for p in st["spares"]]
+        if len(spares) == n and not other_than & set(spares):
+            return spares
+        assert time.monotonic() < deadline, (st, (home / "logs" / forkserver.LOG_NAME).read_text())
+        time.sleep(0.05)
+
+
+def test_spares_are_forked_ahead_and_take_the_next_spawns(fresh_home: Path, tmp_path: Path) -> None:
+    """The zygote keeps `--spares` children forked ahead; a spawn hands its turn to one (no fork on its path) and
+    the turn is the same as a forked one; once the spawns are over, new spares replace the used ones."""
+    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=2)
+    ahead = wait_spares(fresh_home, 2)
+    with ScriptedModelServer([Reply("one"), Reply("two"), Reply("three")]) as srv:
+        turns = [start_turn(fresh_home, srv, tmp_path, name) for name in ("a", "b", "c")]
+        assert [t.wait() for t in turns] == [0, 0, 0], [t.files.err.read_text() for t in turns]
+    assert [t.pid for t in turns[:2]] == ahead  # the oldest spare first
+    assert turns[2].pid not in ahead and forked_by_zygote(fresh_home, turns[2].pid)  # none left: forked
+    assert [e["text"] for t in turns for e in t.events() if e["type"] == "result"] == ["one", "two", "three"]
+    log = (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
+    assert all(f" spawned pid={t.pid} " in log for t in turns)
+    assert f" spawned pid={ahead[0]} " in log and "spare=True" in log.split(f" spawned pid={ahead[0]} ")[1][:200]
+    wait_spares(fresh_home, 2, other_than=frozenset(t.pid for t in turns))  # made again, quietly
+
+
+def test_spares_leave_with_the_zygote_having_run_nothing(fresh_home: Path, tmp_path: Path) -> None:
+    """A spare is not a turn: it holds no zygote alive (idle retire counts turns only), and when the zygote retires
+    each spare sees its socket close and exits."""
+    forkserver.launch(fresh_home, env=os.environ, idle_s=3, spares=3)
+    spares = wait_spares(fresh_home, 3)
+    zygote = forkserver.status(fresh_home)
+    assert zygote is not None and zygote["children"] == []
+    for pid in [zygote["pid"], *spares]:
+        wait_gone(pid, timeout=60)  # idle 3 s, spares or not
+    log = (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
+    assert "retiring reason=idle" in log and " reaped " not in log and "spare_died" not in log
+
+
+def test_a_spare_that_died_waiting_costs_no_turn(fresh_home: Path, tmp_path: Path) -> None:
+    """A spare killed while it waits (the OOM killer, a person) is reaped and forgotten; the next spawn forks. (One
+    that dies just as it gets its turn is a child that died before its ready: the spawn goes the plain way.)"""
+    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=1)
+    [spare] = wait_spares(fresh_home, 1)
+    os.kill(spare, signal.SIGKILL)
+    log = fresh_home / "logs" / forkserver.LOG_NAME
+    deadline = time.monotonic() + 30
+    while f" spare_died pid={spare} code=137" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    with ScriptedModelServer([Reply("still here")]) as srv:
+        turn = start_turn(fresh_home, srv, tmp_path, "t")
+        assert turn.wait() == 0, turn.files.err.read_text()
+    assert turn.pid != spare and forked_by_zygote(fresh_home, turn.pid)
+    assert [e["text"] for e in turn.events() if e["type"] == "result"] == ["still here"]
+
+
+def test_spares_follow_the_concurrency_cap_unless_set() -> None:
+    assert forkserver.spares_from({}) == 8  # the default cap of running turns
+    assert forkserver.spares_from({"AGENT_FLEET_MAX_CONCURRENT": "3"}) == 3
+    assert forkserver.spares_from({"AGENT_FLEET_MAX_CONCURRENT": "500"}) == forkserver.SPARES_BY_DEFAULT_AT_MOST
+    assert forkserver.spares_from({"AGENT_FLEET_MAX_CONCURRENT": "500"}, cap=20) == 20  # the server's own setting
+    assert forkserver.spares_from({forkserver.SPARES_ENV: "0"}, cap=20) == 0
+    assert forkserver.spares_from({forkserver.SPARES_ENV: "1000"}) == forkserver.MAX_SPARES
+    assert forkserver.spares_from({forkserver.SPARES_ENV: "many", "AGENT_FLEET_MAX_CONCURRENT": "5"}) == 5

@@ -333,7 +333,20 @@ def fork_into_turn_namespaces() -> int:
 def init_turn_namespaces(guards: Sequence[tuple[str, str]], uid: int, gid: int) -> None:
     """In the child of ``fork_into_turn_namespaces`` (PID 1 of its namespace, root of its user namespace until its
     ids are mapped): map ``uid``/``gid`` (the parent's), then set up as ``enter_turn_namespaces``'s init."""
+    map_turn_ids(uid, gid)
+    set_up_turn_init(guards, uid, gid)
+
+
+def map_turn_ids(uid: int, gid: int) -> None:
+    """The first half of ``init_turn_namespaces``: root of the new user namespace is ``uid``/``gid`` outside. A
+    spare child of the fork server does this when it is made, and the second half when it gets its turn."""
     _map_ids(0, uid, 0, gid)
+
+
+def set_up_turn_init(guards: Sequence[tuple[str, str]], uid: int, gid: int) -> None:
+    """The second half of ``init_turn_namespaces``: its own /proc, the guards, then locked one user namespace down.
+    Done when the turn is known, so the guards are the files as they are at the turn's start, and the mount table
+    stops following the host's only then (until this, the copy of a namespace made by a user follows its mounts)."""
     _set_up_init(_libc(), guards, uid, gid)
 
 

@@ -45,6 +45,9 @@ REACH_TIMEOUT_S = 3.0  # connect (+ start) + fork, else the caller spawns the pl
 RETRY_AFTER_FAILURE_S = 60.0  # after a zygote failed to come up for a home, go plain at once for this long
 BOOT_WAIT_S = 20.0  # a spawn waits this long for a zygote that is alive and still preloading (a busy machine)
 WARM_ENV = "AGENT_FLEET_FORKSERVER_WARM"  # "0": the server does not start the zygote at its own start
+SPARES_ENV = "AGENT_FLEET_FORKSERVER_SPARES"  # children forked ahead of the spawns that will use them (zygote.py)
+SPARES_BY_DEFAULT_AT_MOST = 32  # by default one per slot of the concurrency cap, at most this many (~8 MB each)
+MAX_SPARES = 64
 YIELD_NICE = 19  # a preloading zygote's CPU priority while our other turns start and none waits for it
 LOG_MAX_BYTES = 5_000_000
 
@@ -317,21 +320,21 @@ def hurry(home: Path) -> bool:
     return pid is not None and set_session_nice(pid, 0)
 
 
-def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float) -> None:
+def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float, *, spares: int | None = None) -> None:
     """Launch a zygote unless this process launched one for the home moments ago (concurrent spawns share it)."""
     with _launch_lock:
         if time.monotonic() - _launched_at.get(home, -1e9) < REACH_TIMEOUT_S:
             return
-        launch(home, env=env, idle_s=_idle_from(env), timeout_s=timeout_s)
+        launch(home, env=env, idle_s=_idle_from(env), timeout_s=timeout_s, spares=spares)
         _launched_at[home] = time.monotonic()
 
 
-def warm(home: Path, env: Mapping[str, str]) -> bool:
+def warm(home: Path, env: Mapping[str, str], *, spares: int | None = None) -> bool:
     """Start the home's zygote in the background unless one answers already, so the first turn finds it warm
     (called by the server at its start, in a worker thread). Returns whether it launched one."""
     if status(home, timeout_s=0.5) is not None or preloading(home):
         return False
-    _launch_once(home, env, REACH_TIMEOUT_S)
+    _launch_once(home, env, REACH_TIMEOUT_S, spares=spares)
     return True
 
 
@@ -371,8 +374,11 @@ def stop(home: Path, *, timeout_s: float = 5.0) -> int | None:
     return pid
 
 
-def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: float = REACH_TIMEOUT_S) -> None:
-    """Start a zygote for ``home`` in the background (it exits at once if another one holds the home's lock)."""
+def launch(
+    home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: float = REACH_TIMEOUT_S, spares: int | None = None
+) -> None:
+    """Start a zygote for ``home`` in the background (it exits at once if another one holds the home's lock).
+    ``spares``: how many children it keeps forked ahead (default: from ``env``, ``spares_from``)."""
     from agent_fleet_mcp.runners.base import scrubbed_env
 
     logs = home / "logs"
@@ -382,6 +388,7 @@ def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: floa
         if log_file.stat().st_size > LOG_MAX_BYTES:
             os.replace(log_file, log_file.with_name(LOG_NAME + ".1"))
     argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s)),
+            "--spares", str(spares_from(env) if spares is None else spares),
             "--own-session"]  # fmt: skip  (start_new_session below)
     with open_private(log_file, "ab") as err:
         launcher = subprocess.Popen(
@@ -393,6 +400,22 @@ def launch(home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: floa
     except subprocess.TimeoutExpired:  # it is stuck before its fork: not worth keeping
         launcher.kill()
         launcher.wait()
+
+
+def spares_from(env: Mapping[str, str], *, cap: int | None = None) -> int:
+    """How many spares a zygote keeps: ``AGENT_FLEET_FORKSERVER_SPARES`` (0 to MAX_SPARES) when set to a number,
+    else one per turn the server may run at once (``cap``, else ``AGENT_FLEET_MAX_CONCURRENT``, else its default
+    of 8), at most SPARES_BY_DEFAULT_AT_MOST: a wave up to the cap then starts without a fork."""
+    from agent_fleet_mcp.config import DEFAULT_MAX_CONCURRENT
+
+    with contextlib.suppress(KeyError, ValueError):
+        return min(MAX_SPARES, max(0, int(env[SPARES_ENV])))
+    if cap is None:
+        try:
+            cap = int(env.get("AGENT_FLEET_MAX_CONCURRENT", DEFAULT_MAX_CONCURRENT))
+        except ValueError:
+            cap = DEFAULT_MAX_CONCURRENT
+    return min(SPARES_BY_DEFAULT_AT_MOST, max(0, cap))
 
 
 def _idle_from(env: Mapping[str, str]) -> float:

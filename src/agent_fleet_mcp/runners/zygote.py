@@ -53,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="agent-fleet forkserver")
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
+    p.add_argument("--spares", type=int, default=0, help="children to keep forked ahead of the spawns")
     p.add_argument("--own-session", action="store_true", help="we run in a session of our own (launch starts us in "
                    "one): its CPU priority, which turns may lower while we preload, is ours to reset")  # fmt: skip
     args = p.parse_args(argv)
-    zygote = _Zygote(args.home.resolve(), args.idle_s, own_session=args.own_session)
+    zygote = _Zygote(args.home.resolve(), args.idle_s, own_session=args.own_session, spares=args.spares)
     try:
         if not zygote.open():
             return 0
@@ -81,6 +82,9 @@ def _log(event: str, **fields: Any) -> None:
 CLONE_ENV = "AGENT_FLEET_FORKSERVER_CLONE"  # "0" in a plan's env: fork, then enter the namespaces (the old path)
 READY_TIMEOUT_S = 5.0  # fork -> the child says it is set up
 ACK_TIMEOUT_S = 10.0  # pid sent -> the client's ack (waiting blocks no other spawn; a client acks at once)
+SPARE_QUIET_S = 0.5  # spares are made again once no spawn came for this long (not among a wave's own spawns)
+CPU_LOOK_S = 0.25  # ... and only while the machine had CPU to spare over the last look this long
+SPARE_IDLE_CORES = 0.5  # ... that is, at least this much of a core idle
 
 
 @dataclass
@@ -99,11 +103,27 @@ class _Pending:
     ready: bytes = b""
     acking: bool = False  # the pid was sent: waiting for the ack on conn
     cgroup: str | None = None  # a child in its own namespaces is moved into its turn's cgroup by us, before the go
+    spare: bool = False  # the child was a spare, forked ahead
+
+
+@dataclass
+class _Spare:
+    """A child forked ahead of the spawn that will use it (``_Zygote._make_spare``): in its own session, in new
+    namespaces with its ids mapped when ``cloned``, its turn's path warmed. It waits on ``sock`` for its turn."""
+
+    pid: int
+    sock: socket.socket
+    cloned: bool
 
 
 class _Zygote:
-    def __init__(self, home: Path, idle_s: float, *, own_session: bool = False) -> None:
+    def __init__(self, home: Path, idle_s: float, *, own_session: bool = False, spares: int = 0) -> None:
         self.home, self.idle_s = home, idle_s
+        self.spare_target = max(0, spares)
+        self.spares: dict[int, _Spare] = {}  # by pid, oldest first
+        self.last_spawn = -1e9  # monotonic time of the last spawn request
+        self.cpu_look: tuple[float, int, int] | None = None  # (monotonic, idle, total) at the last look at the CPU
+        self.idle_until = -1e9  # spares may be made until then: the last look found CPU to spare
         self.path = socket_path(home)
         self.lock_fd = -1
         self.listener: socket.socket | None = None
@@ -219,7 +239,14 @@ class _Zygote:
         if not self.retiring:
             self.retiring = True
             self._unlisten()
+            self._drop_spares()
             _log("retiring", reason=reason, live_children=len(self.children))
+
+    def _drop_spares(self) -> None:
+        """Each spare sees its socket closed and exits (it ran nothing); the loop reaps them."""
+        for spare in self.spares.values():
+            spare.sock.close()
+        self.spares.clear()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum != signal.SIGCHLD:
@@ -243,7 +270,13 @@ class _Zygote:
             timeout = min(2.0, max(0.05, self.idle_s - (time.monotonic() - self.last_active)))
             if self.pending:
                 timeout = min(timeout, max(0.0, min(p.deadline for p in self.pending.values()) - time.monotonic()))
-            for key, _ in self.selector.select(timeout):
+            refill_in = self._refill_in()
+            if refill_in is not None:
+                timeout = min(timeout, refill_in)
+            events = self.selector.select(timeout)
+            if not events and refill_in == 0.0:  # nothing to serve: one more spare, then look again
+                self._make_spare()
+            for key, _ in events:
                 if isinstance(key.data, _Pending):
                     self._step(key.data)
                 elif key.fileobj is self.wake_r:
@@ -299,6 +332,11 @@ class _Zygote:
                 return
             code = os.waitstatus_to_exitcode(wstatus)
             code = 128 - code if code < 0 else code  # killed by signal N -> 128+N, as sh reports it
+            if (spare := self.spares.pop(pid, None)) is not None or pid not in self.children:
+                if spare is not None:  # it died waiting (killed, out of memory): the next spawn forks anew
+                    spare.sock.close()
+                    _log("spare_died", pid=pid, code=code)
+                continue  # a spare, never used: no turn, no exit file
             exit_file = self.children.pop(pid, None)
             self.last_active = time.monotonic()
             # the child writes its own on a normal exit; a duplicate spawn ran nothing and the turn's file is not its
@@ -324,7 +362,8 @@ class _Zygote:
         try:
             op = msg.get("op")
             if op == "status":
-                send_message(conn, {"pid": os.getpid(), "stamp": self.stamp, "children": sorted(self.children)})
+                send_message(conn, {"pid": os.getpid(), "stamp": self.stamp, "children": sorted(self.children),
+                                    "spares": sorted(self.spares)})  # fmt: skip
             elif op == "stop":
                 self._retire("stop requested")
                 send_message(conn, {"pid": os.getpid()})
@@ -353,6 +392,7 @@ class _Zygote:
             send_message(conn, {"error": "too late: the client gave up"})
             return False
         self._normal_priority()
+        self.last_spawn = time.monotonic()
         args = [str(a) for a in msg["args"]]
         env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
         exit_file = Path(msg["exit"])
@@ -364,6 +404,13 @@ class _Zygote:
         ids = os.getuid(), os.getgid()  # the child's own read as the overflow id until it maps them
         cloned = (self.contain and containment.can_clone() and containment.choose(env).mode == "pidns"
                   and env.get(CLONE_ENV, "").strip() != "0")  # fmt: skip
+        assignment = {"entry": str(msg["entry"]), "args": args, "env": env, "cwd": str(msg["cwd"]),
+                      "exit": str(exit_file), "umask": umask}  # fmt: skip
+        if (pid := self._hand_to_spare(cloned, assignment, [*fds, ready_w, go_r])) is not None:
+            os.close(ready_w)
+            os.close(go_r)
+            self._track(conn, pid, msg, exit_file, ready_r, go_w, env if cloned else None, spare=True)
+            return True
         try:
             pid = containment.fork_into_turn_namespaces() if cloned else os.fork()
         except OSError as exc:  # the kernel refused the namespaces: the child enters them after a plain fork
@@ -381,14 +428,137 @@ class _Zygote:
                 os._exit(127)
         os.close(ready_w)
         os.close(go_r)
+        self._track(conn, pid, msg, exit_file, ready_r, go_w, env if cloned else None)
+        return True
+
+    def _track(
+        self, conn: socket.socket, pid: int, msg: dict[str, Any], exit_file: Path, ready_r: int, go_w: int,
+        cloned_env: dict[str, str] | None, *, spare: bool = False,
+    ) -> None:  # fmt: skip
+        """A child that has its turn: follow its ready, then the client's ack (``_step``)."""
         self.children[pid] = None
         os.set_blocking(ready_r, False)
         p = _Pending(conn, pid, exit_file, str(msg["entry"]), str(msg["cwd"]), ready_r, go_w,
                      time.monotonic() + READY_TIMEOUT_S,
-                     cgroup=env.get(cgroups.JOIN_ENV) if cloned else None)  # fmt: skip
+                     cgroup=cloned_env.get(cgroups.JOIN_ENV) if cloned_env is not None else None,
+                     spare=spare)  # fmt: skip
         self.pending[pid] = p
         self.selector.register(ready_r, selectors.EVENT_READ, p)
-        return True
+
+    # spares
+    def _refill_in(self) -> float | None:
+        """Seconds until a spare may be made (0.0: now), None when no spare is wanted: the target is met, a spawn
+        is in progress, or we retire. Spares take only CPU nothing else wants: not among a wave's spawns (their
+        children need it, ours can wait), nor while the machine is busy (a claude-code turn's CLI starting takes
+        ~1 s of CPU). Once a look at the CPU found some idle, spares are made one after another for CPU_LOOK_S."""
+        if self.retiring or self.pending or len(self.spares) >= self.spare_target or self.listener is None:
+            self.cpu_look = None
+            return None
+        now = time.monotonic()
+        if (quiet := SPARE_QUIET_S - (now - self.last_spawn)) > 0:
+            self.cpu_look = None
+            return quiet
+        if now < self.idle_until:
+            return 0.0
+        sample = _cpu_times()
+        if sample is None:  # no /proc/stat: no look
+            return 0.0
+        look, self.cpu_look = self.cpu_look, (now, *sample)
+        if look is None or now - look[0] < CPU_LOOK_S / 2:
+            self.cpu_look = look or self.cpu_look
+            return CPU_LOOK_S
+        idle, total = sample[0] - look[1], sample[1] - look[2]
+        if total > 0 and idle / total * (os.cpu_count() or 1) < SPARE_IDLE_CORES:
+            return CPU_LOOK_S  # busy: look again then
+        self.idle_until = now + CPU_LOOK_S
+        return 0.0
+
+    def _make_spare(self) -> None:
+        """Fork a child ahead of the spawn that will use it: cloned into new namespaces (its ids mapped; the rest
+        of their set-up, guards included, waits for its turn) when turns are, in a session of its own, its turn's
+        path warmed by the entries' ``warm_spare`` (the pages it touches copied now rather than at the turn's
+        start). It then waits for its turn on a socket; at EOF (we retire or die) it exits, having run nothing."""
+        cloned = self.contain and containment.can_clone() and containment.choose().mode == "pidns"
+        ours, theirs = socket.socketpair()
+        ids = os.getuid(), os.getgid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            pid = containment.fork_into_turn_namespaces() if cloned else os.fork()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            _log("spare_failed", error=exc)
+            self.spare_target = 0  # the kernel refuses: spawns fork as before
+            return
+        if pid == 0:
+            try:
+                ours.close()
+                self._spare(theirs, ids if cloned else None)
+            finally:
+                os._exit(127)
+        theirs.close()
+        self.spares[pid] = _Spare(pid, ours, cloned)
+
+    def _hand_to_spare(self, cloned: bool, assignment: dict[str, Any], fds: list[int]) -> int | None:
+        """Give the turn to the oldest spare of its kind; its pid, or None when there is none (then we fork)."""
+        for pid in [pid for pid, spare in self.spares.items() if spare.cloned == cloned]:
+            spare = self.spares.pop(pid)
+            try:
+                send_message(spare.sock, assignment, fds)
+                return pid
+            except OSError as exc:  # it died meanwhile (the loop reaps it)
+                _log("spare_lost", pid=pid, error=exc)
+            finally:
+                spare.sock.close()
+        return None
+
+    def _spare(self, sock: socket.socket, cloned_as: tuple[int, int] | None) -> NoReturn:
+        """In a spare child: leave the zygote's loop behind, get ready for any turn, wait for one, run it."""
+        try:
+            self._detach()
+            if cloned_as is not None:
+                containment.map_turn_ids(*cloned_as)
+            for name in sorted(self.entries):
+                warm = getattr(sys.modules[name.split(":")[0]], "warm_spare", None)
+                if callable(warm):
+                    warm()
+            # A session of its own only now: where the kernel shares the CPU by session (autogroup), the spares'
+            # warm-ups share the zygote's one share, not one each next to whatever else starts meanwhile (the CLIs
+            # of claude-code turns, each in its session).
+            os.setsid()
+            sock.setblocking(True)
+            msg, fds = recv_message(sock, max_fds=5)
+            sock.close()
+        except (EOFError, OSError, ValueError):
+            os._exit(0)  # no turn came (we retire, or died): nothing ran
+        if len(fds) != 5 or msg.get("entry") not in self.entries:
+            os._exit(127)
+        entry_name = str(msg["entry"])
+        env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
+        self._child(
+            None, self.entries[entry_name], entry_name, [str(a) for a in msg["args"]], env, Path(msg["cwd"]),
+            Path(msg["exit"]), int(msg["umask"]), fds[:3], fds[3], fds[4], cloned_as=cloned_as, from_spare=True,
+        )  # fmt: skip
+
+    def _detach(self) -> None:
+        """In a child: drop what is the zygote's (its signal handling, sockets, spawns in progress, spares, lock)."""
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for other in self.pending.values():  # the spawns in progress are the zygote's, not this child's
+            other.conn.close()
+            os.close(other.ready_r)
+            os.close(other.go_w)
+        for spare in self.spares.values():  # an open end of a spare's socket here would keep it waiting
+            spare.sock.close()
+        if self.listener is not None:
+            self.listener.close()
+        self.selector.close()
+        self.wake_r.close()
+        self.wake_w.close()
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
 
     def _step(self, p: _Pending) -> None:
         """The next step of a spawn in progress: the child's ready (then the pid goes to the client), or the
@@ -419,7 +589,7 @@ class _Zygote:
                 if p.cgroup:  # before anything of the turn runs (a child outside namespaces joins by itself)
                     cgroups.join(Path(p.cgroup), p.pid)
                 os.write(p.go_w, f"go {p.pid}".encode())  # the pid as the server sees it (PID 1 in its namespace)
-                _log("spawned", pid=p.pid, entry=p.entry, cwd=p.cwd)
+                _log("spawned", pid=p.pid, entry=p.entry, cwd=p.cwd, spare=p.spare)
             self._end_pending(p)
         except BlockingIOError:
             return
@@ -454,40 +624,33 @@ class _Zygote:
         p.conn.close()
 
     def _child(
-        self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
+        self, conn: socket.socket | None, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
         env: dict[str, str], cwd: Path, exit_file: Path, umask: int, fds: list[int], ready_w: int, go_r: int,
-        *, cloned_as: tuple[int, int] | None = None,
+        *, cloned_as: tuple[int, int] | None = None, from_spare: bool = False,
     ) -> NoReturn:  # fmt: skip
         """In the forked child: become a fresh process of its own session, wait for the go, run the entry, exit.
         ``cloned_as`` (the zygote's uid and gid): the child was cloned into the turn's namespaces (PID 1 there) and
         sets them up before saying it is ready; else it enters them after the go, as the outer process of an init
-        it forks (``containment.enter_turn_namespaces``), where the turn wants them."""
+        it forks (``containment.enter_turn_namespaces``), where the turn wants them. ``from_spare``: a spare
+        (``_spare``), which left the zygote behind, took its own session and mapped its ids when it was made."""
         raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
         guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
         try:
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            conn.close()
-            for other in self.pending.values():  # the spawns in progress are the zygote's, not this child's
-                other.conn.close()
-                os.close(other.ready_r)
-                os.close(other.go_w)
-            if self.listener is not None:
-                self.listener.close()
-            self.selector.close()
-            self.wake_r.close()
-            self.wake_w.close()
-            if self.lock_fd >= 0:
-                os.close(self.lock_fd)
-            os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
+            if not from_spare:
+                if conn is not None:
+                    conn.close()
+                self._detach()
+                os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
                 os.close(fd)
             os.chdir(cwd)
             os.umask(umask)  # the requesting server's, as a plain spawn would inherit it
             if cloned_as is not None:  # fails closed: the spawn fails, and goes the plain way (unshare(1) there)
-                containment.init_turn_namespaces(guards, *cloned_as)
+                if from_spare:
+                    containment.set_up_turn_init(guards, *cloned_as)
+                else:
+                    containment.init_turn_namespaces(guards, *cloned_as)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.write(ready_w, b"E" + f"{type(exc).__name__}: {exc}".encode()[:500])
@@ -538,6 +701,17 @@ def _run_and_exit(entry: Callable[[list[str]], int], args: list[str], exit_file:
     with contextlib.suppress(OSError):
         write_exit_file(exit_file, code)  # before dying, like the sh wrapper: the file is there when it is gone
     os._exit(code)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) time of all CPUs since boot, in clock ticks (/proc/stat; idle counts I/O wait); None where
+    there is no /proc/stat."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields)
 
 
 def _read_pipe(fd: int, *, timeout_s: float | None) -> bytes:

@@ -94,7 +94,10 @@ async def publish_changes(fleet: Fleet, bus: FleetBus) -> None:
 async def warm_forkserver(cfg: Settings) -> None:
     """Start the home's fork server now (docs/forkserver.md), so the first turns find it preloaded."""
     try:
-        launched = await anyio.to_thread.run_sync(lambda: forkserver.warm(cfg.home, cfg.env), abandon_on_cancel=True)
+        spares = forkserver.spares_from(cfg.env, cap=cfg.max_concurrent)
+        launched = await anyio.to_thread.run_sync(
+            lambda: forkserver.warm(cfg.home, cfg.env, spares=spares), abandon_on_cancel=True
+        )
     except Exception:  # a cold fork server only costs the first turn time; never the server
         log.exception("forkserver_warm_failed")
         return
