@@ -193,7 +193,8 @@ def _plan_turns(
         queued_at = _mtime(files.prompt) or _mtime(files.out) or time.time()
         row: dict[str, Any] = {
             "agent_id": agent_id, "n": n, "prompt": prompt, "runner": spec.runner, "model": spec.model,
-            "queued_at": queued_at, "started_at": (mark.proc_start if mark else None) or queued_at,
+            # a spare child of the fork server was forked before its turn came: not before the turn was queued
+            "queued_at": queued_at, "started_at": max((mark.proc_start if mark else None) or queued_at, queued_at),
             "out_path": str(files.out),
         }  # fmt: skip
         stats = TurnStats()
