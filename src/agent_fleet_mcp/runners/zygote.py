@@ -12,7 +12,6 @@ import fcntl
 import gc
 import importlib
 import os
-import random
 import selectors
 import signal
 import socket
@@ -26,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
 
-from agent_fleet_mcp.runners import cgroups, containment
+from agent_fleet_mcp.runners import cgroups, containment, zygote_child
 from agent_fleet_mcp.runners.forkserver import (
     DEFAULT_IDLE_S,
     ENTRIES,
@@ -42,8 +41,8 @@ from agent_fleet_mcp.runners.forkserver import (
     status,
     write_exit_file,
 )
+from agent_fleet_mcp.runners.spare_refill import SpareRefill
 from agent_fleet_mcp.runners.started import DUPLICATE_EXIT
-from agent_fleet_mcp.runners.started import create as create_started_marker
 
 # -- daemon ---------------------------------------------------------------------------------------------------
 
@@ -82,9 +81,6 @@ def _log(event: str, **fields: Any) -> None:
 CLONE_ENV = "AGENT_FLEET_FORKSERVER_CLONE"  # "0" in a plan's env: fork, then enter the namespaces (the old path)
 READY_TIMEOUT_S = 5.0  # fork -> the child says it is set up
 ACK_TIMEOUT_S = 10.0  # pid sent -> the client's ack (waiting blocks no other spawn; a client acks at once)
-SPARE_QUIET_S = 0.5  # spares are made again once no spawn came for this long (not among a wave's own spawns)
-CPU_LOOK_S = 0.25  # ... and only while the machine had CPU to spare over the last look this long
-SPARE_IDLE_CORES = 0.5  # ... that is, at least this much of a core idle
 
 
 @dataclass
@@ -121,9 +117,7 @@ class _Zygote:
         self.home, self.idle_s = home, idle_s
         self.spare_target = max(0, spares)
         self.spares: dict[int, _Spare] = {}  # by pid, oldest first
-        self.last_spawn = -1e9  # monotonic time of the last spawn request
-        self.cpu_look: tuple[float, int, int] | None = None  # (monotonic, idle, total) at the last look at the CPU
-        self.idle_until = -1e9  # spares may be made until then: the last look found CPU to spare
+        self.refill = SpareRefill()
         self.path = socket_path(home)
         self.lock_fd = -1
         self.listener: socket.socket | None = None
@@ -392,7 +386,7 @@ class _Zygote:
             send_message(conn, {"error": "too late: the client gave up"})
             return False
         self._normal_priority()
-        self.last_spawn = time.monotonic()
+        self.refill.spawned(time.monotonic())
         args = [str(a) for a in msg["args"]]
         env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
         exit_file = Path(msg["exit"])
@@ -447,31 +441,10 @@ class _Zygote:
 
     # spares
     def _refill_in(self) -> float | None:
-        """Seconds until a spare may be made (0.0: now), None when no spare is wanted: the target is met, a spawn
-        is in progress, or we retire. Spares take only CPU nothing else wants: not among a wave's spawns (their
-        children need it, ours can wait), nor while the machine is busy (a claude-code turn's CLI starting takes
-        ~1 s of CPU). Once a look at the CPU found some idle, spares are made one after another for CPU_LOOK_S."""
-        if self.retiring or self.pending or len(self.spares) >= self.spare_target or self.listener is None:
-            self.cpu_look = None
-            return None
-        now = time.monotonic()
-        if (quiet := SPARE_QUIET_S - (now - self.last_spawn)) > 0:
-            self.cpu_look = None
-            return quiet
-        if now < self.idle_until:
-            return 0.0
-        sample = _cpu_times()
-        if sample is None:  # no /proc/stat: no look
-            return 0.0
-        look, self.cpu_look = self.cpu_look, (now, *sample)
-        if look is None or now - look[0] < CPU_LOOK_S / 2:
-            self.cpu_look = look or self.cpu_look
-            return CPU_LOOK_S
-        idle, total = sample[0] - look[1], sample[1] - look[2]
-        if total > 0 and idle / total * (os.cpu_count() or 1) < SPARE_IDLE_CORES:
-            return CPU_LOOK_S  # busy: look again then
-        self.idle_until = now + CPU_LOOK_S
-        return 0.0
+        """Seconds until a spare may be made (0.0: now), None when none is wanted: the target is met, a spawn is in
+        progress, or we retire (the when: ``SpareRefill``)."""
+        wanted = not (self.retiring or self.pending or len(self.spares) >= self.spare_target or self.listener is None)
+        return self.refill.due_in(time.monotonic(), wanted=wanted)
 
     def _make_spare(self) -> None:
         """Fork a child ahead of the spawn that will use it: cloned into new namespaces (its ids mapped; the rest
@@ -633,95 +606,15 @@ class _Zygote:
         sets them up before saying it is ready; else it enters them after the go, as the outer process of an init
         it forks (``containment.enter_turn_namespaces``), where the turn wants them. ``from_spare``: a spare
         (``_spare``), which left the zygote behind, took its own session and mapped its ids when it was made."""
-        raw_guards = env.pop(containment.GUARDS_ENV, "").split("\0")
-        guards = list(zip(raw_guards[0::2], raw_guards[1::2], strict=False))
-        try:
-            if not from_spare:
-                if conn is not None:
-                    conn.close()
-                self._detach()
-                os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            os.chdir(cwd)
-            os.umask(umask)  # the requesting server's, as a plain spawn would inherit it
-            if cloned_as is not None:  # fails closed: the spawn fails, and goes the plain way (unshare(1) there)
-                if from_spare:
-                    containment.set_up_turn_init(guards, *cloned_as)
-                else:
-                    containment.init_turn_namespaces(guards, *cloned_as)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.write(ready_w, b"E" + f"{type(exc).__name__}: {exc}".encode()[:500])
-            os._exit(127)
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
-        go = _read_pipe(go_r, timeout_s=None).split()
-        if len(go) != 2 or go[0] != b"go" or not go[1].isdigit():
-            os._exit(125)  # the zygote or the client gave up before the go: nothing ran
-        os.close(go_r)
-        if not create_started_marker(exit_file, int(go[1])):
-            os._exit(DUPLICATE_EXIT)  # the turn already started (runners/started.py): never run it twice
-        cg = env.pop(cgroups.JOIN_ENV, None)
-        if cg and cloned_as is None:  # into the turn's cgroup before anything else runs (the zygote moved a clone)
-            cgroups.join(Path(cg), os.getpid())
-        os.environ.clear()
-        os.environ.update(env)
-        time.tzset()
-        random.seed()
-        sys.argv = [entry_name.split(":")[0], *args]
-        # Fresh std streams on the new fds 0-2 (buffering and error handling as a fresh interpreter sets them).
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
-        if cloned_as is None and self.contain and containment.choose(env).mode == "pidns":
-            try:  # from here on this process only waits; the entry runs as init of the turn's namespaces
-                containment.enter_turn_namespaces(guards)
-            except OSError as exc:  # never lose a turn to containment
-                sys.stderr.write(f"agent-fleet: this turn runs without its namespaces: {exc}\n")
-        _run_and_exit(entry, args, exit_file)
 
+        def leave_zygote() -> None:
+            if conn is not None:
+                conn.close()
+            self._detach()
+            os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
 
-def _run_and_exit(entry: Callable[[list[str]], int], args: list[str], exit_file: Path) -> NoReturn:
-    """Run the turn's entry, write its exit file and leave (no interpreter teardown)."""
-    result: object = 1
-    try:
-        result = entry(args)
-    except SystemExit as exc:  # as the interpreter reports it: None -> 0, a message -> 1
-        result = exc.code
-        if isinstance(exc.code, str):
-            sys.stderr.write(exc.code + "\n")
-    except BaseException:
-        traceback.print_exc()
-    code = (result if isinstance(result, int) else 0 if result is None else 1) & 0xFF
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    with contextlib.suppress(OSError):
-        write_exit_file(exit_file, code)  # before dying, like the sh wrapper: the file is there when it is gone
-    os._exit(code)
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) time of all CPUs since boot, in clock ticks (/proc/stat; idle counts I/O wait); None where
-    there is no /proc/stat."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + fields[4], sum(fields)
-
-
-def _read_pipe(fd: int, *, timeout_s: float | None) -> bytes:
-    """What was written to the pipe before its writer closed it; b"" when nothing came within ``timeout_s``."""
-    data = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while sel.select(None if deadline is None else max(0.0, deadline - time.monotonic())):
-            if not (chunk := os.read(fd, 4096)):
-                return data
-            data += chunk
-    return b""
+        zygote_child.become_turn(
+            entry, entry_name, args, env, cwd, exit_file, umask, fds, ready_w, go_r,
+            leave=None if from_spare else leave_zygote, cloned_as=cloned_as, ids_mapped=from_spare,
+            contain=self.contain,
+        )  # fmt: skip
