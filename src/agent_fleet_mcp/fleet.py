@@ -408,8 +408,12 @@ class Fleet:
         return await self._queued(agent, turn.n)
 
     async def _queued(self, agent: AgentRow, n: int) -> TurnRow:
-        """Start the turn just queued if the cap allows; the turn as it is now."""
-        await self.dispatch()
+        """Start the turn just queued if the cap allows; the turn as it is now. When the cap is full and the agent
+        is not under another (whose running turn would let it past the cap), its new turn starts nothing: the
+        dispatch, a read of every queued turn (~2 ms with 400 queued), is skipped. Counted after the turn was
+        queued, so a slot freed since then is seen here, and one freed later dispatches by itself."""
+        if agent.parent_id is not None or await self.store.count_running() < self.settings.max_concurrent:
+            await self.dispatch()
         self.notify()
         got = await self.store.get_turn(agent.id, n)
         assert got is not None

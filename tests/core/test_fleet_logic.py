@@ -200,6 +200,37 @@ async def test_fleet_wide_cap_queues_the_rest(fast: Settings) -> None:
         assert fake.max_alive == fast.max_concurrent
 
 
+async def test_a_turn_queued_behind_a_full_cap_reads_no_queue(fast: Settings) -> None:
+    """create_agent and command_agent dispatch after queueing a turn. With the cap full and the agent not under
+    another, that dispatch could start nothing, and read every queued turn all the same: create_agent took 1.6x
+    as long with 440 queued. Now it is skipped; the turns still start when slots free up."""
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        for i in range(fast.max_concurrent):
+            await fleet.create_agent(name=f"g{i}", template="gate", prompt=str(i))
+
+        async def at_cap() -> bool:
+            return len(fake.alive()) == fast.max_concurrent
+
+        await until(at_cap, "the cap's worth of turns running")
+        dispatches: list[int] = []
+        real = fleet.dispatch
+
+        async def counted() -> None:  # the fleet's own dispatch: the one after queueing (ticks and ends: the
+            dispatches.append(1)  # supervisor's)
+            await real()
+
+        fleet.dispatch = counted  # type: ignore[method-assign]
+        await fleet.create_agent(name="late", template="gate", prompt="x")
+        await fleet.command_agent("g0", "again")
+        assert dispatches == [] and (await turn_of(fleet, "late", 1)).status == "queued"
+        await finish_all(fake, fast.max_concurrent + 2, at_once=1)
+        await settled(fleet, "late", 1, "succeeded")
+        await settled(fleet, "g0", 2, "succeeded")
+        await fleet.create_agent(name="free", template="gate", prompt="y")  # a free slot: it dispatches
+        assert dispatches == [1]
+
+
 async def test_delete_while_running_kills_and_cancels(fast: Settings) -> None:
     fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):

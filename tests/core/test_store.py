@@ -362,3 +362,35 @@ async def test_a_dispatch_with_nothing_queued_makes_no_trip_to_the_connections_t
         (claimed,) = await store.claim_queued(max_running=5)
         assert (claimed.agent_id, claimed.n, claimed.status) == ("a0", 1, "running")
         assert trips  # a queued turn: the candidates' read and the claim go to the connection's thread as before
+
+
+async def test_a_dispatch_against_a_full_cap_makes_no_trip_to_the_connections_thread(tmp_path: Path) -> None:
+    """With the cap full only a turn under a running ancestor (or of a deleted agent) can be claimed. The
+    candidates' read went to the connection's thread all the same, once per tick and per queued turn's dispatch
+    (~2 ms each with 440 queued, half of a create_agent); point reads now say there is none."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        for i in range(4):
+            await store.insert_agent(id=f"a{i}", name=f"a{i}", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+            await store.insert_turn(agent_id=f"a{i}", prompt="p", runner="command", model=None)
+        assert [t.agent_id for t in await store.claim_queued(max_running=1)] == ["a0"]
+        assert await store.count_running() == 1
+        trips: list[str] = []
+        db: Any = store.db
+        real = db._execute
+
+        async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(getattr(fn, "__name__", "?"))
+            return await real(fn, *args, **kwargs)
+
+        db._execute = execute
+        assert await store.claim_queued(max_running=1) == []
+        assert trips == []
+        await store.insert_agent(id="c", name="c", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
+                                 parent_id="a0", root_id="a0", depth=2)  # fmt: skip
+        await store.insert_turn(agent_id="c", prompt="p", runner="command", model=None)
+        trips.clear()
+        assert [t.agent_id for t in await store.claim_queued(max_running=1)] == ["c"]  # under a running ancestor
+        assert trips
+        assert [t.agent_id for t in await store.claim_queued(max_running=3)] == ["a1"]  # a free slot: as before
+

@@ -164,6 +164,10 @@ class Store(Protocol):
 
     async def count_turns(self, agent_id: str, *statuses: TurnStatus) -> int: ...
 
+    async def count_running(self) -> int:
+        """Turns running fleet-wide: what the cap of ``claim_queued`` counts. A point read, whatever is queued."""
+        ...
+
     async def claim_turn(self, agent_id: str, n: int, *, max_running: int, claimer: str | None = None) -> bool:
         """Atomically: queued -> running if the agent has no running turn and fewer than ``max_running`` turns
         run fleet-wide (or an ancestor of the agent has a running turn), and set the agent ``running``. True
