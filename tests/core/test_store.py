@@ -340,21 +340,27 @@ async def test_a_turns_end_and_its_last_usage_are_one_write(tmp_path: Path) -> N
         assert turn is not None and (turn.status, turn.cost_usd) == ("succeeded", 0.5)
 
 
+def trips_to_the_connections_thread(store: SqliteStore) -> list[str]:
+    """What the store runs on its connection's thread from now on (aiosqlite's one-trip call, spied on)."""
+    trips: list[str] = []
+    db: Any = store.db
+    real = db._execute
+
+    async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await real(fn, *args, **kwargs)
+
+    db._execute = execute
+    return trips
+
+
 async def test_a_dispatch_with_nothing_queued_makes_no_trip_to_the_connections_thread(tmp_path: Path) -> None:
     """A dispatch follows every turn's end and every tick; with nothing queued a point read (on the caller's
     thread) says so. It was a read on the connection's thread each time: ~60 trips in a wave of 20 turns."""
     async with SqliteStore(tmp_path / "fleet.db") as store:
         spec = AgentSpec(runner="command", command=("true",))
         await store.insert_agent(id="a0", name="a0", spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
-        trips: list[str] = []
-        db: Any = store.db
-        real = db._execute
-
-        async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            trips.append(getattr(fn, "__name__", "?"))
-            return await real(fn, *args, **kwargs)
-
-        db._execute = execute
+        trips = trips_to_the_connections_thread(store)
         assert await store.claim_queued(max_running=5) == []
         assert trips == []
         await store.insert_turn(agent_id="a0", prompt="p", runner="command", model=None)
@@ -375,15 +381,7 @@ async def test_a_dispatch_against_a_full_cap_makes_no_trip_to_the_connections_th
             await store.insert_turn(agent_id=f"a{i}", prompt="p", runner="command", model=None)
         assert [t.agent_id for t in await store.claim_queued(max_running=1)] == ["a0"]
         assert await store.count_running() == 1
-        trips: list[str] = []
-        db: Any = store.db
-        real = db._execute
-
-        async def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            trips.append(getattr(fn, "__name__", "?"))
-            return await real(fn, *args, **kwargs)
-
-        db._execute = execute
+        trips = trips_to_the_connections_thread(store)
         assert await store.claim_queued(max_running=1) == []
         assert trips == []
         await store.insert_agent(id="c", name="c", spec=spec, spec_hash="h", cwd="/", idempotency_key=None,
