@@ -532,6 +532,10 @@ def test_a_spawn_waiting_for_its_ack_does_not_hold_up_the_next(
 # -- spares: children forked ahead of the spawns ---------------------------------------------------------------
 
 
+# These zygotes make their spares whatever the machine's load (spare_idle_cores=0): a CI box running the suite on
+# both cores may never have half a core idle, and the wait for spares would time out.
+
+
 def wait_spares(home: Path, n: int, *, other_than: frozenset[int] = frozenset()) -> list[int]:
     """The zygote's spares once it holds ``n`` of them, none of ``other_than``."""
     deadline = time.monotonic() + BOOT_S
@@ -547,7 +551,7 @@ def wait_spares(home: Path, n: int, *, other_than: frozenset[int] = frozenset())
 def test_spares_are_forked_ahead_and_take_the_next_spawns(fresh_home: Path, tmp_path: Path) -> None:
     """The zygote keeps `--spares` children forked ahead; a spawn hands its turn to one (no fork on its path) and
     the turn is the same as a forked one; once the spawns are over, new spares replace the used ones."""
-    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=2)
+    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=2, spare_idle_cores=0)
     ahead = wait_spares(fresh_home, 2)
     with ScriptedModelServer([Reply("one"), Reply("two"), Reply("three")]) as srv:
         turns = [start_turn(fresh_home, srv, tmp_path, name) for name in ("a", "b", "c")]
@@ -564,7 +568,7 @@ def test_spares_are_forked_ahead_and_take_the_next_spawns(fresh_home: Path, tmp_
 def test_spares_leave_with_the_zygote_having_run_nothing(fresh_home: Path, tmp_path: Path) -> None:
     """A spare is not a turn: it holds no zygote alive (idle retire counts turns only), and when the zygote retires
     each spare sees its socket close and exits."""
-    forkserver.launch(fresh_home, env=os.environ, idle_s=3, spares=3)
+    forkserver.launch(fresh_home, env=os.environ, idle_s=3, spares=3, spare_idle_cores=0)
     spares = wait_spares(fresh_home, 3)
     zygote = forkserver.status(fresh_home)
     assert zygote is not None and zygote["children"] == []
@@ -577,7 +581,7 @@ def test_spares_leave_with_the_zygote_having_run_nothing(fresh_home: Path, tmp_p
 def test_a_spare_that_died_waiting_costs_no_turn(fresh_home: Path, tmp_path: Path) -> None:
     """A spare killed while it waits (the OOM killer, a person) is reaped and forgotten; the next spawn forks. (One
     that dies just as it gets its turn is a child that died before its ready: the spawn goes the plain way.)"""
-    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=1)
+    forkserver.launch(fresh_home, env=os.environ, idle_s=300, spares=1, spare_idle_cores=0)
     [spare] = wait_spares(fresh_home, 1)
     os.kill(spare, signal.SIGKILL)
     log = fresh_home / "logs" / forkserver.LOG_NAME

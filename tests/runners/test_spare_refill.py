@@ -43,3 +43,11 @@ def test_a_busy_machine_gets_no_spare(cpu: list[tuple[int, int]]) -> None:
 def test_where_there_is_no_proc_stat_it_does_not_look(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spare_refill, "cpu_times", lambda: None)
     assert SpareRefill().due_in(5.0, wanted=True) == 0.0
+
+
+def test_with_no_idle_cores_asked_a_busy_machine_gets_spares(cpu: list[tuple[int, int]]) -> None:
+    r = SpareRefill(idle_cores=0)
+    cpu += [(1000, 2000), (1000, 2100)]  # not one idle tick
+    assert r.due_in(10.0, wanted=True) == CPU_LOOK_S
+    assert r.due_in(10.0 + CPU_LOOK_S, wanted=True) == 0.0
+

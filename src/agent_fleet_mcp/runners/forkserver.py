@@ -375,10 +375,12 @@ def stop(home: Path, *, timeout_s: float = 5.0) -> int | None:
 
 
 def launch(
-    home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: float = REACH_TIMEOUT_S, spares: int | None = None
+    home: Path, *, env: Mapping[str, str], idle_s: float, timeout_s: float = REACH_TIMEOUT_S, spares: int | None = None,
+    spare_idle_cores: float | None = None,
 ) -> None:
     """Start a zygote for ``home`` in the background (it exits at once if another one holds the home's lock).
-    ``spares``: how many children it keeps forked ahead (default: from ``env``, ``spares_from``)."""
+    ``spares``: how many children it keeps forked ahead (default: from ``env``, ``spares_from``);
+    ``spare_idle_cores``: the idle CPU it waits for before making them (default: spare_refill.IDLE_CORES)."""
     from agent_fleet_mcp.runners.base import scrubbed_env
 
     logs = home / "logs"
@@ -389,6 +391,7 @@ def launch(
             os.replace(log_file, log_file.with_name(LOG_NAME + ".1"))
     argv = [sys.executable, "-c", _LAUNCHER, "--home", str(home), "--idle-s", repr(float(idle_s)),
             "--spares", str(spares_from(env) if spares is None else spares),
+            *([] if spare_idle_cores is None else ["--spare-idle-cores", repr(float(spare_idle_cores))]),
             "--own-session"]  # fmt: skip  (start_new_session below)
     with open_private(log_file, "ab") as err:
         launcher = subprocess.Popen(

@@ -12,7 +12,9 @@ IDLE_CORES = 0.5  # ... that is, at least this much of a core idle
 
 
 class SpareRefill:
-    def __init__(self) -> None:
+    def __init__(self, *, idle_cores: float = IDLE_CORES) -> None:
+        """``idle_cores``: how much idle CPU a look must find (0: any; tests on a busy machine)."""
+        self.idle_cores = idle_cores
         self.last_spawn = -1e9  # monotonic time of the last spawn request
         self._look: tuple[float, int, int] | None = None  # (monotonic, idle, total) at the last look at the CPU
         self._idle_until = -1e9  # spares may be made until then: the last look found CPU to spare
@@ -39,7 +41,7 @@ class SpareRefill:
             return CPU_LOOK_S
         self._look = (now, *sample)
         idle, total = sample[0] - look[1], sample[1] - look[2]
-        if total > 0 and idle / total * (os.cpu_count() or 1) < IDLE_CORES:
+        if total > 0 and idle / total * (os.cpu_count() or 1) < self.idle_cores:
             return CPU_LOOK_S  # busy: look again then
         self._idle_until = now + CPU_LOOK_S
         return 0.0

@@ -41,7 +41,7 @@ from agent_fleet_mcp.runners.forkserver import (
     status,
     write_exit_file,
 )
-from agent_fleet_mcp.runners.spare_refill import SpareRefill
+from agent_fleet_mcp.runners.spare_refill import IDLE_CORES, SpareRefill
 from agent_fleet_mcp.runners.started import DUPLICATE_EXIT
 
 # -- daemon ---------------------------------------------------------------------------------------------------
@@ -53,10 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--idle-s", type=float, default=DEFAULT_IDLE_S)
     p.add_argument("--spares", type=int, default=0, help="children to keep forked ahead of the spawns")
+    p.add_argument("--spare-idle-cores", type=float, default=IDLE_CORES,
+                   help="idle CPU (in cores) a look must find before spares are made; 0: any")  # fmt: skip
     p.add_argument("--own-session", action="store_true", help="we run in a session of our own (launch starts us in "
                    "one): its CPU priority, which turns may lower while we preload, is ours to reset")  # fmt: skip
     args = p.parse_args(argv)
-    zygote = _Zygote(args.home.resolve(), args.idle_s, own_session=args.own_session, spares=args.spares)
+    zygote = _Zygote(args.home.resolve(), args.idle_s, own_session=args.own_session, spares=args.spares,
+                     spare_idle_cores=args.spare_idle_cores)  # fmt: skip
     try:
         if not zygote.open():
             return 0
@@ -113,11 +116,14 @@ class _Spare:
 
 
 class _Zygote:
-    def __init__(self, home: Path, idle_s: float, *, own_session: bool = False, spares: int = 0) -> None:
+    def __init__(
+        self, home: Path, idle_s: float, *, own_session: bool = False, spares: int = 0,
+        spare_idle_cores: float = IDLE_CORES,
+    ) -> None:  # fmt: skip
         self.home, self.idle_s = home, idle_s
         self.spare_target = max(0, spares)
         self.spares: dict[int, _Spare] = {}  # by pid, oldest first
-        self.refill = SpareRefill()
+        self.refill = SpareRefill(idle_cores=spare_idle_cores)
         self.path = socket_path(home)
         self.lock_fd = -1
         self.listener: socket.socket | None = None
