@@ -35,6 +35,7 @@ TRUST_FILE = "trusted-agents.json"
 _LOCK_FILE = ".trusted-agents.lock"
 VERSION = 1
 _READ_ATTEMPTS = 3  # a read that met a rewrite half-way reads again
+LOCK_WAIT_S = 10.0  # how long a change of the trust list waits for its lock
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,25 @@ def is_trusted(trusted: Mapping[str, Trusted], key: str, sha256: str) -> bool:
 
 @contextlib.contextmanager
 def _locked(home: Path) -> Generator[None]:
+    """The trust list's lock, waited for up to LOCK_WAIT_S. The lock file is in the fleet home, which turns can
+    write: a turn holding it must not make `agent-fleet trust` wait forever."""
     private_dirs(home)
-    fd = os.open(home / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    path = home / _LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InvalidRequest(
+                        f"the trust list stayed locked for {LOCK_WAIT_S:g} s ({path}): another `agent-fleet trust` "
+                        "may still be running; if none is, a running agent may hold the lock. Check `agent-fleet "
+                        "status`, stop what holds it, and try again; nothing was changed"
+                    ) from None
+                time.sleep(0.05)
         yield
     finally:
         os.close(fd)

@@ -238,3 +238,29 @@ def test_a_symlink_planted_as_the_trust_file_is_replaced_not_followed(tmp_path: 
     trust_files(home, [path])
     assert elsewhere.read_text() == "untouched"
     assert not trust_file(home).is_symlink() and set(load_trusted(home)) == {str(path)}
+
+
+def test_a_held_trust_lock_gives_a_clear_error_not_a_hang(
+    tmp_path: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file is in the fleet home, which turns can write: one that takes the lock and keeps it made
+    `agent-fleet trust` wait forever."""
+    import fcntl
+
+    from agent_fleet_mcp import trust
+    from agent_fleet_mcp.errors import InvalidRequest
+
+    monkeypatch.setattr(trust, "LOCK_WAIT_S", 0.3, raising=False)
+    home = tmp_path / "fleet-home"
+    home.mkdir()
+    path = project / "agents" / "lint.md"
+    path.parent.mkdir()
+    path.write_text(definition(name="lint", runner="command", command=["true"]))
+    before = load_trusted(home)
+    with open(home / ".trusted-agents.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a turn would
+        with pytest.raises(InvalidRequest, match=r"stayed locked for 0\.3 s.*nothing was changed"):
+            trust_files(home, [path])
+    assert load_trusted(home) == before
+    assert [t.path for t in trust_files(home, [path])] == [str(path)]  # released: it works
+
