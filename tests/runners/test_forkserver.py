@@ -568,12 +568,12 @@ def test_spares_are_forked_ahead_and_take_the_next_spawns(fresh_home: Path, tmp_
 def test_spares_leave_with_the_zygote_having_run_nothing(fresh_home: Path, tmp_path: Path) -> None:
     """A spare is not a turn: it holds no zygote alive (idle retire counts turns only), and when the zygote retires
     each spare sees its socket close and exits."""
-    forkserver.launch(fresh_home, env=os.environ, idle_s=3, spares=3, spare_idle_cores=0)
+    forkserver.launch(fresh_home, env=os.environ, idle_s=5, spares=3, spare_idle_cores=0)  # idle from serving on
     spares = wait_spares(fresh_home, 3)
     zygote = forkserver.status(fresh_home)
     assert zygote is not None and zygote["children"] == []
     for pid in [zygote["pid"], *spares]:
-        wait_gone(pid, timeout=60)  # idle 3 s, spares or not
+        wait_gone(pid, timeout=60)  # idle 5 s, spares or not
     log = (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
     assert "retiring reason=idle" in log and " reaped " not in log and "spare_died" not in log
 

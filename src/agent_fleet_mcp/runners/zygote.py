@@ -174,6 +174,7 @@ class _Zygote:
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
         self._state("serving")
+        self.last_active = time.monotonic()  # idle from now: a preload longer than idle_s retired it at once
         preload_nice = self._normal_priority(attempts=5)  # no turn lowers it now: yield_preload needs "preloading"
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
@@ -493,32 +494,8 @@ class _Zygote:
         return None
 
     def _spare(self, sock: socket.socket, cloned_as: tuple[int, int] | None) -> NoReturn:
-        """In a spare child: leave the zygote's loop behind, get ready for any turn, wait for one, run it."""
-        try:
-            self._detach()
-            if cloned_as is not None:
-                containment.map_turn_ids(*cloned_as)
-            for name in sorted(self.entries):
-                warm = getattr(sys.modules[name.split(":")[0]], "warm_spare", None)
-                if callable(warm):
-                    warm()
-            # A session of its own only now: where the kernel shares the CPU by session (autogroup), the spares'
-            # warm-ups share the zygote's one share, not one each next to whatever else starts meanwhile (the CLIs
-            # of claude-code turns, each in its session).
-            os.setsid()
-            sock.setblocking(True)
-            msg, fds = recv_message(sock, max_fds=5)
-            sock.close()
-        except (EOFError, OSError, ValueError):
-            os._exit(0)  # no turn came (we retire, or died): nothing ran
-        if len(fds) != 5 or msg.get("entry") not in self.entries:
-            os._exit(127)
-        entry_name = str(msg["entry"])
-        env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
-        self._child(
-            None, self.entries[entry_name], entry_name, [str(a) for a in msg["args"]], env, Path(msg["cwd"]),
-            Path(msg["exit"]), int(msg["umask"]), fds[:3], fds[3], fds[4], cloned_as=cloned_as, from_spare=True,
-        )  # fmt: skip
+        """In a spare child: leave the zygote's loop behind (``zygote_child.run_spare`` does the rest)."""
+        zygote_child.run_spare(sock, self.entries, cloned_as, leave=self._detach, contain=self.contain)
 
     def _detach(self) -> None:
         """In a child: drop what is the zygote's (its signal handling, sockets, spawns in progress, spares, lock)."""
@@ -603,24 +580,22 @@ class _Zygote:
         p.conn.close()
 
     def _child(
-        self, conn: socket.socket | None, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
+        self, conn: socket.socket, entry: Callable[[list[str]], int], entry_name: str, args: list[str],
         env: dict[str, str], cwd: Path, exit_file: Path, umask: int, fds: list[int], ready_w: int, go_r: int,
-        *, cloned_as: tuple[int, int] | None = None, from_spare: bool = False,
+        *, cloned_as: tuple[int, int] | None = None,
     ) -> NoReturn:  # fmt: skip
         """In the forked child: become a fresh process of its own session, wait for the go, run the entry, exit.
         ``cloned_as`` (the zygote's uid and gid): the child was cloned into the turn's namespaces (PID 1 there) and
         sets them up before saying it is ready; else it enters them after the go, as the outer process of an init
-        it forks (``containment.enter_turn_namespaces``), where the turn wants them. ``from_spare``: a spare
-        (``_spare``), which left the zygote behind, took its own session and mapped its ids when it was made."""
+        it forks (``containment.enter_turn_namespaces``), where the turn wants them. (A spare: ``_spare``.)"""
 
         def leave_zygote() -> None:
-            if conn is not None:
-                conn.close()
+            conn.close()
             self._detach()
             os.setsid()  # own session and process group: pgid == pid, so kill_group works unchanged
 
         zygote_child.become_turn(
             entry, entry_name, args, env, cwd, exit_file, umask, fds, ready_w, go_r,
-            leave=None if from_spare else leave_zygote, cloned_as=cloned_as, ids_mapped=from_spare,
+            leave=leave_zygote, cloned_as=cloned_as, ids_mapped=False,
             contain=self.contain,
         )  # fmt: skip

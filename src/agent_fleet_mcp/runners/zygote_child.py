@@ -1,5 +1,6 @@
-"""What runs in a child of the fork server (zygote.py) once it has its turn: set up, say ready, wait for the go,
-take the turn's started marker, run the entry as a fresh process would, leave without interpreter teardown."""
+"""What runs in a child of the fork server (zygote.py): a spare's wait for its turn, and a turn once it has one (set
+up, say ready, wait for the go, take the turn's started marker, run the entry as a fresh process would, leave
+without interpreter teardown)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,53 @@ import contextlib
 import os
 import random
 import selectors
+import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from agent_fleet_mcp.runners import cgroups, containment
-from agent_fleet_mcp.runners.forkserver import write_exit_file
+from agent_fleet_mcp.runners.forkserver import recv_message, write_exit_file
 from agent_fleet_mcp.runners.started import DUPLICATE_EXIT
 from agent_fleet_mcp.runners.started import create as create_started_marker
+
+
+def run_spare(
+    sock: socket.socket, entries: Mapping[str, Callable[[list[str]], int]], cloned_as: tuple[int, int] | None, *,
+    leave: Callable[[], None], contain: bool,
+) -> NoReturn:  # fmt: skip
+    """A spare (zygote.py ``_make_spare``): ``leave`` the zygote's state, map its ids when it was cloned into new
+    namespaces, warm the entries' turn path (``warm_spare``), then wait on ``sock`` for a turn and become it. At
+    EOF (the zygote retires or died) it exits, having run nothing."""
+    try:
+        leave()
+        if cloned_as is not None:
+            containment.map_turn_ids(*cloned_as)
+        for name in sorted(entries):
+            warm = getattr(sys.modules[name.split(":")[0]], "warm_spare", None)
+            if callable(warm):
+                warm()
+        # A session of its own only now: where the kernel shares the CPU by session (autogroup), the spares'
+        # warm-ups share the zygote's one share, not one each next to whatever else starts meanwhile (the CLIs of
+        # claude-code turns, each in its session).
+        os.setsid()
+        sock.setblocking(True)
+        msg, fds = recv_message(sock, max_fds=5)
+        sock.close()
+    except (EOFError, OSError, ValueError):
+        os._exit(0)  # no turn came (the zygote retires, or died): nothing ran
+    entry_name = str(msg.get("entry"))
+    if len(fds) != 5 or entry_name not in entries:
+        os._exit(127)
+    env = {str(k): str(v) for k, v in cast("dict[str, Any]", msg["env"]).items()}
+    become_turn(
+        entries[entry_name], entry_name, [str(a) for a in msg["args"]], env, Path(msg["cwd"]), Path(msg["exit"]),
+        int(msg["umask"]), fds[:3], fds[3], fds[4], leave=None, cloned_as=cloned_as, ids_mapped=True,
+        contain=contain,
+    )  # fmt: skip
 
 
 def become_turn(
