@@ -65,6 +65,19 @@ async def test_outside_a_repository_the_agent_edits_in_place_with_a_note(fleet: 
     assert await fleet.store.get_agent("p2") is None  # nothing was created
 
 
+async def test_without_git_installed_a_readwrite_agent_still_edits_a_plain_folder(
+    fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No folder above the cwd holds a .git, so no git is needed to know it is not a repository (it refused with
+    "git is not installed" before)."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    res = await fleet.create_agent(name="p1", template="editor", cwd=str(plain))
+    assert res.agent.workspace is None and res.agent.cwd == str(plain.resolve())
+    assert res.warnings == (f"not a git repository: the agent edits {plain.resolve()} in place",)
+
+
 async def test_a_retried_create_returns_the_same_agent_and_worktree(fleet: Fleet, repo: Path) -> None:
     first = await fleet.create_agent(name="same", template="editor", cwd=str(repo), idempotency_key="k1")
     again = await fleet.create_agent(name="same", template="editor", cwd=str(repo), idempotency_key="k1")
