@@ -95,6 +95,22 @@ def check_containment(settings: Settings) -> list[Check]:
     return [Check("containment", "warn", f"{boundary.describe()}; {why}", fix)]
 
 
+def check_trust(settings: Settings) -> list[Check]:
+    """The trust list of catalog files (trusted-agents.json): one that does not parse trusts nothing."""
+    from agent_fleet_mcp import trust
+
+    path = trust.trust_file(settings.home)
+    if (problem := trust.list_problem(settings.home)) is not None:
+        return [Check("trust list", "fail", f"{path}: {problem}; no catalog file is trusted until it is rewritten "
+                      "(a crash while it was being rewritten, or an edit by hand)",
+                      "trust your catalog files again: `agent-fleet trust FILE...` (or `--all`) writes the list "
+                      "anew; `agent-fleet agents` lists the untrusted ones")]  # fmt: skip
+    if not path.exists():
+        return [Check("trust list", "ok", f"{path} (not created yet: no catalog file trusted)")]
+    n = len(trust.load_trusted(settings.home))
+    return [Check("trust list", "ok", f"{path} ({n} catalog file{'' if n == 1 else 's'} trusted)")]
+
+
 STORE_CHECK_S = 5.0
 
 
@@ -205,7 +221,8 @@ def prune_worktrees(settings: Settings) -> list[str]:
 
 
 CHECKS: list[Callable[[Settings], list[Check]]] = [
-    check_python, check_home, check_home_private, check_store, check_runners, check_containment, check_worktrees,
+    check_python, check_home, check_home_private, check_store, check_trust, check_runners, check_containment,
+    check_worktrees,
 ]
 
 

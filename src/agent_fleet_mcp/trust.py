@@ -91,6 +91,23 @@ def load_trusted(home: Path) -> dict[str, Trusted]:
     return out
 
 
+def list_problem(home: Path) -> str | None:
+    """What makes the trust list unusable (then it trusts nothing), or None: fine, or not made yet. A rewrite is in
+    place (``_write``), so a crash half-way leaves a list that does not parse."""
+    try:
+        text = trust_file(home).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"it cannot be read ({type(exc).__name__}: {exc})"
+    try:
+        raw: object = json.loads(text)
+    except ValueError as exc:
+        return f"it is not JSON ({exc})" if text.strip() else "it is empty"
+    files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
+    return None if isinstance(files, dict) else 'it has no "files" object'
+
+
 def trust_version(home: Path) -> str | None:
     """The digest of the trust file's content: part of the catalog cache key. Its content, not its stat: a rewrite
     keeps the inode, and two of the same size within one clock tick of the file system keep mtime and size."""
