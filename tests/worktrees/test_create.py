@@ -56,13 +56,14 @@ async def test_lookups_of_one_folder_at_the_same_time_share_one_git_run(
     """A batch creates its runs side by side, often in one cwd: one `git rev-parse` answers them all."""
     started: list[str] = []
     real_run = worktrees.run
+    release = anyio.Event()
 
-    async def slow(args: list[str], **kw: object) -> worktree_git.Out:
+    async def held(args: list[str], **kw: object) -> worktree_git.Out:
         started.append(str(kw.get("cwd")))
-        await anyio.sleep(0.05)  # still running when the other lookups arrive
+        await release.wait()  # still running when the other lookups arrive
         return await real_run(args, **kw)  # pyright: ignore[reportArgumentType]
 
-    monkeypatch.setattr(worktrees, "run", slow)
+    monkeypatch.setattr(worktrees, "run", held)
     tops: list[str | None] = []
 
     async def look(cwd: Path) -> None:
@@ -72,6 +73,8 @@ async def test_lookups_of_one_folder_at_the_same_time_share_one_git_run(
         for _ in range(10):
             tg.start_soon(look, repo / "src")
         tg.start_soon(look, repo)  # another folder: its own run
+        await anyio.wait_all_tasks_blocked()  # every lookup is in (its thread hop for the .git look done)
+        release.set()
     assert tops == [str(repo.resolve())] * 11
     assert sorted(started) == sorted([str(repo / "src"), str(repo)])
     assert await worktrees.repo_top(str(repo / "src")) == str(repo.resolve())  # later: asked again, not cached
@@ -83,14 +86,17 @@ async def test_a_cancelled_lookup_leaves_the_others_waiting_on_it_to_ask_again(
 ) -> None:
     """The first asker's client gives up half-way: those waiting on its answer must not take "no repository"."""
     real_run = worktrees.run
-    first = anyio.Event()
+    runs = 0
+    entered, release = anyio.Event(), anyio.Event()
 
-    async def slow(args: list[str], **kw: object) -> worktree_git.Out:
-        first.set()
-        await anyio.sleep(0.05)
+    async def held(args: list[str], **kw: object) -> worktree_git.Out:
+        nonlocal runs
+        runs += 1
+        entered.set()
+        await release.wait()
         return await real_run(args, **kw)  # pyright: ignore[reportArgumentType]
 
-    monkeypatch.setattr(worktrees, "run", slow)
+    monkeypatch.setattr(worktrees, "run", held)
     tops: list[str | None] = []
 
     async def look() -> None:
@@ -99,12 +105,14 @@ async def test_a_cancelled_lookup_leaves_the_others_waiting_on_it_to_ask_again(
     asker = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_cancelled_lookup, asker, repo)
-        await first.wait()  # its git runs
+        await entered.wait()  # the asker is in its git run
         tg.start_soon(look)
         tg.start_soon(look)
-        await anyio.sleep(0.01)  # both wait on it
-        asker.cancel()
-    assert tops == [str(repo.resolve())] * 2
+        await anyio.wait_all_tasks_blocked()  # the two others wait on it
+        assert runs == 1
+        release.set()
+        asker.cancel()  # before it resumes: it never answers
+    assert tops == [str(repo.resolve())] * 2 and runs == 2
 
 
 async def _cancelled_lookup(scope: anyio.CancelScope, repo: Path) -> None:
