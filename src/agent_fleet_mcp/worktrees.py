@@ -99,23 +99,22 @@ async def repo_top(cwd: str) -> str | None:
     no repository, a bare one, inside ``.git``). Where neither ``cwd`` nor a folder above it holds a ``.git``, git
     would find nothing (git runs with no ``GIT_*`` variables): None without starting it. Callers asking about the
     same folder at the same time share one answer (a batch's runs are created side by side, often in one cwd)."""
-    key = cwd
     try:
         pending = _REPO_TOP.get()
     except LookupError:
         pending: dict[str, _Lookup] = {}
         _REPO_TOP.set(pending)
-    while (shared := pending.get(key)) is not None:
+    while (shared := pending.get(cwd)) is not None:
         await shared.done.wait()
         if shared.answered:
             return shared.top
-        # the asker was cancelled or failed: ask again (its error, if any, is raised to the one who asks next)
-    pending[key] = shared = _Lookup(anyio.Event())
+        # its asker was cancelled or failed: ask again (an error that persists is then this caller's to raise)
+    pending[cwd] = shared = _Lookup(anyio.Event())
     try:
-        shared.top = await _repo_top(key)
+        shared.top = await _repo_top(cwd)
         shared.answered = True
     finally:
-        del pending[key]
+        del pending[cwd]
         shared.done.set()
     return shared.top
 
@@ -131,16 +130,17 @@ _REPO_TOP: RunVar[dict[str, _Lookup]] = RunVar("agent_fleet_repo_top")
 
 
 async def _repo_top(cwd: str) -> str | None:
-    if not await anyio.Path(cwd).is_dir() or not await anyio.to_thread.run_sync(_dot_git_above, cwd):
+    if not await anyio.to_thread.run_sync(_may_be_in_a_checkout, cwd):
         return None
     out = await run(["rev-parse", "--show-toplevel"], cwd=cwd, ok=range(256), what="finding the git checkout")
     return await _real(out.text) if out.rc == 0 and out.text else None
 
 
-def _dot_git_above(cwd: str) -> bool:
-    """Whether ``cwd`` or a folder above it has an entry named ``.git`` (a folder, or a worktree's file)."""
+def _may_be_in_a_checkout(cwd: str) -> bool:
+    """``cwd`` is a folder, and it or a folder above it has an entry named ``.git`` (a folder, or a worktree's
+    file)."""
     here = Path(os.path.abspath(cwd))
-    return any(os.path.lexists(d / ".git") for d in (here, *here.parents))
+    return here.is_dir() and any(os.path.lexists(d / ".git") for d in (here, *here.parents))
 
 
 async def create(*, cwd: str, home: Path, agent_id: str, agent_name: str, start_from: str | None = None) -> Workspace:
