@@ -73,7 +73,7 @@ async def test_lookups_of_one_folder_at_the_same_time_share_one_git_run(
         for _ in range(10):
             tg.start_soon(look, repo / "src")
         tg.start_soon(look, repo)  # another folder: its own run
-        await anyio.wait_all_tasks_blocked()  # every lookup is in (its thread hop for the .git look done)
+        await anyio.wait_all_tasks_blocked()  # all 11 have begun (an asker still in its .git look is held after)
         release.set()
     assert tops == [str(repo.resolve())] * 11
     assert sorted(started) == sorted([str(repo / "src"), str(repo)])
