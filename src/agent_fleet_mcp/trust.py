@@ -64,24 +64,10 @@ def digest(data: bytes) -> str:
 
 
 def load_trusted(home: Path) -> dict[str, Trusted]:
-    """Every trusted file, by key. A missing or corrupt trust file trusts nothing (never raises). A read in the
-    middle of a rewrite (``_write``: in place) may see a mix of both: it reads again, a few times."""
-    raw: object = None
-    for attempt in range(_READ_ATTEMPTS):
-        try:
-            raw = json.loads(trust_file(home).read_text(encoding="utf-8"))
-            break
-        except OSError:
-            return {}
-        except ValueError:
-            if attempt == _READ_ATTEMPTS - 1:
-                return {}
-            time.sleep(0.005)
-    files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
-    if not isinstance(files, dict):
-        return {}
+    """Every trusted file, by key. A missing or corrupt trust file trusts nothing (never raises)."""
+    files, _ = _read_list(home)
     out: dict[str, Trusted] = {}
-    for key, entry in cast("dict[object, object]", files).items():
+    for key, entry in (files or {}).items():
         if not isinstance(key, str) or not isinstance(entry, dict):
             continue
         e = cast("dict[str, object]", entry)
@@ -94,18 +80,31 @@ def load_trusted(home: Path) -> dict[str, Trusted]:
 def list_problem(home: Path) -> str | None:
     """What makes the trust list unusable (then it trusts nothing), or None: fine, or not made yet. A rewrite is in
     place (``_write``), so a crash half-way leaves a list that does not parse."""
-    try:
-        text = trust_file(home).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"it cannot be read ({type(exc).__name__}: {exc})"
-    try:
-        raw: object = json.loads(text)
-    except ValueError as exc:
-        return f"it is not JSON ({exc})" if text.strip() else "it is empty"
-    files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
-    return None if isinstance(files, dict) else 'it has no "files" object'
+    return _read_list(home)[1]
+
+
+def _read_list(home: Path) -> tuple[dict[object, object] | None, str | None]:
+    """The list's ``files`` object, or None and what is wrong with it (None too when there is no list yet). A read in
+    the middle of a rewrite (``_write``: in place) may see a mix of both: it reads again, a few times."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            text = trust_file(home).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, f"it cannot be read ({type(exc).__name__}: {exc})"
+        try:
+            raw: object = json.loads(text)
+        except ValueError as exc:
+            if attempt < _READ_ATTEMPTS - 1:
+                time.sleep(0.005)
+                continue
+            return None, f"it is not JSON ({exc})" if text.strip() else "it is empty"
+        files = cast("dict[str, Any]", raw).get("files") if isinstance(raw, dict) else None
+        if isinstance(files, dict):
+            return cast("dict[object, object]", files), None
+        return None, 'it has no "files" object'
+    return None, None  # not reached: the last attempt returns
 
 
 def trust_version(home: Path) -> str | None:
