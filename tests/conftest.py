@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,14 @@ from agent_fleet_mcp.trust import trust_files
 
 TESTS = Path(__file__).parent
 TEST_AGENTS = TESTS / "agents"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C tests send SIGINT to children; a suite started in the background by a shell without job control
+    (``cmd &`` in a script) has SIGINT ignored, and every child would inherit that and never end. A handled signal
+    is reset to its default in an exec'd child: handle it here (as an interactive run does) so they see a terminal's."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -558,7 +558,9 @@ def test_spares_are_forked_ahead_and_take_the_next_spawns(fresh_home: Path, tmp_
         assert [t.wait() for t in turns] == [0, 0, 0], [t.files.err.read_text() for t in turns]
     assert [t.pid for t in turns[:2]] == ahead  # the oldest spare first
     assert turns[2].pid not in ahead and forked_by_zygote(fresh_home, turns[2].pid)  # none left: forked
-    assert [e["text"] for t in turns for e in t.events() if e["type"] == "result"] == ["one", "two", "three"]
+    # the three run side by side: which one's request reaches the model first (and gets "one") is theirs to race
+    results = [[e["text"] for e in t.events() if e["type"] == "result"] for t in turns]
+    assert sorted(results) == [["one"], ["three"], ["two"]], results
     log = (fresh_home / "logs" / forkserver.LOG_NAME).read_text()
     assert all(f" spawned pid={t.pid} " in log for t in turns)
     assert f" spawned pid={ahead[0]} " in log and "spare=True" in log.split(f" spawned pid={ahead[0]} ")[1][:200]
