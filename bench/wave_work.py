@@ -25,6 +25,7 @@ import turn_start
 
 from agent_fleet_mcp import batches, supervisor
 from agent_fleet_mcp.runners import started
+from agent_fleet_mcp.store.sqlite_base import SqliteConnection
 
 counts: collections.Counter[str] = collections.Counter()
 db_callers: collections.Counter[str] = collections.Counter()
@@ -67,6 +68,7 @@ def _count(owner: Any, name: str, key: str, *, where: Callable[[], str] | None =
 
 
 _count(aiosqlite.core.Connection, "_execute", "store thread trips", where=_caller_of_store)
+_count(SqliteConnection, "_point", "store point reads (event loop)", where=_caller_of_store)
 _count(anyio.to_thread, "run_sync", "worker thread trips")
 _count(supervisor.Supervisor, "notify", "change notifications")
 _count(supervisor.Supervisor, "_adopt_running", "tick passes")
@@ -101,7 +103,7 @@ async def main() -> None:
     print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|")
     for key, v in sorted(counts.items()):
         print(f"| {key:<40} | {v / n:8.1f} | {v / n / a.runs:8.2f} |")
-    print("store thread trips by store method <- caller:")
+    print("store trips and point reads by store method <- caller:")
     for where, v in db_callers.most_common():
         print(f"  {v / n:7.1f}  {where}")
 

@@ -95,11 +95,13 @@ async def agent_spent(store: Store, agent_id: str, *, exclude_turn: int | None =
 
 
 async def turn_limits(
-    store: Store, settings: Settings, agent: AgentRow, *, now: float, exclude_turn: int | None = None
+    store: Store, settings: Settings, agent: AgentRow, *, now: float, exclude_turn: int | None = None,
+    spent: Spent | None = None,
 ) -> TurnLimits:
-    """What a turn of ``agent`` may use if it starts now (figures left; may be <= 0)."""
+    """What a turn of ``agent`` may use if it starts now (figures left; may be <= 0). ``spent``: the agent's usage
+    when the caller read it already (``agent_spent``)."""
     limits = Limits.of(agent.spec, settings)
-    spent = await agent_spent(store, agent.id, exclude_turn=exclude_turn)
+    spent = spent or await agent_spent(store, agent.id, exclude_turn=exclude_turn)
     fleet_left = None
     if settings.budget_usd is not None:
         fleet_left = settings.budget_usd - await fleet_spent_today(store, now)

@@ -303,7 +303,8 @@ class Fleet:
             raise Conflict(f"agent {name!r} was just created and deleted by other calls; try again") from None
         log.info("agent_created", agent=name, agent_id=agent_id, runner=spec.runner, template=template)
         turn = None if prompt is None else await self._queued(agent, 1)
-        return CreateResult(await self.get_agent(agent_id), True, turn, warnings)
+        # as it is now (include_deleted: a delete made while its turn was being spawned says so, it is no error)
+        return CreateResult(await self.get_agent(agent_id, include_deleted=True), True, turn, warnings)
 
     async def _stored(self, agent_id: str) -> bool:
         try:

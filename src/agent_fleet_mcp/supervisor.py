@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -70,6 +70,16 @@ class Processes(Protocol):
     def release_turn(self, files: proc.TurnFiles) -> bool: ...
 
     def remove_empty_cgroups(self, home: Path, *, keep: Callable[[str, int], bool]) -> int: ...
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A turn just spawned here, as its spawn knows it: its agent, its row with the process recorded, and what the
+    agent had spent before it."""
+
+    agent: AgentRow
+    turn: TurnRow
+    spent: budgets.Spent
 
 
 @dataclass
@@ -287,9 +297,10 @@ class Supervisor:
             if agent is None:  # deleted meanwhile
                 await self.store.finish_turn(turn.agent_id, turn.n, status="cancelled", reason="agent deleted")
                 return
-            limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock())
+            spent = await budgets.agent_spent(self.store, agent.id, exclude_turn=turn.n)  # its follower's too
+            limits = await budgets.turn_limits(self.store, self.settings, agent, now=self._clock(), spent=spent)
             if not await self._refused(agent, turn, limits):
-                await self._spawn(agent, turn, limits)
+                await self._spawn(agent, turn, limits, spent)
         except Exception:
             log.exception("start_claimed_failed", agent_id=turn.agent_id, turn=turn.n)
         finally:
@@ -309,16 +320,16 @@ class Supervisor:
         self.notify()
         return True
 
-    async def _spawn(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
+    async def _spawn(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits, spent: budgets.Spent) -> None:
         """Start one claimed turn (dispatch runs these side by side, at most SPAWN_CONCURRENCY at once). A failure
         after the spawn is logged (not to cancel its siblings): the turn is recovered like one whose claimer died."""
         try:
             async with self._spawn_limiter:
-                await self._spawn_claimed(agent, turn, limits)
+                await self._spawn_claimed(agent, turn, limits, spent)
         except Exception:
             log.exception("spawn_task_failed", agent=agent.name, turn=turn.n)
 
-    async def _spawn_claimed(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits) -> None:
+    async def _spawn_claimed(self, agent: AgentRow, turn: TurnRow, limits: TurnLimits, spent: budgets.Spent) -> None:
         await isolation.before_turn(self.store, agent, turn.n)  # its worktree is there, earlier work committed
         req = self.turn_request(agent, turn, limits)
         files = self.turn_files(agent.id, turn.n)
@@ -335,25 +346,39 @@ class Supervisor:
             )  # fmt: skip
             self.notify()
             return
-        await self.store.set_turn_process(
+        if not await self.store.set_turn_process(
             agent.id, turn.n, pid=spawned.pid, proc_start=spawned.start_time, out_path=str(files.out),
             model=agent.spec.model,
-        )  # fmt: skip
+        ):  # fmt: skip
+            # closed while it was being spawned (its agent deleted, the turn stopped): whoever closed it found no
+            # pid to kill, so the process this spawn started is stopped here, not left to run on unsupervised
+            def stop() -> None:  # as a follower would at the end: killed, its cgroup gone, its process reaped
+                self._procs.kill_group(spawned.pid, spawned.start_time, grace_s=self.settings.kill_grace_s,
+                                       files=files)  # fmt: skip
+                self._procs.release_turn(files)
+                self._procs.exit_code(files, spawned.pid)
+
+            await anyio.to_thread.run_sync(stop)
+            log.info("turn_stopped_after_spawn", agent=agent.name, turn=turn.n, pid=spawned.pid)
+            return
         log.info("turn_started", agent=agent.name, turn=turn.n, pid=spawned.pid, runner=agent.spec.runner)
-        self._start_follower(agent.id, turn.n)
+        # what its follower needs is known here: it starts without reading the agent, the turn and its usage again
+        running = replace(turn, pid=spawned.pid, proc_start=spawned.start_time, out_path=str(files.out),
+                          model=agent.spec.model or turn.model)  # fmt: skip  (as set_turn_process recorded it)
+        self._start_follower(agent.id, turn.n, _Known(agent, running, spent))
 
     # -- following -------------------------------------------------------------------------------------------
-    def _start_follower(self, agent_id: str, n: int) -> None:
+    def _start_follower(self, agent_id: str, n: int, known: _Known | None = None) -> None:
         key = (agent_id, n)
         if key in self._followed or self._tg is None or not self.supervises:
             return
         self._followed.add(key)
-        self._tg.start_soon(self._follow, agent_id, n)
+        self._tg.start_soon(self._follow, agent_id, n, known)
 
-    async def _follow(self, agent_id: str, n: int) -> None:
+    async def _follow(self, agent_id: str, n: int, known: _Known | None) -> None:
         notified = False
         try:
-            notified = await self._follow_turn(agent_id, n)
+            notified = await self._follow_turn(agent_id, n, known)
         except Exception:
             log.exception("follow_failed", agent_id=agent_id, turn=n)
         finally:
@@ -361,11 +386,11 @@ class Supervisor:
             if not notified:  # a close said so already: a second wake-up was a second look by every wait
                 self.notify()
 
-    async def _follow_turn(self, agent_id: str, n: int) -> bool:
+    async def _follow_turn(self, agent_id: str, n: int, known: _Known | None = None) -> bool:
         """Fold the turn's transcript into the store while its process runs; stop it when a limit is reached or
         another process closed it; record how it came out once the process is gone. True when it closed the turn
         (and said so: ``notify``)."""
-        f = await self._begin_following(agent_id, n)
+        f = await self._begin_following(agent_id, n, known)
         if f is None:
             return False
         watch = ExitWatch(self._procs, f.pid, f.turn.proc_start)
@@ -391,10 +416,14 @@ class Supervisor:
             watch.close()
         return await self._close_ended(f)
 
-    async def _begin_following(self, agent_id: str, n: int) -> _Followed | None:
-        """What following the turn needs; None when it is not running with a recorded process (any more)."""
-        agent = await self.store.get_agent(agent_id, include_deleted=True)
-        turn = await self.store.get_turn(agent_id, n)
+    async def _begin_following(self, agent_id: str, n: int, known: _Known | None = None) -> _Followed | None:
+        """What following the turn needs (read, unless its spawn here says: ``known``); None when it is not running
+        with a recorded process (any more)."""
+        if known is not None:
+            agent, turn = known.agent, known.turn
+        else:
+            agent = await self.store.get_agent(agent_id, include_deleted=True)
+            turn = await self.store.get_turn(agent_id, n)
         if agent is None or turn is None or turn.status != "running" or turn.pid is None:
             return None
         files = self.turn_files(agent_id, n)
@@ -402,7 +431,7 @@ class Supervisor:
         return _Followed(
             agent=agent, turn=turn, files=files, reader=TranscriptReader(files.out, parser),
             limits=budgets.Limits.of(agent.spec, self.settings),
-            spent_before=await budgets.agent_spent(self.store, agent_id, exclude_turn=n),
+            spent_before=known.spent if known else await budgets.agent_spent(self.store, agent_id, exclude_turn=n),
             session_saved=agent.session_id, last_check=self._clock(),
         )  # fmt: skip
 

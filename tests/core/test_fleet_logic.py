@@ -568,3 +568,36 @@ async def test_the_empty_cgroup_sweep_runs_at_start_and_then_every_30_s(
         await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
         await sup._adopt_running()  # pyright: ignore[reportPrivateUsage]
         assert len(sweeps) == 1
+
+
+async def test_a_turn_closed_while_its_spawn_is_in_flight_does_not_run_on(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent is deleted while its turn's process is being spawned (the turn has no pid yet, so the delete
+    closes it and has nothing to kill). When the spawn then returns, the process it started must be stopped, not
+    left running unsupervised until it ends by itself."""
+    fake = FakeRunner()
+    in_spawn, release = threading.Event(), threading.Event()
+    real_spawn = fake.spawn
+
+    def held_spawn(plan: Any, files: Any) -> Any:
+        in_spawn.set()
+        release.wait(WAIT_S)
+        return real_spawn(plan, files)
+
+    monkeypatch.setattr(fake, "spawn", held_spawn)
+    async with fleets(fast, fake) as (fleet,):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: fleet.create_agent(name="late", prompt="go"))
+
+            async def spawning() -> bool:
+                return in_spawn.is_set()
+
+            try:
+                await until(spawning, "the spawn in flight")
+                await fleet.delete_agents("late")
+            finally:
+                release.set()
+        assert (await turn_of(fleet, "late", 1)).status == "cancelled"
+        turn = await fake.wait_started("late", 1)
+        await killed(turn)

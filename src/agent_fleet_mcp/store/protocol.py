@@ -184,7 +184,10 @@ class Store(Protocol):
 
     async def set_turn_process(
         self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
-    ) -> None: ...
+    ) -> bool:
+        """Record the process just spawned for a claimed turn; False (nothing recorded) when the turn is no longer
+        running: it was closed while its process was being spawned, and the caller stops that process."""
+        ...
 
     async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
         """Record the process of a running turn if it is not recorded yet; True when the row changed."""

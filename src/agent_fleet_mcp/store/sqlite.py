@@ -358,12 +358,13 @@ class SqliteStore(SqliteUsageAndBatches):
 
     async def set_turn_process(
         self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str, model: str | None
-    ) -> None:
-        await self._update(
+    ) -> bool:
+        changed = await self._update(
             "UPDATE turns SET pid = ?, proc_start = ?, out_path = ?, model = COALESCE(?, model), last_event_at = ?"
-            " WHERE agent_id = ? AND n = ?",
+            " WHERE agent_id = ? AND n = ? AND status = 'running'",
             (pid, proc_start, out_path, model, time.time(), agent_id, n),
         )
+        return changed == 1
 
     async def adopt_turn_process(self, agent_id: str, n: int, *, pid: int, proc_start: float, out_path: str) -> bool:
         """Record the process a running turn's started marker names: the run that really started (runners/started.py),
