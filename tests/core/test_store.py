@@ -204,6 +204,23 @@ async def test_queued_status_never_overwrites_a_concurrent_claim(tmp_path: Path)
         assert agent is not None and agent.status == "queued"
 
 
+async def test_a_spawned_process_is_recorded_only_on_a_turn_still_running(tmp_path: Path) -> None:
+    """A turn closed while its process was being spawned keeps no pid (its spawner is told, and stops the process);
+    a running one records it."""
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        spec = AgentSpec(runner="command", command=("true",))
+        for aid in ("a0", "a1"):
+            await store.insert_agent(id=aid, name=aid, spec=spec, spec_hash="h", cwd="/", idempotency_key=None)
+            await store.insert_turn(agent_id=aid, prompt="p", runner="command", model=None)
+            assert await store.claim_turn(aid, 1, max_running=5)
+        await store.finish_turn("a1", 1, status="cancelled", reason="agent deleted")  # the delete came first
+        assert await store.set_turn_process("a0", 1, pid=4242, proc_start=1.0, out_path="/x", model="m")
+        assert not await store.set_turn_process("a1", 1, pid=4343, proc_start=1.0, out_path="/y", model="m")
+        running, closed = await store.get_turn("a0", 1), await store.get_turn("a1", 1)
+        assert running is not None and (running.status, running.pid, running.model) == ("running", 4242, "m")
+        assert closed is not None and (closed.status, closed.pid) == ("cancelled", None)
+
+
 async def test_claim_queued_claims_oldest_first_one_per_agent_under_the_cap(tmp_path: Path) -> None:
     async with SqliteStore(tmp_path / "fleet.db") as store:
         for i in range(4):
