@@ -415,7 +415,9 @@ class Fleet:
         queued, so a slot freed since then is seen here, and one freed later dispatches by itself."""
         if agent.parent_id is not None or await self.store.count_running() < self.settings.max_concurrent:
             await self.dispatch()
-        self.notify()
+        # new work wakes the tick and the resource notifications, not the waits: a queued turn ends no wait (each
+        # woke every wait of a run_agents wave for a look at its batch: 200 creates, 4 calls, 800 looks)
+        self.supervisor.notify_spend()
         got = await self.store.get_turn(agent.id, n)
         assert got is not None
         return got

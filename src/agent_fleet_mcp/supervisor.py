@@ -239,9 +239,9 @@ class Supervisor:
         self.notify_spend()
 
     def notify_spend(self) -> None:
-        """Only a running turn's usage changed: wakes the tick (the shared budgets) and the resource notifications,
-        not the waits, which no usage can end (in a wave of 200 runs, 400 of the 1,001 notifications were usage
-        flushes, and each woke every wait for a look at its batch)."""
+        """Only a running turn's usage changed, or a turn was queued: wakes the tick (the shared budgets) and the
+        resource notifications, not the waits, which neither can end (in a wave of 200 runs, 400 of the 1,001
+        notifications were usage flushes, and each woke every wait for a look at its batch)."""
         self._stirred.set()
         self._stirred = anyio.Event()
 

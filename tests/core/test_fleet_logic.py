@@ -601,3 +601,19 @@ async def test_a_turn_closed_while_its_spawn_is_in_flight_does_not_run_on(
         assert (await turn_of(fleet, "late", 1)).status == "cancelled"
         turn = await fake.wait_started("late", 1)
         await killed(turn)
+
+
+async def test_new_work_does_not_wake_the_waits_an_end_does(fast: Settings) -> None:
+    """A queued turn can end no wait: creating agents stirs the tick and the resource notifications only. A turn's
+    end wakes the waits at once."""
+    fake = FakeRunner()
+    async with fleets(fast, fake) as (fleet,):
+        mark = fleet.change_mark()
+        stirred = fleet.supervisor._stirred  # pyright: ignore[reportPrivateUsage]
+        await fleet.create_agent(name="a", prompt="go")
+        turn = await fake.wait_started("a", 1)
+        assert stirred.is_set() and not mark.is_set()
+        turn.succeed("done")
+        with anyio.fail_after(WAIT_S):
+            await mark.wait()
+        assert (await turn_of(fleet, "a", 1)).status == "succeeded"
