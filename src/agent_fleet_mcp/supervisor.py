@@ -350,22 +350,33 @@ class Supervisor:
             agent.id, turn.n, pid=spawned.pid, proc_start=spawned.start_time, out_path=str(files.out),
             model=agent.spec.model,
         ):  # fmt: skip
-            # closed while it was being spawned (its agent deleted, the turn stopped): whoever closed it found no
-            # pid to kill, so the process this spawn started is stopped here, not left to run on unsupervised
-            def stop() -> None:  # as a follower would at the end: killed, its cgroup gone, its process reaped
-                self._procs.kill_group(spawned.pid, spawned.start_time, grace_s=self.settings.kill_grace_s,
-                                       files=files)  # fmt: skip
-                self._procs.release_turn(files)
-                self._procs.exit_code(files, spawned.pid)
-
-            await anyio.to_thread.run_sync(stop)
-            log.info("turn_stopped_after_spawn", agent=agent.name, turn=turn.n, pid=spawned.pid)
+            await self._not_running_after_spawn(agent, turn, files, spawned)
             return
         log.info("turn_started", agent=agent.name, turn=turn.n, pid=spawned.pid, runner=agent.spec.runner)
         # what its follower needs is known here: it starts without reading the agent, the turn and its usage again
         running = replace(turn, pid=spawned.pid, proc_start=spawned.start_time, out_path=str(files.out),
                           model=agent.spec.model or turn.model)  # fmt: skip  (as set_turn_process recorded it)
         self._start_follower(agent.id, turn.n, _Known(agent, running, spent))
+
+    async def _not_running_after_spawn(
+        self, agent: AgentRow, turn: TurnRow, files: proc.TurnFiles, spawned: proc.Spawned
+    ) -> None:
+        """The turn stopped running while its process was being spawned. Closed (its agent deleted, the turn
+        stopped): whoever closed it found no pid to kill, so the process is stopped here, not left to run on
+        unsupervised. Queued again (a recovery took the claim for dead): the process is left alone; the turn's
+        next spawn finds it started (its marker) and follows it, so it still runs once."""
+        now = await self.store.get_turn(agent.id, turn.n)
+        if now is not None and not now.done:
+            log.info("turn_requeued_during_spawn", agent=agent.name, turn=turn.n, pid=spawned.pid)
+            return
+
+        def stop() -> None:  # as a follower would at the end: killed, its cgroup gone, its process reaped
+            self._procs.kill_group(spawned.pid, spawned.start_time, grace_s=self.settings.kill_grace_s, files=files)
+            self._procs.release_turn(files)
+            self._procs.exit_code(files, spawned.pid)
+
+        await anyio.to_thread.run_sync(stop)
+        log.info("turn_stopped_after_spawn", agent=agent.name, turn=turn.n, pid=spawned.pid)
 
     # -- following -------------------------------------------------------------------------------------------
     def _start_follower(self, agent_id: str, n: int, known: _Known | None = None) -> None:

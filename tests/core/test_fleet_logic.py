@@ -617,3 +617,37 @@ async def test_new_work_does_not_wake_the_waits_an_end_does(fast: Settings) -> N
         with anyio.fail_after(WAIT_S):
             await mark.wait()
         assert (await turn_of(fleet, "a", 1)).status == "succeeded"
+
+
+async def test_a_turn_requeued_while_its_spawn_is_in_flight_keeps_its_process(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recovery (another server taking this claim for dead) queues the turn again while its spawn is in flight.
+    That process is not stopped: the turn's next spawn finds it started and follows it, so the turn still runs
+    once. Only a closed turn's process is stopped after its spawn."""
+    fake = FakeRunner()
+    in_spawn, release = threading.Event(), threading.Event()
+    real_spawn = fake.spawn
+
+    def held_spawn(plan: Any, files: Any) -> Any:
+        in_spawn.set()
+        release.wait(WAIT_S)
+        return real_spawn(plan, files)
+
+    monkeypatch.setattr(fake, "spawn", held_spawn)
+    async with fleets(fast, fake) as (fleet,):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: fleet.create_agent(name="slow", prompt="go"))
+
+            async def spawning() -> bool:
+                return in_spawn.is_set()
+
+            try:
+                await until(spawning, "the spawn in flight")
+                agent = await fleet.get_agent("slow")
+                await fleet.store.requeue_turn(agent.id, 1)
+                monkeypatch.setattr(fake, "spawn", real_spawn)  # its next spawn is not held
+            finally:
+                release.set()
+        first = await fake.wait_started("slow", 1)
+        assert not first.killed
