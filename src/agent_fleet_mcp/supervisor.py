@@ -335,8 +335,9 @@ class Supervisor:
         files = self.turn_files(agent.id, turn.n)
         try:
             runner = self._runner_for(agent.spec.runner)
-            plan = runner.build(req)
-            spawned = await anyio.to_thread.run_sync(self._procs.spawn, plan, files)
+            # the plan is built in the spawn's worker thread: it writes files (the system prompt, a CLI's settings),
+            # and each blocking call on the event loop's thread waits its turn for the GIL behind the spawn threads
+            spawned = await anyio.to_thread.run_sync(lambda: self._procs.spawn(runner.build(req), files))
         except Exception as exc:
             msg = f"could not start the turn: {exc}"
             log.warning("spawn_failed", agent=agent.name, turn=turn.n, error=str(exc))
