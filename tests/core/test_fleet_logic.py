@@ -570,13 +570,11 @@ async def test_the_empty_cgroup_sweep_runs_at_start_and_then_every_30_s(
         assert len(sweeps) == 1
 
 
-async def test_a_turn_closed_while_its_spawn_is_in_flight_does_not_run_on(
-    fast: Settings, monkeypatch: pytest.MonkeyPatch
+async def while_spawn_held(
+    fleet: Fleet, fake: FakeRunner, monkeypatch: pytest.MonkeyPatch, name: str, during: Callable[[], Awaitable[None]]
 ) -> None:
-    """The agent is deleted while its turn's process is being spawned (the turn has no pid yet, so the delete
-    closes it and has nothing to kill). When the spawn then returns, the process it started must be stopped, not
-    left running unsupervised until it ends by itself."""
-    fake = FakeRunner()
+    """``create_agent(name)``, with its first turn's spawn held in flight while ``during`` runs; then the spawn goes
+    on (later spawns are not held) and the create is awaited."""
     in_spawn, release = threading.Event(), threading.Event()
     real_spawn = fake.spawn
 
@@ -585,19 +583,33 @@ async def test_a_turn_closed_while_its_spawn_is_in_flight_does_not_run_on(
         release.wait(WAIT_S)
         return real_spawn(plan, files)
 
+    async def spawning() -> bool:
+        return in_spawn.is_set()
+
     monkeypatch.setattr(fake, "spawn", held_spawn)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: fleet.create_agent(name=name, prompt="go"))
+        try:
+            await until(spawning, "the spawn in flight")
+            monkeypatch.setattr(fake, "spawn", real_spawn)
+            await during()
+        finally:
+            release.set()
+
+
+async def test_a_turn_closed_while_its_spawn_is_in_flight_does_not_run_on(
+    fast: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent is deleted while its turn's process is being spawned (the turn has no pid yet, so the delete
+    closes it and has nothing to kill). When the spawn then returns, the process it started must be stopped, not
+    left running unsupervised until it ends by itself."""
+    fake = FakeRunner()
     async with fleets(fast, fake) as (fleet,):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: fleet.create_agent(name="late", prompt="go"))
 
-            async def spawning() -> bool:
-                return in_spawn.is_set()
+        async def delete() -> None:
+            await fleet.delete_agents("late")
 
-            try:
-                await until(spawning, "the spawn in flight")
-                await fleet.delete_agents("late")
-            finally:
-                release.set()
+        await while_spawn_held(fleet, fake, monkeypatch, "late", delete)
         assert (await turn_of(fleet, "late", 1)).status == "cancelled"
         turn = await fake.wait_started("late", 1)
         await killed(turn)
@@ -626,28 +638,12 @@ async def test_a_turn_requeued_while_its_spawn_is_in_flight_keeps_its_process(
     That process is not stopped: the turn's next spawn finds it started and follows it, so the turn still runs
     once. Only a closed turn's process is stopped after its spawn."""
     fake = FakeRunner()
-    in_spawn, release = threading.Event(), threading.Event()
-    real_spawn = fake.spawn
-
-    def held_spawn(plan: Any, files: Any) -> Any:
-        in_spawn.set()
-        release.wait(WAIT_S)
-        return real_spawn(plan, files)
-
-    monkeypatch.setattr(fake, "spawn", held_spawn)
     async with fleets(fast, fake) as (fleet,):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: fleet.create_agent(name="slow", prompt="go"))
 
-            async def spawning() -> bool:
-                return in_spawn.is_set()
+        async def requeue() -> None:  # as the recovery of another server does
+            agent = await fleet.get_agent("slow")
+            await fleet.store.requeue_turn(agent.id, 1)
 
-            try:
-                await until(spawning, "the spawn in flight")
-                agent = await fleet.get_agent("slow")
-                await fleet.store.requeue_turn(agent.id, 1)
-                monkeypatch.setattr(fake, "spawn", real_spawn)  # its next spawn is not held
-            finally:
-                release.set()
+        await while_spawn_held(fleet, fake, monkeypatch, "slow", requeue)
         first = await fake.wait_started("slow", 1)
         assert not first.killed
