@@ -14,11 +14,10 @@ fake in unit tests (testing/fake_runner.py).
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +29,7 @@ from agent_fleet_mcp import budgets, isolation
 from agent_fleet_mcp.config import Settings
 from agent_fleet_mcp.events import Event
 from agent_fleet_mcp.exit_watch import ExitWatch, next_look
+from agent_fleet_mcp.followed import Followed, Known, read_new, tokens_of
 from agent_fleet_mcp.reader import turn_files, turn_request
 from agent_fleet_mcp.runners import process as proc
 from agent_fleet_mcp.runners import started as started_mod
@@ -70,39 +70,6 @@ class Processes(Protocol):
     def release_turn(self, files: proc.TurnFiles) -> bool: ...
 
     def remove_empty_cgroups(self, home: Path, *, keep: Callable[[str, int], bool]) -> int: ...
-
-
-@dataclass(frozen=True)
-class _Known:
-    """A turn just spawned here, as its spawn knows it: its agent, its row with the process recorded, and what the
-    agent had spent before it."""
-
-    agent: AgentRow
-    turn: TurnRow
-    spent: budgets.Spent
-
-
-@dataclass
-class _Followed:
-    """One running turn as its follower sees it between two polls."""
-
-    agent: AgentRow
-    turn: TurnRow  # replaced when the turn's process turns out to be another one (adopted)
-    files: proc.TurnFiles
-    reader: TranscriptReader
-    limits: budgets.Limits
-    spent_before: budgets.Spent
-    session_saved: str | None
-    last_check: float
-    stats: TurnStats = field(default_factory=TurnStats)
-    shared: budgets.Stop | None = None  # the fleet's or the batch's budget, seen spent
-    breach_at: float | None = None
-    last_flush: float = 0.0
-    seen_alive: bool = False
-
-    @property
-    def pid(self) -> int:
-        return self.turn.pid or 0
 
 
 class Supervisor:
@@ -357,7 +324,7 @@ class Supervisor:
         # what its follower needs is known here: it starts without reading the agent, the turn and its usage again
         running = replace(turn, pid=spawned.pid, proc_start=spawned.start_time, out_path=str(files.out),
                           model=agent.spec.model or turn.model)  # fmt: skip  (as set_turn_process recorded it)
-        self._start_follower(agent.id, turn.n, _Known(agent, running, spent))
+        self._start_follower(agent.id, turn.n, Known(agent, running, spent))
 
     async def _not_running_after_spawn(
         self, agent: AgentRow, turn: TurnRow, files: proc.TurnFiles, spawned: proc.Spawned
@@ -380,14 +347,14 @@ class Supervisor:
         log.info("turn_stopped_after_spawn", agent=agent.name, turn=turn.n, pid=spawned.pid)
 
     # -- following -------------------------------------------------------------------------------------------
-    def _start_follower(self, agent_id: str, n: int, known: _Known | None = None) -> None:
+    def _start_follower(self, agent_id: str, n: int, known: Known | None = None) -> None:
         key = (agent_id, n)
         if key in self._followed or self._tg is None or not self.supervises:
             return
         self._followed.add(key)
         self._tg.start_soon(self._follow, agent_id, n, known)
 
-    async def _follow(self, agent_id: str, n: int, known: _Known | None) -> None:
+    async def _follow(self, agent_id: str, n: int, known: Known | None) -> None:
         notified = False
         try:
             notified = await self._follow_turn(agent_id, n, known)
@@ -398,7 +365,7 @@ class Supervisor:
             if not notified:  # a close said so already: a second wake-up was a second look by every wait
                 self.notify()
 
-    async def _follow_turn(self, agent_id: str, n: int, known: _Known | None = None) -> bool:
+    async def _follow_turn(self, agent_id: str, n: int, known: Known | None = None) -> bool:
         """Fold the turn's transcript into the store while its process runs; stop it when a limit is reached or
         another process closed it; record how it came out once the process is gone. True when it closed the turn
         (and said so: ``notify``)."""
@@ -411,7 +378,7 @@ class Supervisor:
             while True:
                 alive = watch.alive()
                 f.seen_alive = f.seen_alive or alive
-                events = await _read_new(f)
+                events = await read_new(f)
                 await self._absorb(f, events)
                 interval = self.settings.poll_interval_s if events else watch.backed_off(interval)
                 if not alive:
@@ -428,7 +395,7 @@ class Supervisor:
             watch.close()
         return await self._close_ended(f)
 
-    async def _begin_following(self, agent_id: str, n: int, known: _Known | None = None) -> _Followed | None:
+    async def _begin_following(self, agent_id: str, n: int, known: Known | None = None) -> Followed | None:
         """What following the turn needs (read, unless its spawn here says: ``known``); None when it is not running
         with a recorded process (any more)."""
         if known is not None:
@@ -440,14 +407,14 @@ class Supervisor:
             return None
         files = self.turn_files(agent_id, n)
         parser = self._runner_for(agent.spec.runner).new_parser(self.turn_request(agent, turn))
-        return _Followed(
+        return Followed(
             agent=agent, turn=turn, files=files, reader=TranscriptReader(files.out, parser),
             limits=budgets.Limits.of(agent.spec, self.settings),
             spent_before=known.spent if known else await budgets.agent_spent(self.store, agent_id, exclude_turn=n),
             session_saved=agent.session_id, last_check=self._clock(),
         )  # fmt: skip
 
-    async def _absorb(self, f: _Followed, events: list[Event]) -> None:
+    async def _absorb(self, f: Followed, events: list[Event]) -> None:
         """Fold new events into the turn's stats; save a new session id; flush the stats now and then (and look
         at the shared budgets when it does)."""
         for ev in events:
@@ -460,12 +427,12 @@ class Supervisor:
             self.notify_spend()
             f.shared = f.shared or await budgets.shared_breach(self.store, self.settings, f.agent)
 
-    async def _save_session(self, f: _Followed) -> None:
+    async def _save_session(self, f: Followed) -> None:
         if f.stats.session_id and f.stats.session_id != f.session_saved:
             await self.store.set_session_id(f.agent.id, f.stats.session_id)
             f.session_saved = f.stats.session_id
 
-    async def _closed_elsewhere(self, f: _Followed) -> bool:
+    async def _closed_elsewhere(self, f: Followed) -> bool:
         """Another process (a server inside an agent) closed the running turn: stop its process. Looked at every
         ``CLOSED_CHECK_S``."""
         now = self._clock()
@@ -481,11 +448,12 @@ class Supervisor:
         log.info("turn_stopped_for_another", agent=f.agent.name, turn=f.turn.n)
         return True
 
-    async def _stop_over_limit(self, f: _Followed) -> bool:
+    async def _stop_over_limit(self, f: Followed) -> bool:
         """Stop the turn when it ran out of time or of a budget (its agent's, the fleet's or its batch's)."""
         now = self._clock()
         elapsed = None if f.turn.started_at is None else now - f.turn.started_at
-        stop = budgets.running_breach(f.limits, f.spent_before, f.stats.cost_usd, _tokens(f.stats), elapsed) or f.shared
+        tokens = tokens_of(f.stats)
+        stop = budgets.running_breach(f.limits, f.spent_before, f.stats.cost_usd, tokens, elapsed) or f.shared
         if stop is not None and stop.reason != "timeout" and f.agent.spec.runner in budgets.SELF_LIMITING:
             # the runner stops itself on its budget (and its answer may be on its way): give it a moment
             f.breach_at = f.breach_at or now
@@ -499,7 +467,7 @@ class Supervisor:
         await self.dispatch()  # the agent's next queued turn may start now
         return True
 
-    async def _adopt_started(self, f: _Followed) -> bool:
+    async def _adopt_started(self, f: Followed) -> bool:
         """The followed pid is gone: if the turn's started marker names another process (this spawn found the turn
         already started and ran nothing), follow that one instead (True). False: the process was the turn's."""
         turn, files = f.turn, f.files
@@ -517,7 +485,7 @@ class Supervisor:
         f.turn = got
         return True
 
-    async def _close_ended(self, f: _Followed) -> bool:
+    async def _close_ended(self, f: Followed) -> bool:
         """The turn's process is gone: read the rest of its transcript and record how the turn came out. True when
         this closed it (another process may have first)."""
 
@@ -601,18 +569,3 @@ class Supervisor:
                         lambda t=t: self.stop_turn(agent, t, status=status, reason=reason, agent_status=agent_status)
                     )
         return len(turns)
-
-
-async def _read_new(f: _Followed) -> list[Event]:
-    """The turn's new transcript events. Whether the file grew is looked at here (one stat); only new bytes go to a
-    worker thread: 200 running turns, each polled several times a second, were thousands of thread hops a second."""
-    try:
-        if os.stat(f.files.out).st_size <= f.reader.offset:
-            return []
-    except FileNotFoundError:
-        return []
-    return await anyio.to_thread.run_sync(f.reader.read_new)
-
-
-def _tokens(stats: TurnStats) -> int:
-    return stats.input_tokens + stats.output_tokens + stats.cache_read_tokens + stats.cache_write_tokens
