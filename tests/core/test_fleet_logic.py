@@ -320,32 +320,17 @@ async def test_a_tick_leaves_alone_the_turns_this_server_is_spawning(
     created) looked at every such turn closely: its row, then its started marker in a worker thread. It still does
     for a spawn older than ``ORPHAN_CLAIM_S`` (one that hung: its turn is recovered as before)."""
     fake = FakeRunner()
-    in_spawn, release = threading.Event(), threading.Event()
-    real_spawn = fake.spawn
-
-    def held_spawn(plan: Any, files: Any) -> Any:
-        in_spawn.set()
-        release.wait(WAIT_S)
-        return real_spawn(plan, files)
-
-    monkeypatch.setattr(fake, "spawn", held_spawn)
     async with fleets(fast, fake) as (fleet,):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: fleet.create_agent(name="held", template="gate", prompt="1"))
-            try:
-                await held_while_spawning(fleet, in_spawn, monkeypatch)
-            finally:
-                release.set()
+
+        async def looks() -> None:
+            await held_while_spawning(fleet, monkeypatch)
+
+        await while_spawn_held(fleet, fake, monkeypatch, "held", looks, template="gate", prompt="1")
         await finish_all(fake, 1, at_once=1)
 
 
-async def held_while_spawning(fleet: Fleet, in_spawn: threading.Event, monkeypatch: pytest.MonkeyPatch) -> None:
+async def held_while_spawning(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ticks' looks at the turn whose spawn is held in flight: none; then, the spawn made to look hung, one."""
-
-    async def spawning() -> bool:
-        return in_spawn.is_set()
-
-    await until(spawning, "the spawn in flight")
     looks: list[str] = []
     mine = contextvars.ContextVar("mine", default=False)  # the create_agent call reads on its own meanwhile
     real_get_turn, real_read = fleet.store.get_turn, supervisor.started_mod.read
@@ -571,8 +556,9 @@ async def test_the_empty_cgroup_sweep_runs_at_start_and_then_every_30_s(
 
 
 async def while_spawn_held(
-    fleet: Fleet, fake: FakeRunner, monkeypatch: pytest.MonkeyPatch, name: str, during: Callable[[], Awaitable[None]]
-) -> None:
+    fleet: Fleet, fake: FakeRunner, monkeypatch: pytest.MonkeyPatch, name: str, during: Callable[[], Awaitable[None]],
+    *, template: str | None = None, prompt: str = "go",
+) -> None:  # fmt: skip
     """``create_agent(name)``, with its first turn's spawn held in flight while ``during`` runs; then the spawn goes
     on (later spawns are not held) and the create is awaited."""
     in_spawn, release = threading.Event(), threading.Event()
@@ -588,7 +574,7 @@ async def while_spawn_held(
 
     monkeypatch.setattr(fake, "spawn", held_spawn)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: fleet.create_agent(name=name, prompt="go"))
+        tg.start_soon(lambda: fleet.create_agent(name=name, template=template, prompt=prompt))
         try:
             await until(spawning, "the spawn in flight")
             monkeypatch.setattr(fake, "spawn", real_spawn)
