@@ -187,3 +187,34 @@ async def test_a_write_whose_caller_is_cancelled_in_its_trip_still_lands_and_the
         assert [a.name for a in await store.list_agents()] == ["queued"]
         rows = await store._all("SELECT name FROM migrations WHERE name = 'gate'")  # pyright: ignore[reportPrivateUsage]
         assert len(rows) == 1  # the cancelled caller's write landed
+
+
+async def test_writes_queued_when_the_store_closes_fail_and_none_waits_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, entered = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    async def write(store: SqliteStore, name: str) -> None:
+        try:
+            await insert(store, name)
+        except ValueError as exc:
+            failed.append(exc)
+
+    async with SqliteStore(tmp_path / "fleet.db") as store:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store._write, gate_body(gate, entered))  # pyright: ignore[reportPrivateUsage]
+            await until(entered.is_set)
+            tg.start_soon(write, store, "c1")
+            tg.start_soon(write, store, "c2")
+            await until(lambda: queued(store) == 2)
+
+            async def closed(*_: object) -> None:
+                raise ValueError("Connection closed")  # what aiosqlite raises once its connection is closed
+
+            monkeypatch.setattr(store.db, "_execute", closed)
+            gate.set()
+            await until(lambda: len(failed) == 2)
+            monkeypatch.undo()
+        assert [str(e) for e in failed] == ["Connection closed", "Connection closed"]
+        assert [a.name for a in await store.list_agents()] == []

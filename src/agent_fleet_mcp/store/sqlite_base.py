@@ -225,10 +225,12 @@ class SqliteConnection:
         """One trip: the writes of ``group`` in as few transactions as they allow (one unless SQLite itself rolled
         one back: then the writes it held fail with that error, and the rest go on in a new one). Each write's
         ``done`` is set on the event loop once the trip is over, also when the caller that made it was cancelled."""
-        db = self.db
         loop = asyncio.get_running_loop()
+        ran = False
 
         def trip() -> None:
+            nonlocal ran
+            ran = True
             conn = db._conn  # pyright: ignore[reportPrivateUsage] (the connection of aiosqlite's own thread)
             try:
                 self._run_group(conn, group)
@@ -244,7 +246,14 @@ class SqliteConnection:
                     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                         loop.call_soon_threadsafe(w.done.set)
 
-        await db._execute(trip)  # pyright: ignore[reportPrivateUsage] (aiosqlite's one-trip call)
+        try:
+            db = self.db
+            await db._execute(trip)  # pyright: ignore[reportPrivateUsage] (aiosqlite's one-trip call)
+        except Exception as exc:  # never reached the connection's thread (the store is closed): none of them ran
+            if not ran:
+                for w in group:
+                    w.error = exc
+                    w.done.set()
 
     def _run_group(self, conn: sqlite3.Connection, group: list[_Write[Any]]) -> None:
         savepoints = len(group) > 1  # a write alone has the transaction to itself
