@@ -467,6 +467,18 @@ def test_catalog_dirs_default_home_and_dedupe(project: Path, tmp_path: Path) -> 
     ]
 
 
+def test_catalog_dirs_list_a_folder_reached_through_a_symlink_once(project: Path, tmp_path: Path) -> None:
+    (project / "agents").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "link").symlink_to(project / "agents")
+    env = {"HOME": str(tmp_path / "home"), "AGENT_FLEET_AGENTS": str(tmp_path / "link")}
+    assert catalog_dirs(project, env) == [
+        project / "agents",
+        project / ".claude" / "agents",
+        tmp_path / "home" / ".agent-fleet" / "agents",
+        builtin_agents_dir(),
+    ]
+
+
 def test_first_name_wins_and_later_ones_are_shadowed(project: Path, tmp_path: Path, env: dict[str, str]) -> None:
     extra = tmp_path / "extra"
     home_agents = tmp_path / "fleet-home" / "agents"
