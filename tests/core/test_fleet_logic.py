@@ -520,12 +520,11 @@ async def test_a_usage_flush_wakes_the_tick_not_the_waits(fast: Settings) -> Non
         stir = fleet.supervisor._stirred  # pyright: ignore[reportPrivateUsage] (what the tick sleeps on)
         turn.emit("usage", input=1, output=1, cache_read=0, cache_write=0, cost_usd=0.5, scope="run")
 
-        async def flushed() -> bool:
+        async def flushed() -> bool:  # in the store, and the follower past it (the store shows a commit first)
             row = await fleet.store.get_turn(turn.agent_id, 1)
-            return row is not None and row.cost_usd == 0.5
+            return row is not None and row.cost_usd == 0.5 and stir.is_set()
 
-        await until(flushed, "the usage flushed to the store", tick=lambda: fake.advance(0.5))
-        assert stir.is_set(), "the flush did not wake the tick"
+        await until(flushed, "the usage flushed to the store and the tick woken", tick=lambda: fake.advance(0.5))
         assert not state.is_set(), "a usage flush woke the waits"
         turn.succeed()
         await settled(fleet, "spender", 1, "succeeded")
