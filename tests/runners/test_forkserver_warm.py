@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent_fleet_mcp.config import Settings
-from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners import forkserver, preload_pause, process
 from agent_fleet_mcp.runners.base import LaunchPlan
 from agent_fleet_mcp.runners.process import TurnFiles
 
@@ -150,7 +150,7 @@ needs_autogroup = pytest.mark.skipif(
 GATED_ENTRY = '''
 import os, time
 from pathlib import Path
-from agent_fleet_mcp.runners import forkserver, process
+from agent_fleet_mcp.runners import forkserver, preload_pause, process
 from agent_fleet_mcp.runners.base import LaunchPlan
 from agent_fleet_mcp.runners.process import TurnFiles
 
@@ -182,10 +182,16 @@ def wait_for(check: Callable[[], bool], what: str) -> None:
 
 
 @contextlib.contextmanager
-def gated_zygote(tmp_path: Path) -> Generator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A real zygote (the module's code, in a session of its own as ``launch`` starts it) held in its preload."""
+def gated_zygote(
+    tmp_path: Path, entry: str = GATED_ENTRY, before: Callable[[Path], None] | None = None
+) -> Generator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A real zygote (the module's code, in a session of its own as ``launch`` starts it) held in its preload.
+    ``entry``: the source of the module `gated_entry`, whose preload writes its nice value to GATE/nice and holds
+    until GATE/go; ``before(home)`` runs before the zygote starts."""
     home, gate = make_home(tmp_path / "home"), make_home(tmp_path / "gate")
-    (tmp_path / "gated_entry.py").write_text(GATED_ENTRY)
+    if before is not None:
+        before(home)
+    (tmp_path / "gated_entry.py").write_text(entry)
     env = {**os.environ, "GATE": str(gate), "PYTHONPATH": str(tmp_path)}
     argv = [sys.executable, "-c", GATED_ZYGOTE, "--home", str(home), "--own-session"]
     with open(tmp_path / "zygote.err", "wb") as err:
@@ -218,9 +224,11 @@ def test_a_preload_gives_way_to_a_cli_turn_until_a_turn_waits_for_it(tmp_path: P
         files = TurnFiles.for_turn(tmp_path / "cli" / "turns", 1)
         cli = process.spawn(command_plan(home, tmp_path), files)
         assert forkserver.session_nice(proc.pid) == forkserver.YIELD_NICE
+        assert (home / preload_pause.YIELD_FILE).exists()  # and its imports pause while the machine is busy
         if then == "a-turn-waits":
             assert forkserver.hurry(home)
             assert forkserver.session_nice(proc.pid) == 0
+            assert (home / preload_pause.HURRY_FILE).exists()
         (tmp_path / "gate" / "go").touch()
         wait_started_zygote(home)
         assert forkserver.session_nice(proc.pid) == 0  # serving: forks are turns someone waits for

@@ -30,6 +30,7 @@ import psutil
 
 import agent_fleet_mcp
 from agent_fleet_mcp.private import open_private, private_dirs, write_private
+from agent_fleet_mcp.runners import preload_pause
 
 # The only code a zygote runs: "module:function" -> called as function(args) in the forked child. The module may
 # define ``preload()``, called once at zygote start to import/warm everything a turn needs.
@@ -307,17 +308,25 @@ def zygote_pid(home: Path, *, state: str | None = None) -> int | None:
 
 def yield_preload(home: Path) -> bool:
     """A turn that does not need the fork server starts (a claude-code, codex or gemini CLI, ~1 s of CPU each): a
-    zygote still preloading (~2 s of CPU, most of it ``import anthropic``) gives way to it, taking only CPU nothing
-    else wants, until a turn waits for it (``hurry``) or it serves. One attempt (best effort); True when it holds."""
+    zygote still preloading (~2 s of CPU, most of it ``import anthropic``) gives way to it, until a turn waits for
+    it (``hurry``) or it serves: its imports pause while the machine is busy (runners/preload_pause.py), and the
+    rest runs at nice 19. Best effort; True when a preloading zygote was asked (not when a turn waits for it)."""
     pid = zygote_pid(home, state="preloading")
-    return pid is not None and set_session_nice(pid, YIELD_NICE, attempts=1)
+    if pid is None or preload_pause.hurried(home):
+        return False
+    preload_pause.request(home)
+    set_session_nice(pid, YIELD_NICE, attempts=1)
+    return True
 
 
 def hurry(home: Path) -> bool:
-    """A spawn waits for the home's zygote, which is still preloading: give its preload normal priority back, in
-    case it gave way to other turns (``yield_preload``). True when it holds normal priority."""
+    """A spawn waits for the home's zygote, which is still preloading: its preload goes on at normal priority and
+    pauses no more, in case it gave way to other turns (``yield_preload``). True when it holds normal priority."""
     pid = zygote_pid(home, state="preloading")
-    return pid is not None and set_session_nice(pid, 0)
+    if pid is None:
+        return False
+    preload_pause.hurry(home)
+    return set_session_nice(pid, 0)
 
 
 def _launch_once(home: Path, env: Mapping[str, str], timeout_s: float, *, spares: int | None = None) -> None:

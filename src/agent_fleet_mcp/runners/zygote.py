@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import fcntl
 import gc
-import importlib
 import os
 import selectors
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, cast
 
-from agent_fleet_mcp.runners import cgroups, containment, zygote_child
+from agent_fleet_mcp.runners import cgroups, containment, preload_pause, zygote_child
 from agent_fleet_mcp.runners.forkserver import (
     DEFAULT_IDLE_S,
     ENTRIES,
@@ -147,6 +146,7 @@ class _Zygote:
         if not self._lock():
             _log("not_started", reason="another zygote holds the lock")
             return False
+        preload_pause.clear(self.home)  # an earlier preload's requests (we hold the lock: none is under way)
         self._state("preloading")  # before binding: a client that reaches us knows to wait (forkserver.preloading)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a dead zygote's socket (we hold the lock: no live one owns it)
@@ -163,13 +163,7 @@ class _Zygote:
         self.listener, self.inode = listener, os.stat(self.path).st_ino
         self.stamp = code_stamp()  # before importing: a change during the import makes us stale, not wrong
         t0 = time.monotonic()
-        for name in sorted(ENTRIES):
-            module_name, func = name.split(":")
-            module = importlib.import_module(module_name)
-            warm = getattr(module, "preload", None)
-            if callable(warm):
-                warm()
-            self.entries[name] = getattr(module, func)
+        self.entries, paused_s = preload_pause.preload(self.home, ENTRIES, on_pause=lambda: _log("preload_paused"))
         self.contain = containment.detect().mode == "pidns"  # probed once here; the forks inherit the answer
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of GC passes: fewer copy-on-write faults in the children
@@ -184,7 +178,7 @@ class _Zygote:
         self.selector.register(self.wake_r, selectors.EVENT_READ)
         self.selector.register(listener, selectors.EVENT_READ)
         _log("serving", home=self.home, stamp=self.stamp, preload_ms=round((time.monotonic() - t0) * 1000),
-             preload_nice=preload_nice,
+             preload_nice=preload_nice, preload_paused_s=round(paused_s, 2),
              idle_s=self.idle_s, python=sys.executable)  # fmt: skip
         return True
 
