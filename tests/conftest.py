@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent_fleet_mcp.config import Settings
+from agent_fleet_mcp.runners import cgroups
 from agent_fleet_mcp.trust import trust_files
 
 TESTS = Path(__file__).parent
@@ -23,6 +25,26 @@ def pytest_configure(config: pytest.Config) -> None:
     is reset to its default in an exec'd child: handle it here (as an interactive run does) so they see a terminal's."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _no_turn_cgroups_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remove the empty turn cgroups of the test's fleet homes when it ends. A server releases a turn's cgroup when
+    the turn ends, and a new server removes its home's leftovers; a test that spawns turns by hand, or kills its
+    server, then deletes the home, and its cgroups stayed: a thousand per run of the suite. The homes looked at are
+    those tests use (``tmp_path``, ``tmp_path/home``, and the worker's base temp folder, which is the home of turn
+    files made at ``tmp_path/<name>/turns``). Tests of one worker run one at a time, and other workers' homes are
+    elsewhere, so no turn about to join its new cgroup loses it; a populated cgroup is never removed."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    base = cgroups.base()[0] if isinstance(tmp, Path) else None
+    if base is None or not isinstance(tmp, Path):
+        return
+    for home in (tmp, tmp / "home", tmp.parent):
+        for cg in cgroups.leftovers(base, home):
+            cgroups.remove(cg, timeout_s=0)
+        with contextlib.suppress(OSError):
+            cgroups.home_dir(base, home).rmdir()
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ descendants; a server start removes the home's empty turn cgroups, never a popul
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,3 +83,22 @@ async def test_server_start_removes_empty_turn_cgroups_never_a_live_one(settings
         sleeper.wait()
         cgroups.remove(live)
         cgroups.remove(parent)
+
+
+def test_a_probe_removes_a_probe_cgroup_left_by_a_process_that_died_never_a_recent_one() -> None:
+    """A server killed during its cgroup probe left ``agent-fleet-probe-<pid>`` behind; the next probe removes it
+    once it is older than any probe lasts. A recent one (a probe going on now: its cgroup is empty until its shell
+    joins) is left alone."""
+    base = cgroup_base()
+    stale, current = base / f"{cgroups.PREFIX}probe-stale-test", base / f"{cgroups.PREFIX}probe-current-test"
+    try:
+        stale.mkdir()
+        current.mkdir()
+        old = time.time() - cgroups.STALE_PROBE_S - 5
+        os.utime(stale, (old, old))
+        assert cgroups.probe()[0] == base
+        assert not stale.exists()
+        assert current.exists()
+    finally:
+        for d in (stale, current):
+            cgroups.remove(d, timeout_s=0)

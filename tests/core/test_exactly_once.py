@@ -127,7 +127,7 @@ def test_a_second_spawn_of_a_started_turn_runs_nothing(tmp_path: Path) -> None:
     from agent_fleet_mcp.runners import process as proc
     from agent_fleet_mcp.runners.base import LaunchPlan
 
-    files = proc.TurnFiles.for_turn(tmp_path / "turns", 1)
+    files = proc.TurnFiles.for_turn(tmp_path / "home" / "agents" / "a" / "turns", 1)  # the home is tmp_path/home
     side = tmp_path / "side.log"
     plan = LaunchPlan(
         argv=[sys.executable, "-c", f"open({str(side)!r}, 'a').write('ran\\n')"], env={}, cwd=tmp_path,

@@ -23,6 +23,7 @@ from pathlib import Path
 PREFIX = "agent-fleet-"
 JOIN_ENV = "AGENT_FLEET_TURN_CGROUP"  # the cgroup a spawned turn's outer process joins (removed before the program)
 PROBE_TIMEOUT_S = 5.0
+STALE_PROBE_S = 60.0  # a probe cgroup this old was left by a process that died during its probe
 
 
 def _mountpoint() -> Path | None:
@@ -73,6 +74,7 @@ def probe() -> tuple[Path | None, str]:
     where, why = base()
     if where is None:
         return None, why
+    remove_stale_probes(where)
     trial = where / f"{PREFIX}probe-{os.getpid()}"
     try:
         trial.mkdir(exist_ok=True)
@@ -93,6 +95,21 @@ def probe() -> tuple[Path | None, str]:
         return None, f"cgroup probe failed: {exc}"
     finally:
         remove(trial, timeout_s=1.0)
+
+
+def remove_stale_probes(base_dir: Path, *, now: float | None = None) -> int:
+    """Remove probe cgroups older than ``STALE_PROBE_S``: a probe removes its own within ~6 s (its timeout, then
+    the removal's), so an older one is left by a process that died during it (a server killed as it started). Age,
+    not the pid in the name, decides: a server inside an agent names its probe with a pid of its own PID
+    namespace. rmdir never removes a populated cgroup."""
+    now = time.time() if now is None else now
+    removed = 0
+    for stale in base_dir.glob(f"{PREFIX}probe-*"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > STALE_PROBE_S:
+                stale.rmdir()
+                removed += 1
+    return removed
 
 
 def home_dir(base_dir: Path, home: Path) -> Path:

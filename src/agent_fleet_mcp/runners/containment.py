@@ -93,8 +93,8 @@ def namespace_prefix(
     ``guards`` (see ``home_guards``) are bound read-only in between, where they can no longer be undone."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
-    mount = shutil.which("mount") or "mount"
-    guard = ["/bin/sh", "-c", _GUARD, mount, *[x for pair in guards for x in pair], "--"] if guards else []
+    pairs = [x for pair in guards for x in pair]
+    guard = ["/bin/sh", "-c", _GUARD, _mount_tool() or "mount", *pairs, "--"] if guards else []
     return [
         unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
         *guard, unshare, "--user", f"--map-user={uid}", f"--map-group={gid}", "--",
