@@ -201,7 +201,7 @@ async def main() -> None:
     if a.json:
         print(json.dumps([
             {"figure": f"{a.turns} claude-code turns at once, wall vs @steipete/claude-code-mcp",
-             "value": round(ratio, 2), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
+             "value": round(ratio, 3), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
              "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s"},
         ]))  # fmt: skip
         return
@@ -211,7 +211,7 @@ async def main() -> None:
     print(f"|{'-' * 4}|{'-' * 13}|{'-' * 13}|{'-' * 15}|{'-' * 15}|")
     for i, (m, t) in enumerate(zip(mine, theirs, strict=True), 1):
         print(f"| {i:>2} | {m.wall_s:11.2f} | {t.wall_s:11.2f} | {m.spread_s:13.2f} | {t.spread_s:13.2f} |")
-    print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.2f}x the peer (target <= {TARGET}x)")
+    print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.3f}x the peer (target <= {TARGET}x)")
 
 
 if __name__ == "__main__":
