@@ -97,13 +97,12 @@ def probe() -> tuple[Path | None, str]:
         remove(trial, timeout_s=1.0)
 
 
-def remove_stale_probes(base_dir: Path, *, now: float | None = None) -> int:
+def remove_stale_probes(base_dir: Path) -> int:
     """Remove probe cgroups older than ``STALE_PROBE_S``: a probe removes its own within ~6 s (its timeout, then
     the removal's), so an older one is left by a process that died during it (a server killed as it started). Age,
     not the pid in the name, decides: a server inside an agent names its probe with a pid of its own PID
     namespace. rmdir never removes a populated cgroup."""
-    now = time.time() if now is None else now
-    removed = 0
+    now, removed = time.time(), 0
     for stale in base_dir.glob(f"{PREFIX}probe-*"):
         with contextlib.suppress(OSError):
             if now - stale.stat().st_mtime > STALE_PROBE_S:
