@@ -37,8 +37,7 @@ def _no_turn_cgroups_left(request: pytest.FixtureRequest) -> Iterator[None]:
     elsewhere, so no turn about to join its new cgroup loses it; a populated cgroup is never removed."""
     yield
     tmp = request.node.funcargs.get("tmp_path")
-    base = cgroups.base()[0] if isinstance(tmp, Path) else None
-    if base is None or not isinstance(tmp, Path):
+    if not isinstance(tmp, Path) or (base := cgroups.base()[0]) is None:
         return
     for home in (tmp, tmp / "home", tmp.parent):
         for cg in cgroups.leftovers(base, home):

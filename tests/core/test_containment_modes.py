@@ -94,7 +94,7 @@ def test_a_probe_removes_a_probe_cgroup_left_by_a_process_that_died_never_a_rece
     try:
         stale.mkdir()
         current.mkdir()
-        old = time.time() - cgroups.STALE_PROBE_S - 5
+        old = time.time() - 2 * 3600  # left two hours ago: older than any probe lasts
         os.utime(stale, (old, old))
         assert cgroups.probe()[0] == base
         assert not stale.exists()
