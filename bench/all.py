@@ -32,7 +32,7 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("queue_cost", "queue_cost.py", ["400"]),
     ("status_speed", "status_speed.py", ["--calls", "20", "500", "5000"]),
     # 4 rounds, alternating: either server moves by +-0.5 s from run to run (the 10 CLIs take ~5 s of CPU)
-    ("claude_code_peer", "claude_code_peer.py", ["--turns", "10", "--latency", "1", "--repeat", "4"]),
+    ("claude_code_peer", "claude_code_peer.py", ["--turns", "10", "--latency", "1", "--repeat", "8"]),
 ]
 
 
