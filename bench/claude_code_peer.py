@@ -200,12 +200,12 @@ async def main() -> None:
     ratio = w_ours / w_peer
     # each round's own ratio (ours / the peer run right after it): how far one round moves the figure
     rounds = sorted(m.wall_s / t.wall_s for m, t in zip(mine, theirs, strict=True))
-    spread = f"rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x" if len(rounds) > 1 else "one round"
+    by_round = f"rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x" if len(rounds) > 1 else "one round"
     if a.json:
         print(json.dumps([
             {"figure": f"{a.turns} claude-code turns at once, wall vs @steipete/claude-code-mcp",
              "value": round(ratio, 3), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
-             "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s; {spread}"},
+             "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s; {by_round}"},
         ]))  # fmt: skip
         return
     print(f"claude: {claude}\npeer: {server_js}")
@@ -216,7 +216,7 @@ async def main() -> None:
     for i, (m, t) in enumerate(zip(mine, theirs, strict=True), 1):
         print(f"| {i:>2} | {m.wall_s:11.2f} | {t.wall_s:11.2f} | {m.wall_s / t.wall_s:5.2f} | {m.spread_s:13.2f} "
               f"| {t.spread_s:13.2f} |")
-    print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.3f}x the peer (target <= {TARGET}x); {spread}")
+    print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.3f}x the peer (target <= {TARGET}x); {by_round}")
 
 
 if __name__ == "__main__":
