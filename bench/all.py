@@ -31,8 +31,9 @@ BENCHES: list[tuple[str, str, list[str]]] = [
     ("turn_start 200x5s", "turn_start.py", ["--runs", "200", "--latency", "5", "--repeat", "3"]),
     ("queue_cost", "queue_cost.py", ["400"]),
     ("status_speed", "status_speed.py", ["--calls", "20", "500", "5000"]),
-    # 8 rounds, alternating: either server moves by +-0.3-0.5 s from round to round (the 10 CLIs take ~10 s of CPU)
-    ("claude_code_peer", "claude_code_peer.py", ["--turns", "10", "--latency", "1", "--repeat", "8"]),
+    # 8 rounds, alternating: either server moves by +-0.3-0.5 s from round to round (the 10 CLIs take ~10 s of CPU);
+    # --parity: a third run per round, the peer with its CLIs in our turns' boundary (shown, no target)
+    ("claude_code_peer", "claude_code_peer.py", ["--turns", "10", "--latency", "1", "--repeat", "8", "--parity"]),
 ]
 
 

@@ -1,6 +1,6 @@
 """10 claude-code turns at once: through our server vs through @steipete/claude-code-mcp (the peer), same run.
 
-    uv run python bench/claude_code_peer.py [--turns 10] [--latency 1] [--repeat 2] [--think 1] [--json]
+    uv run python bench/claude_code_peer.py [--turns 10] [--latency 1] [--repeat 2] [--think 1] [--parity] [--json]
 
 Both servers run over real stdio with the same pinned `claude` CLI (.tools/, bash scripts/install-tools.sh) against
 the same loopback scripted Messages API (``--latency`` s per answer; ANTHROPIC_BASE_URL,
@@ -11,6 +11,12 @@ both servers initialized and their tools listed ``--think`` s before it (a host 
 the first tool call; both servers get the same idle time, and the host's one-time costs are paid before: see
 HOST_IMPORTS); the first requests' spread is when the CLIs reached the model. The repeats
 alternate (ours, peer, ours, peer, ...) so both see the same machine load. Target: ours <= 1.0x the peer.
+
+The peer runs its CLIs with no boundary at all; ours run each turn in its own cgroup and user + PID namespaces, with
+the fleet home's guards bound read-only (docs/containment.md). ``--parity`` adds a third server to each round: the
+peer again, its CLI replaced by a script that enters the same boundary the way our spawn does (the same `sh`
+wrappers, `unshare` chain, two guards and a cgroup of its own, ``contained_cli``), and reports ours against it as
+well: what our server costs, with the boundary on both sides.
 
 The peer is found at $AGENT_FLEET_PEER_MCP or .tools/node_modules/@steipete/claude-code-mcp/dist/server.js
 (bash scripts/install-tools.sh peer).
@@ -23,6 +29,7 @@ import contextlib
 import importlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import sys
@@ -37,7 +44,7 @@ import psutil
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
-from agent_fleet_mcp.runners import forkserver
+from agent_fleet_mcp.runners import cgroups, containment, forkserver, process
 from agent_fleet_mcp.runners.headless import find_cli
 from agent_fleet_mcp.testing import Reply, ScriptedModelServer
 from agent_fleet_mcp.trust import trust_files
@@ -98,6 +105,44 @@ async def connected(c: Client) -> None:
                 await c.session.validate_tool_result(tool.name, CallToolResult(content=[], structured_content={}))
 
 
+def contained_cli(tmp: Path, claude: str) -> tuple[Path, Path, Path | None] | None:
+    """A stand-in for ``claude`` that runs it in the boundary our spawn gives a claude-code turn in pidns mode
+    (runners/process.py ``wrapped_argv``): joins a cgroup of its own, claims a marker, enters the user + PID
+    namespaces with two guards bound read-only (an empty token over /dev/null, a trust file over itself), and runs
+    the CLI under the namespace init's `sh`, which writes its exit file in ``tmp/turns``. Returns the script, that
+    folder, and the cgroup folder to remove after the run; None where turns get no namespaces (``containment.detect``).
+    """
+    boundary = containment.detect()
+    if boundary.mode != "pidns" or boundary.unshare is None:
+        return None
+    guard = tmp / "guards"
+    guard.mkdir()
+    (guard / "token").write_text("")
+    (guard / "trust.json").write_text("{}")
+    guards = [("/dev/null", str(guard / "token")), (str(guard / "trust.json"), str(guard / "trust.json"))]
+    prefix = containment.namespace_prefix(boundary.unshare, guards=guards)
+    runs = tmp / "turns"
+    runs.mkdir()
+    cg = None
+    join = ""
+    if boundary.cgroup_base is not None:
+        cg = boundary.cgroup_base / f"{cgroups.PREFIX}bench-peer-{os.getpid()}"
+        if cgroups.create(cg):
+            join = f'd={shlex.quote(str(cg))}/t$$; mkdir "$d" && export {cgroups.JOIN_ENV}="$d"\n'
+        else:
+            cg = None
+    exit_file = f"{shlex.quote(str(runs))}/t$$.exit"
+    # the spawn's own wrapper scripts (private to runners/process.py: a bench that copied them would drift)
+    inner = ["/bin/sh", "-c", process._INNER]  # pyright: ignore[reportPrivateUsage]
+    script = tmp / "claude-contained"
+    script.write_text(
+        f"#!/bin/sh\n{join}exec /bin/sh -c {shlex.quote(process._ENTER)} {exit_file} {shlex.join(prefix)} "
+        f'{shlex.join(inner)} {exit_file} {shlex.quote(claude)} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script, runs, cg
+
+
 def stop_zygote(home: Path) -> None:
     """Our server started its home's fork server (it may still be preloading, having given way to our CLIs): it
     is gone before the peer's run, so none of our CPU falls into the peer's time."""
@@ -140,7 +185,10 @@ async def ours(turns: int, latency_s: float, claude: str, think_s: float) -> Run
         return Run(wall, firsts(srv, t0, turns))
 
 
-async def peer(turns: int, latency_s: float, claude: str, server_js: Path, think_s: float) -> Run:
+async def peer(
+    turns: int, latency_s: float, claude: str, server_js: Path, think_s: float, *, contained: bool = False
+) -> Run:
+    """The peer's run; ``contained``: its CLIs in our boundary (``contained_cli``)."""
     node = shutil.which("node")
     assert node, "node is not installed"
     with tempfile.TemporaryDirectory(prefix="bench-peer-theirs-") as d, \
@@ -148,6 +196,12 @@ async def peer(turns: int, latency_s: float, claude: str, server_js: Path, think
         tmp = Path(d)
         env = base_env(tmp, srv, claude)
         env["CLAUDE_CLI_NAME"] = claude  # an absolute path: the same CLI as ours
+        cg = None
+        if contained:
+            made = contained_cli(tmp, claude)
+            assert made is not None, "turns get no namespaces on this machine (agent-fleet doctor says why)"
+            script, runs, cg = made
+            env["CLAUDE_CLI_NAME"] = str(script)
         if os.geteuid() == 0:  # the CLI refuses the peer's --dangerously-skip-permissions as root, unless sandboxed
             env["IS_SANDBOX"] = "1"
         (tmp / "proj").mkdir()
@@ -168,6 +222,13 @@ async def peer(turns: int, latency_s: float, claude: str, server_js: Path, think
                     tg.start_soon(one, i)
             wall = time.time() - t0
             assert not errors, errors
+        if contained:  # every CLI ran inside: its namespace init wrote its exit status, 0
+            codes = [f.read_text().strip() for f in runs.glob("*.exit")]
+            assert codes == ["0"] * turns, f"exit files of the contained CLIs: {codes}"
+            if cg is not None:
+                made_cgroups = [x for x in cg.iterdir() if x.is_dir()]  # (the rest are the kernel's interface files)
+                assert len(made_cgroups) == turns, f"{len(made_cgroups)} cgroups for {turns} contained CLIs"
+                cgroups.remove(cg)
         return Run(wall, firsts(srv, t0, turns))
 
 
@@ -177,46 +238,76 @@ async def main() -> None:
     p.add_argument("--latency", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--think", type=float, default=1.0, help="seconds between each server's start and the calls")
+    p.add_argument("--parity", action="store_true", help="also run the peer with its CLIs in our turns' boundary")
     p.add_argument("--json", action="store_true", help="print [{figure, value, target, ok}] instead of a table")
     a = p.parse_args()
     claude = find_cli("claude", os.environ)
     server_js = peer_path()
+    figure = f"{a.turns} claude-code turns at once, wall vs @steipete/claude-code-mcp"
     if claude is None or server_js is None:
         msg = "needs the pinned claude CLI and the peer: bash scripts/install-tools.sh"
         if a.json:
-            print(json.dumps([{"figure": "claude-code turns vs peer", "value": None, "target": f"<= {TARGET}x",
-                               "ok": None, "note": msg}]))  # fmt: skip
+            print(json.dumps([{"figure": figure, "value": None, "target": f"<= {TARGET}x", "ok": None, "note": msg}]))
             return
         sys.exit(msg)
+    parity = a.parity and containment.detect().mode == "pidns"
     for name in HOST_IMPORTS:
         importlib.import_module(name)
     mine: list[Run] = []
     theirs: list[Run] = []
+    boxed: list[Run] = []  # the peer with its CLIs in our boundary (--parity)
     for _ in range(a.repeat):
         mine.append(await ours(a.turns, a.latency, claude, a.think))
         theirs.append(await peer(a.turns, a.latency, claude, server_js, a.think))
+        if parity:
+            boxed.append(await peer(a.turns, a.latency, claude, server_js, a.think, contained=True))
     w_ours = statistics.median(r.wall_s for r in mine)
     w_peer = statistics.median(r.wall_s for r in theirs)
     ratio = w_ours / w_peer
-    # each round's own ratio (ours / the peer run right after it): how far one round moves the figure
-    rounds = sorted(m.wall_s / t.wall_s for m, t in zip(mine, theirs, strict=True))
-    by_round = f"rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x" if len(rounds) > 1 else "one round"
+    by_round = round_range(mine, theirs)
+    figures = [
+        {"figure": figure, "value": round(ratio, 3), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
+         "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s; {by_round}"},
+    ]  # fmt: skip
+    if boxed:
+        w_boxed = statistics.median(r.wall_s for r in boxed)
+        figures.append({
+            "figure": f"{a.turns} claude-code turns, wall vs the peer with its CLIs in our turns' boundary",
+            "value": round(w_ours / w_boxed, 3), "target": "(shown)", "ok": None,
+            "note": f"peer in our boundary {w_boxed:.2f} s; {round_range(mine, boxed)}",
+        })  # fmt: skip
+    elif a.parity:
+        figures.append({"figure": "parity run", "value": None, "target": "(shown)", "ok": None,
+                        "note": "turns get no namespaces here: agent-fleet doctor says why"})  # fmt: skip
     if a.json:
-        print(json.dumps([
-            {"figure": f"{a.turns} claude-code turns at once, wall vs @steipete/claude-code-mcp",
-             "value": round(ratio, 3), "target": f"<= {TARGET}x", "ok": ratio <= TARGET,
-             "note": f"ours {w_ours:.2f} s, peer {w_peer:.2f} s; {by_round}"},
-        ]))  # fmt: skip
+        print(json.dumps(figures))
         return
     print(f"claude: {claude}\npeer: {server_js}")
     print(f"{a.turns} claude-code turns at once, scripted model at {a.latency:g} s latency")
-    head = ("#", "ours wall s", "peer wall s", "ratio", "ours spread s", "peer spread s")
-    print("| " + " | ".join(f"{h:>{w}}" for h, w in zip(head, (2, 11, 11, 5, 13, 13), strict=True)) + " |")
-    print(f"|{'-' * 4}|{'-' * 13}|{'-' * 13}|{'-' * 7}|{'-' * 15}|{'-' * 15}|")
+    head = ["#", "ours wall s", "peer wall s", "ratio", "ours spread s", "peer spread s"]
+    widths = [2, 11, 11, 5, 13, 13]
+    if boxed:
+        head += ["peer in boundary s", "ratio"]
+        widths += [18, 5]
+    print("| " + " | ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for i, (m, t) in enumerate(zip(mine, theirs, strict=True), 1):
-        print(f"| {i:>2} | {m.wall_s:11.2f} | {t.wall_s:11.2f} | {m.wall_s / t.wall_s:5.2f} | {m.spread_s:13.2f} "
-              f"| {t.spread_s:13.2f} |")
+        row = f"| {i:>2} | {m.wall_s:11.2f} | {t.wall_s:11.2f} | {m.wall_s / t.wall_s:5.2f} | {m.spread_s:13.2f} " \
+              f"| {t.spread_s:13.2f} |"  # fmt: skip
+        if boxed:
+            row += f" {boxed[i - 1].wall_s:18.2f} | {m.wall_s / boxed[i - 1].wall_s:5.2f} |"
+        print(row)
     print(f"median: ours {w_ours:.2f} s, peer {w_peer:.2f} s = {ratio:.3f}x the peer (target <= {TARGET}x); {by_round}")
+    if boxed:
+        f = figures[-1]
+        print(f"median: the peer in our boundary {statistics.median(r.wall_s for r in boxed):.2f} s: ours = "
+              f"{f['value']:.3f}x it; {round_range(mine, boxed)}")  # fmt: skip
+
+
+def round_range(mine: list[Run], theirs: list[Run]) -> str:
+    """Each round's own ratio (ours / the other server's run right after it): how far one round moves the figure."""
+    rounds = sorted(m.wall_s / t.wall_s for m, t in zip(mine, theirs, strict=True))
+    return f"rounds {rounds[0]:.2f}-{rounds[-1]:.2f}x" if len(rounds) > 1 else "one round"
 
 
 if __name__ == "__main__":
