@@ -191,17 +191,18 @@ async def peer(
     """The peer's run; ``contained``: its CLIs in our boundary (``contained_cli``)."""
     node = shutil.which("node")
     assert node, "node is not installed"
-    with tempfile.TemporaryDirectory(prefix="bench-peer-theirs-") as d, \
+    with tempfile.TemporaryDirectory(prefix="bench-peer-theirs-") as d, contextlib.ExitStack() as cleanup, \
             ScriptedModelServer([Reply("done")] * turns, latency_s=latency_s, default_policy=False) as srv:  # fmt: skip
         tmp = Path(d)
         env = base_env(tmp, srv, claude)
         env["CLAUDE_CLI_NAME"] = claude  # an absolute path: the same CLI as ours
-        cg = None
         if contained:
             made = contained_cli(tmp, claude)
             assert made is not None, "turns get no namespaces on this machine (agent-fleet doctor says why)"
             script, runs, cg = made
             env["CLAUDE_CLI_NAME"] = str(script)
+            if cg is not None:
+                cleanup.callback(cgroups.remove, cg)  # also when the run fails
         if os.geteuid() == 0:  # the CLI refuses the peer's --dangerously-skip-permissions as root, unless sandboxed
             env["IS_SANDBOX"] = "1"
         (tmp / "proj").mkdir()
@@ -228,7 +229,6 @@ async def peer(
             if cg is not None:
                 made_cgroups = [x for x in cg.iterdir() if x.is_dir()]  # (the rest are the kernel's interface files)
                 assert len(made_cgroups) == turns, f"{len(made_cgroups)} cgroups for {turns} contained CLIs"
-                cgroups.remove(cg)
         return Run(wall, firsts(srv, t0, turns))
 
 
